@@ -1,0 +1,3 @@
+from pz2.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Datasets: the seed's file formats, generation, import of real text, validation."""

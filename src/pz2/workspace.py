@@ -1,0 +1,44 @@
+"""The seed's `finetuning/` workspace: where configs, datasets, models and logs live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pz2.config import ModelConfig, TrainingConfig, load_config
+
+MODEL_CONFIG = "model_config.yaml"
+TRAINING_CONFIG = "training_config.yaml"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths under one workspace root; nothing is created until a command writes there."""
+
+    root: Path
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets" / "processed_english"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training_logs(self) -> Path:
+        return self.root / "logs" / "training_logs"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "logs" / "checkpoints"
+
+    def model_config(self, overrides: dict | None = None) -> ModelConfig:
+        return load_config(ModelConfig, self.configs / MODEL_CONFIG, overrides)
+
+    def training_config(self, overrides: dict | None = None) -> TrainingConfig:
+        return load_config(TrainingConfig, self.configs / TRAINING_CONFIG, overrides)
