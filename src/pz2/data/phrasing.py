@@ -98,7 +98,8 @@ def decorate(text: str, rng: random.Random, prefixes: tuple[str, ...], suffixes:
     """One random surface form of `text`: maybe a greeting before, an aside after, casual or mistyped."""
     prefix, suffix = rng.choice(prefixes), rng.choice(suffixes)
     out = text
-    if prefix.endswith(", ") and not out.startswith(("I ", "I'")) and out[1:2].islower():
+    continues = prefix and not prefix.endswith((". ", "! ", ": "))
+    if continues and not out.startswith(("I ", "I'")) and out[1:2].islower():
         out = out[0].lower() + out[1:]  # "Hey, how do I ..." continues the sentence
     if suffix[:2].strip()[:1].isupper() and out[-1:].isalnum():
         out += "."  # "Explain DNS. Thanks!" rather than "Explain DNS Thanks!"

@@ -1,0 +1,232 @@
+"""The `pz2` command line. Commands parse, call one library function, print, and pick the exit code.
+
+Heavy libraries (torch, transformers) are imported inside commands so `pz2 --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+from typer.core import TyperGroup
+
+from pz2.errors import Pz2Error, UsageError
+from pz2.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Pz2Group(TyperGroup):
+    """Turns a library error into one red line and an exit code: 2 for usage, 1 otherwise."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Pz2Error as e:
+            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2 if isinstance(e, UsageError) else 1) from None
+
+
+app = typer.Typer(
+    cls=_Pz2Group,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    help="pz2: fine-tune and serve a hybrid assistant.\n\nExample: [bold]pz2 demo[/]",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
+models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+
+
+class Lang(str, Enum):
+    en = "en"
+    ko = "ko"
+
+
+def _ws(ctx: typer.Context) -> Workspace:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    workspace: Annotated[Path, typer.Option(envvar="PZ2_WORKSPACE", help="The seed's finetuning/ folder.")] = Path("finetuning"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library log lines.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    ctx.obj = Workspace(workspace)
+
+
+# ---------------------------------------------------------------- data
+
+
+@data_app.command("generate")
+def data_generate(
+    ctx: typer.Context,
+    seed: Annotated[int | None, typer.Option(help="Random seed (config: data.seed).")] = None,
+    per_category: Annotated[int | None, typer.Option(help="Questions per category (config: data.per_category).")] = None,
+    include_real: Annotated[bool | None, typer.Option("--include-real/--no-include-real",
+                                                      help="Mix in human-written rows (config: data.include_real).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/processed_english).")] = None,
+) -> None:
+    """Write the seed's nine dataset files.
+
+    Example: [bold]pz2 data generate --seed 7 --per-category 500[/]
+    """
+    from pz2.data.generate import generate
+    from pz2.views import rows_table
+
+    ws = _ws(ctx)
+    cfg = ws.training_config({"data.seed": seed, "data.per_category": per_category, "data.include_real": include_real})
+    out = output or ws.datasets
+    with console.status("generating datasets ..."):
+        report = generate(cfg.data, ws.model_config().system_prompt, out)
+    console.print(rows_table(f"{out}  (seed {cfg.data.seed}, {report.seconds:.2f} s)", report.rows))
+    if report.real_rows:
+        console.print(f"including {report.real_rows} human-written rows")
+
+
+@data_app.command("import")
+def data_import(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/real_english).")] = None,
+    max_per_source: Annotated[int, typer.Option(min=1, help="Rows kept from each corpus at most.")] = 1000,
+) -> None:
+    """Convert human-written text from packaged corpora (chitchat-dataset, chatterbot-corpus) to the seed's formats.
+
+    Example: [bold]pz2 data import --max-per-source 500[/]
+    """
+    from pz2.data.real import import_real
+    from pz2.views import rows_table
+
+    out = output or _ws(ctx).datasets.parent / "real_english"
+    with console.status("importing real text ..."):
+        report = import_real(out, max_per_source)
+    sources = ", ".join(f"{k}: {v}" for k, v in report.by_source.items())
+    console.print(rows_table(f"{out}  ({sources})", report.rows))
+
+
+@data_app.command("validate")
+def data_validate(
+    ctx: typer.Context,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the workspace's processed_english).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    lang: Annotated[Lang, typer.Option(help="Message language (ko: 한국어).")] = Lang.en,
+    tokens: Annotated[bool, typer.Option("--tokens/--no-tokens", help="Check the base-tokenizer token limit.")] = True,
+) -> None:
+    """Check dataset files; exit 0 when clean, 1 on errors, 2 on bad usage. Inputs are never modified.
+
+    Example: [bold]pz2 data validate --lang ko[/]
+    """
+    from pz2.data.validate import validate_directory, validate_files
+    from pz2.models.prepare import base_token_counter
+    from pz2.views import print_validation
+
+    ws = _ws(ctx)
+    targets = paths or [ws.datasets]
+    for p in targets:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or folder")
+    cfg = ws.training_config().validation
+    counter = base_token_counter(ws.model_config()) if tokens else None
+    if len(targets) == 1 and targets[0].is_dir():
+        report = validate_directory(targets[0], cfg, counter, require_defaults=targets[0] == ws.datasets)
+    else:
+        files = [f for p in targets for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
+        report = validate_files(files, cfg, counter)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict(lang.value), ensure_ascii=False))
+    else:
+        print_validation(console, report, lang.value)
+    raise typer.Exit(code=0 if report.ok else 1)
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("prepare")
+def models_prepare(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(help="Convert again even if a current conversion exists.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (config: cache_dir).")] = None,
+) -> None:
+    """Convert the embedded SmolLM2 GGUF base to float32 safetensors, once (about 25 s; later about 0 s).
+
+    Example: [bold]pz2 models prepare[/]
+    """
+    from pz2.models.prepare import prepare_base
+
+    cfg = _ws(ctx).model_config({"cache_dir": cache_dir and str(cache_dir)})
+    with console.status("preparing the embedded base model (first time about 25 s) ..."):
+        prepared = prepare_base(cfg, force=force)
+    how = "reused" if prepared.cached else "converted"
+    console.print(f"base model {how} in {prepared.seconds:.1f} s: {prepared.path}")
+
+
+# ---------------------------------------------------------------- status, demo
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Show which datasets, models and checkpoints exist, with sizes, dates and metrics.
+
+    Example: [bold]pz2 status --json[/]
+    """
+    from pz2 import status as st
+
+    ws = _ws(ctx)
+    entries = st.collect(ws, ws.model_config())
+    if as_json:
+        console.print_json(json.dumps(st.as_dicts(entries), ensure_ascii=False))
+        return
+    table = Table(title=f"pz2 workspace {ws.root}")
+    for col in ("kind", "name", "rows", "size", "modified", "metrics"):
+        table.add_column(col)
+    for e in entries:
+        metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in e.metrics.items()
+                            if isinstance(v, (int, float, str)))
+        table.add_row(e.group, e.name, "" if e.rows is None else str(e.rows), f"{e.size_bytes / 1e6:.1f} MB",
+                      e.modified, metrics)
+    console.print(table if entries else "nothing yet: run [bold]pz2 demo[/] or [bold]pz2 data generate[/]")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the whole pipeline on the embedded default model: data, validation, base model.
+
+    Example: [bold]pz2 demo[/]
+    """
+    from pz2.demo import run_demo
+
+    ok = run_demo(_ws(ctx), console)
+    raise typer.Exit(code=0 if ok else 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pz2` script and of `python -m pz2`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights or data at run time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, prog_name="pz2", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    return 0

@@ -1,0 +1,142 @@
+"""Turn the embedded GGUF base into a float32 safetensors directory, once, in a cache.
+
+Loading from the GGUF dequantizes every tensor (about 20-25 s here); the converted directory
+loads in about 1 s. transformers refuses to `save_pretrained` a GGUF-loaded model ("quantized
+with gguf and is not serializable"), so the weights are moved into a model built from the same
+config without `quantization_config`, then saved. The served base and the trained base are the
+same weights: the Q4_1 values that training dequantizes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pz2.config import EMBEDDED, ModelConfig
+from pz2.errors import ModelError
+from pz2.fileio import atomic_directory, sha256_file
+from pz2.models.embedded import BASE, ENCODER
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FILE = "pz2_source.json"
+TokenCounter = Callable[[list[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class PreparedBase:
+    path: Path
+    seconds: float
+    cached: bool      # True when an earlier preparation was reused
+    source: dict      # what it was converted from: file, size, sha256
+
+
+def _cache_root(cfg: ModelConfig) -> Path:
+    return cfg.cache_dir.expanduser()
+
+
+def prepared_base_dir(cfg: ModelConfig) -> Path:
+    return _cache_root(cfg) / "base" / f"{BASE.name}-f32"
+
+
+def _source_of(gguf: Path) -> dict:
+    stat = gguf.stat()
+    return {"file": gguf.name, "distribution": BASE.distribution, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _is_current(directory: Path, gguf: Path) -> dict | None:
+    """The recorded source when `directory` holds a complete conversion of this very file."""
+    try:
+        recorded = json.loads((directory / SOURCE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    now = _source_of(gguf)
+    same = all(recorded.get(k) == now[k] for k in ("file", "size", "mtime_ns"))
+    return recorded if same and (directory / "model.safetensors").exists() else None
+
+
+def prepare_base(cfg: ModelConfig, force: bool = False) -> PreparedBase:
+    """Convert the embedded GGUF base to safetensors unless a current conversion exists."""
+    start = time.perf_counter()
+    gguf = BASE.path()
+    target = prepared_base_dir(cfg)
+    recorded = None if force else _is_current(target, gguf)
+    if recorded is not None:
+        return PreparedBase(target, time.perf_counter() - start, True, recorded)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting %s to float32 safetensors in %s (once; about 25 s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    # tied embeddings may be absent from the state dict; anything else missing is a broken file
+    missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
+    if missing or unexpected:
+        raise ModelError(f"{gguf}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    source = {**_source_of(gguf), "sha256": sha256_file(gguf), "license": BASE.license}
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
+    seconds = time.perf_counter() - start
+    logger.info("prepared base in %.1fs", seconds)
+    return PreparedBase(target, seconds, False, source)
+
+
+def resolve_base(cfg: ModelConfig) -> str:
+    """A path or hub id that `from_pretrained` can load offline."""
+    if cfg.base_model == EMBEDDED:
+        return str(prepare_base(cfg).path)
+    return _local_or_cached(cfg.base_model, "base_model")
+
+
+def resolve_encoder(cfg: ModelConfig) -> str:
+    if cfg.encoder_model == EMBEDDED:
+        return str(ENCODER.path())
+    return _local_or_cached(cfg.encoder_model, "encoder_model")
+
+
+def _local_or_cached(name: str, key: str) -> str:
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"`{key}`: {path} has no config.json; point it at a Hugging Face model directory")
+        return str(path)
+    if name.startswith((".", "/", "~")):
+        raise ModelError(f"`{key}`: directory {path} does not exist")
+    return name  # a hub id: loaded with HF_HUB_OFFLINE=1, so only from the local cache
+
+
+def base_token_counter(cfg: ModelConfig) -> TokenCounter:
+    """Count base-tokenizer tokens fast, without preparing the whole base model.
+
+    For the embedded base the tokenizer is taken from the prepared directory when it exists,
+    otherwise read from the GGUF once (about 4 s) and cached as tokenizer.json.
+    """
+    if cfg.base_model != EMBEDDED:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(resolve_base(cfg), trust_remote_code=cfg.trust_remote_code)
+        return lambda texts: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
+    from tokenizers import Tokenizer
+
+    prepared = prepared_base_dir(cfg) / "tokenizer.json"
+    cached = _cache_root(cfg) / "tokenizer" / BASE.name / "tokenizer.json"
+    if not prepared.exists() and not cached.exists():
+        from transformers import AutoTokenizer
+
+        gguf = BASE.path()
+        with atomic_directory(cached.parent) as tmp:
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+    tok = Tokenizer.from_file(str(prepared if prepared.exists() else cached))
+    return lambda texts: [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]

@@ -1,0 +1,72 @@
+"""What exists in a workspace: datasets, models, checkpoints, the prepared base (the seed's "ft -> 상태 확인")."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pz2.config import ModelConfig
+from pz2.models.prepare import prepared_base_dir
+from pz2.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Entry:
+    group: str                     # "dataset", "model", "checkpoint", "base"
+    name: str
+    path: str
+    size_bytes: int
+    modified: str                  # ISO 8601, UTC
+    rows: int | None = None        # datasets
+    metrics: dict = field(default_factory=dict)  # models: metrics.json or manifest.json["metrics"]
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _modified(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _rows(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _metrics(directory: Path) -> dict:
+    for name, key in (("metrics.json", None), ("manifest.json", "metrics")):
+        file = directory / name
+        if file.is_file():
+            try:
+                data = json.loads(file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                return {"error": f"{name} is not valid JSON"}
+            return (data.get(key) or {}) if key else data
+    return {}
+
+
+def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
+    entries: list[Entry] = []
+    for directory in sorted(p for p in ws.datasets.parent.glob("*") if p.is_dir()):
+        for f in sorted(directory.glob("*.jsonl")):
+            entries.append(Entry("dataset", f"{directory.name}/{f.name}", str(f), _size(f), _modified(f), rows=_rows(f)))
+    if ws.models.is_dir():
+        markers = ("config.json", "adapter_config.json", "manifest.json")
+        for d in sorted(p for p in ws.models.rglob("*") if p.is_dir() and any((p / m).exists() for m in markers)):
+            entries.append(Entry("model", str(d.relative_to(ws.models)), str(d), _size(d), _modified(d), metrics=_metrics(d)))
+    if ws.checkpoints.is_dir():
+        for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
+            entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
+    base = prepared_base_dir(model_cfg)
+    if base.is_dir():
+        entries.append(Entry("base", base.name, str(base), _size(base), _modified(base)))
+    return entries
+
+
+def as_dicts(entries: list[Entry]) -> list[dict]:
+    return [asdict(e) for e in entries]
