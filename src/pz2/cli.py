@@ -12,7 +12,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -29,7 +28,7 @@ err_console = Console(stderr=True)
 class _Pz2Group(TyperGroup):
     """Turns a library error into one red line and an exit code: 2 for usage, 1 otherwise."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except Pz2Error as e:
@@ -148,7 +147,7 @@ def data_validate(
         files = [f for p in targets for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
         report = validate_files(files, cfg, counter)
     if as_json:
-        console.print_json(json.dumps(report.to_dict(lang.value), ensure_ascii=False))
+        typer.echo(json.dumps(report.to_dict(lang.value), ensure_ascii=False, indent=2))
     else:
         print_validation(console, report, lang.value)
     raise typer.Exit(code=0 if report.ok else 1)
@@ -190,7 +189,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
     ws = _ws(ctx)
     entries = st.collect(ws, ws.model_config())
     if as_json:
-        console.print_json(json.dumps(st.as_dicts(entries), ensure_ascii=False))
+        typer.echo(json.dumps(st.as_dicts(entries), ensure_ascii=False, indent=2))
         return
     table = Table(title=f"pz2 workspace {ws.root}")
     for col in ("kind", "name", "rows", "size", "modified", "metrics"):
@@ -220,13 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights or data at run time
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, prog_name="pz2", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
+        app(args=argv, prog_name="pz2")
+    except SystemExit as e:  # typer ends every run with SystemExit; scripts want the code back
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     return 0

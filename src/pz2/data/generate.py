@@ -51,6 +51,7 @@ SEED_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("Hello, how are you today?", "general"),
     ("I feel sad today", "general"),
 )
+_SEED_KEYS = {normalize(q) for q, _ in SEED_EXAMPLES}
 
 
 def _numbered(items: tuple[str, ...]) -> str:
@@ -59,6 +60,7 @@ def _numbered(items: tuple[str, ...]) -> str:
 
 def _concept_stream(c: Concept, rng: random.Random) -> Iterator[str]:
     templates = phrasing.CONCEPT_TEMPLATES
+    yield from c.questions
     yield from (t.format(s=c.subject) for t in templates[:2])
     while True:
         text = rng.choice(templates).format(s=c.subject)
@@ -99,8 +101,14 @@ def _intent_stream(i: Intent, rng: random.Random) -> Iterator[str]:
 class _Topic:
     key: str
     category: str
-    stream: Iterator[str]
+    stream: Iterator[str]                               # its own verbatim questions come first
     reply: Callable[[random.Random], tuple[str, str]]  # -> (short, detailed)
+    verbatim: tuple[str, ...] = ()
+
+    @property
+    def pinned(self) -> bool:
+        """Topics holding a seed example stay in training and are drawn first, whatever the size."""
+        return any(normalize(q) in _SEED_KEYS for q in self.verbatim)
 
 
 def _topics(rng: random.Random) -> list[_Topic]:
@@ -108,13 +116,13 @@ def _topics(rng: random.Random) -> list[_Topic]:
     for c in CONCEPTS:
         detailed = f"{c.answer}\n\nIn more detail:\n{_numbered(c.points)}"
         topics.append(_Topic(f"qna:{c.subject}", "qna", _concept_stream(c, rng),
-                             lambda _r, a=c.answer, d=detailed: (a, d)))
+                             lambda _r, a=c.answer, d=detailed: (a, d), c.questions))
     for t in TASKS:
         prep = "on" if t.tool in phrasing.ON_TOOLS else "in"
         detailed = f"Here's a detailed guide on how to {t.task} {prep} {t.tool}:\n{_numbered(t.steps)}"
         detailed += f"\n\nTip: {t.tip}" if t.tip else ""
         topics.append(_Topic(f"technical:{t.tool}:{t.task}", "technical", _task_stream(t, rng),
-                             lambda _r, a=t.answer, d=detailed: (a, d)))
+                             lambda _r, a=t.answer, d=detailed: (a, d), t.questions))
     for p in PROBLEMS:
         detailed = f"{p.answer}\n\nStep by step:\n{_numbered(p.steps)}"
         detailed += f"\n\nTip: {p.tip}" if p.tip else ""
@@ -124,7 +132,7 @@ def _topics(rng: random.Random) -> list[_Topic]:
         def reply(r: random.Random, replies: tuple[str, ...] = i.replies) -> tuple[str, str]:
             text = r.choice(replies)
             return text, text  # chat needs no specialist: both answers are the same warm reply
-        topics.append(_Topic(f"general:{i.name}", "general", _intent_stream(i, rng), reply))
+        topics.append(_Topic(f"general:{i.name}", "general", _intent_stream(i, rng), reply, i.utterances[:1]))
     return topics
 
 
@@ -180,20 +188,18 @@ def generate(cfg: DataConfig, system_prompt: str, out_dir: Path) -> GenerationRe
     start = time.perf_counter()
     rng = random.Random(cfg.seed)
     topics = _topics(rng)
-    by_question = {normalize(q): c for q, c in SEED_EXAMPLES}
+    pinned = {t.key for t in topics if t.pinned}
+    split_of = _assign_splits(topics, cfg, pinned, rng)
     seen: set[str] = set()
     examples: list[Example] = []
-    pinned: set[str] = set()
     for category in LABELS:
-        chosen = [t for t in topics if t.category == category]
+        # seed topics first, then held-out topics, so even a tiny dataset has every split
+        chosen = sorted((t for t in topics if t.category == category),
+                        key=lambda t: (t.key not in pinned, split_of[t.key] == "train"))
         examples += _draw(chosen, cfg.per_category, seen, rng)
-    for e in examples:
-        if by_question.get(normalize(e.question)) == e.category:
-            pinned.add(e.topic)
-    missing = set(by_question) - {normalize(e.question) for e in examples}
-    if missing:
-        raise AssertionError(f"seed examples not generated: {sorted(missing)}")
-    split_of = _assign_splits(topics, cfg, pinned, rng)
+    generated = {(normalize(e.question), e.category) for e in examples}
+    missing = [q for q, c in SEED_EXAMPLES if (normalize(q), c) not in generated]
+    assert not missing, f"seed examples not generated: {missing}"
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for e in examples:
         splits[split_of[e.topic]].append(e)

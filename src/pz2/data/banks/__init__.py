@@ -17,6 +17,7 @@ class Concept:
     subject: str
     answer: str                # the unified model's short answer
     points: tuple[str, ...]    # the specialist's detail, rendered as a numbered list
+    questions: tuple[str, ...] = ()  # verbatim questions beyond the templates (the seed's own)
 
 
 @dataclass(frozen=True)

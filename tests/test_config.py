@@ -1,0 +1,68 @@
+"""Configs: typed, validated at load, errors name the key and the file; CLI flags override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pz2.config import DataConfig, ModelConfig, TrainingConfig, ValidationConfig, load_config, save_config
+from pz2.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(), TrainingConfig(), DataConfig(seed=3, include_real=True),
+                                 ValidationConfig(max_tokens=64)])
+def test_config_round_trips(cfg, tmp_path: Path) -> None:
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(type(cfg), tmp_path / "c.yaml") == cfg
+
+
+def test_shipped_configs_load_and_match_the_defaults() -> None:
+    assert load_config(TrainingConfig, REPO / "finetuning/configs/training_config.yaml") == TrainingConfig()
+    assert load_config(ModelConfig, REPO / "finetuning/configs/model_config.yaml") == ModelConfig()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("data:\n  per_categroy: 10\n", "`data.per_categroy`: unknown key"),
+        ("data:\n  seed: many\n", "`data.seed`: Input should be a valid integer"),
+        ("data:\n  per_category: 0\n", "`data.per_category`: Input should be greater than or equal to 10"),
+        ("validation:\n  min_chars: 50\n  max_chars: 40\n", "`validation`: Value error, `min_chars` must be smaller"),
+        ("data: [1, 2\n", "line 2: not valid YAML"),
+        ("- 1\n- 2\n", "the top level must be a mapping"),
+    ],
+)
+def test_bad_file_names_key_and_file(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    path = tmp_path / "training_config.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as e:
+        load_config(TrainingConfig, path)
+    assert str(e.value).startswith(f"{path}: ")
+    assert expected in str(e.value)
+
+
+def test_overrides_win_and_are_blamed(tmp_path: Path) -> None:
+    path = tmp_path / "training_config.yaml"
+    path.write_text("data:\n  seed: 1\n  per_category: 50\n")
+    cfg = load_config(TrainingConfig, path, {"data.seed": 9, "data.per_category": None})
+    assert (cfg.data.seed, cfg.data.per_category) == (9, 50)  # None means "flag not given"
+    with pytest.raises(ConfigError, match=r"`data.per_category`.*\(from a command-line override\)"):
+        load_config(TrainingConfig, path, {"data.per_category": 5})
+
+
+def test_cli_config_error_is_one_line_and_exit_1(cli, workspace) -> None:
+    (workspace.configs / "training_config.yaml").write_text("data:\n  per_categroy: 10\n")
+    result = cli("data", "generate")
+    assert result.exit_code == 1
+    assert "training_config.yaml: `data.per_categroy`: unknown key" in result.output
+    assert "Traceback" not in result.output
+    assert not workspace.datasets.exists(), "nothing is written when the config is bad"
+
+
+def test_cli_bad_override_names_the_key(cli, workspace) -> None:
+    result = cli("data", "generate", "--per-category", "3")
+    assert result.exit_code == 1
+    assert "`data.per_category`" in result.output and "command-line override" in result.output
