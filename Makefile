@@ -26,4 +26,5 @@ test: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) finetuning/datasets/*/ finetuning/models/*/ finetuning/logs/*/
+	rm -rf $(VENV)
+	git clean -fdX finetuning/

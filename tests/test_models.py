@@ -56,3 +56,20 @@ def test_base_model_path_must_exist_and_be_a_model(tmp_path: Path) -> None:
         resolve_base(ModelConfig(base_model=str(tmp_path / "missing")))
     with pytest.raises(ModelError, match="has no config.json"):
         resolve_base(ModelConfig(base_model=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_a_reinstalled_identical_gguf_reuses_the_conversion(workspace, tmp_path: Path) -> None:
+    import os
+
+    from pz2.models.prepare import prepare_base
+
+    cfg = workspace.model_config()
+    prepare_base(cfg)
+    gguf = BASE.path()
+    stat = gguf.stat()
+    try:
+        os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # what a reinstall does
+        assert prepare_base(cfg).cached
+    finally:
+        os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns))

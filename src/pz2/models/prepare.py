@@ -49,14 +49,22 @@ def _source_of(gguf: Path) -> dict:
 
 
 def _is_current(directory: Path, gguf: Path) -> dict | None:
-    """The recorded source when `directory` holds a complete conversion of this very file."""
+    """The recorded source when `directory` holds a complete conversion of this very file.
+
+    Size and mtime answer quickly; a reinstalled package (new mtime) is checked by its sha256.
+    """
     try:
         recorded = json.loads((directory / SOURCE_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    if not (directory / "model.safetensors").exists():
+        return None
     now = _source_of(gguf)
-    same = all(recorded.get(k) == now[k] for k in ("file", "size", "mtime_ns"))
-    return recorded if same and (directory / "model.safetensors").exists() else None
+    if recorded.get("file") != now["file"] or recorded.get("size") != now["size"]:
+        return None
+    if recorded.get("mtime_ns") == now["mtime_ns"] or recorded.get("sha256") == sha256_file(gguf):
+        return recorded
+    return None
 
 
 def prepare_base(cfg: ModelConfig, force: bool = False) -> PreparedBase:
