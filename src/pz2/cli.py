@@ -45,8 +45,12 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
 models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
+train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier (and, later, the unified model and specialists).")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 
 class Lang(str, Enum):
@@ -173,6 +177,112 @@ def models_prepare(
         prepared = prepare_base(cfg, force=force)
     how = "reused" if prepared.cached else "converted"
     console.print(f"base model {how} in {prepared.seconds:.1f} s: {prepared.path}")
+
+
+# ---------------------------------------------------------------- classifier
+
+
+class Method(str, Enum):
+    finetune = "finetune"
+    setfit = "setfit"
+
+
+def _classifier_dir(ctx: typer.Context, model: Path | None) -> Path:
+    return model or _ws(ctx).models / "unified_model" / "classifier"
+
+
+@train_app.command("classifier")
+def train_classifier_cmd(
+    ctx: typer.Context,
+    method: Annotated[Method | None, typer.Option(help="finetune or setfit (config: classifier.method).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs (config: classifier.epochs).")] = None,
+    include_real: Annotated[bool | None, typer.Option("--include-real/--no-include-real",
+                                                      help="Add human-written rows (config: classifier.include_real).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (config: classifier.seed).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/models/unified_model/classifier).")] = None,
+) -> None:
+    """Fine-tune the conversation-type classifier on the embedded MiniLM encoder, calibrate and evaluate it.
+
+    Example: [bold]pz2 train classifier --method setfit --epochs 2[/]
+    """
+    from pz2.training.classifier import train_classifier
+
+    ws = _ws(ctx)
+    cfg = ws.training_config({"classifier.method": method and method.value, "classifier.epochs": epochs,
+                              "classifier.include_real": include_real, "classifier.seed": seed})
+    result = train_classifier(ws, cfg.classifier, ws.model_config(), output)
+    m = result.metrics
+    table = Table(title=f"classifier ({m['method']}) saved to {result.path} in {result.seconds:.0f} s")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in m.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+
+
+@eval_app.command("classifier")
+def eval_classifier_cmd(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="JSONL file with `text` and `label` (0=qna, 1=technical, 2=general).")],
+    model: Annotated[Path | None, typer.Option(help="Classifier folder (default: the workspace's).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Report folder (default: <model>/eval/<data name>).")] = None,
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and ECE, as JSON, markdown and PNG.
+
+    Example: [bold]pz2 eval classifier --data finetuning/datasets/real_english/classification_test.jsonl[/]
+    """
+    from pz2.evaluation.classifier_report import evaluate_classifier
+    from pz2.runtime.classifier import ConversationClassifier
+
+    if not data.is_file():
+        raise UsageError(f"{data}: no such file")
+    model_dir = _classifier_dir(ctx, model)
+    result = evaluate_classifier(ConversationClassifier.load(model_dir), data,
+                                 output or model_dir / "eval" / data.stem)
+    m = result.metrics
+    table = Table(title=f"{data.name}: {m.rows} rows")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for name, c in m.per_class.items():
+        table.add_row(name, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", str(c.support))
+    console.print(table)
+    console.print(f"accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}  ECE {m.ece:.4f}  NLL {m.nll:.4f}")
+    console.print(f"report: {result.files['report.md']}")
+
+
+@app.command()
+def classify(
+    ctx: typer.Context,
+    text: Annotated[str | None, typer.Argument(help="The text to label.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="JSONL with `text` (or plain lines) to label in batch.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where batch results go (JSONL; default: standard output).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Classifier folder (default: the workspace's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Label text as qna, technical or general, with calibrated probabilities.
+
+    Example: [bold]pz2 classify "How to draw a line in CAD software?"[/]  or  [bold]pz2 classify --input questions.jsonl[/]
+    """
+    from pz2.runtime.batch import classify_file
+    from pz2.runtime.classifier import ConversationClassifier
+
+    if (text is None) == (input is None):
+        raise UsageError("give either a TEXT or `--input FILE`")
+    if input is not None and not input.is_file():
+        raise UsageError(f"{input}: no such file")
+    clf = ConversationClassifier.load(_classifier_dir(ctx, model))
+    if input is not None:
+        n = classify_file(clf, input, output)
+        if output:
+            console.print(f"labelled {n} rows -> {output}")
+        return
+    p = clf.predict([text])[0]
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), ensure_ascii=False))
+        return
+    probs = "  ".join(f"{k} {v:.3f}" for k, v in p.probs.items())
+    console.print(f"[bold]{p.label}[/] ({p.confidence:.3f})   {probs}" + (f"   [dim]{p.note}[/]" if p.note else ""))
 
 
 # ---------------------------------------------------------------- status, demo

@@ -9,7 +9,7 @@ nanoGPT's configurator refuses an unknown key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -101,11 +101,40 @@ class ValidationConfig(_Strict):
         return self
 
 
+class ClassifierConfig(_Strict):
+    """`pz2 train classifier`: the conversation-type classifier on the embedded MiniLM encoder."""
+
+    method: Literal["finetune", "setfit"] = Field(
+        "finetune",
+        description="`finetune`: the whole encoder and a classification head, end to end "
+        "(AutoModelForSequenceClassification); `setfit`: contrastive pairs tune the encoder, then a head "
+        "is fitted on its frozen embeddings.",
+    )
+    include_real: bool = Field(
+        True,
+        description="Also train on the human-written train split of `pz2 data import` (imported on demand) "
+        "and stop early on its validation split; its test split stays held out.",
+    )
+    max_length: int = Field(64, ge=8, le=512, description="Tokens per text; longer input is truncated (with a note).")
+    epochs: int = Field(3, ge=1, le=50, description="Upper bound; early stopping usually ends sooner.")
+    batch_size: int = Field(32, ge=1, le=1024)
+    learning_rate: float = Field(5e-5, gt=0, le=1e-2)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
+    eval_every: int = Field(50, ge=1, description="Steps between validation passes.")
+    patience: int = Field(3, ge=1, description="Validation passes without improvement before stopping.")
+    setfit_pairs: int = Field(
+        6000, ge=10, description="`setfit` only: contrastive pairs (half same-label, half different-label)."
+    )
+    seed: int = Field(42, ge=0)
+
+
 class TrainingConfig(_Strict):
     """Everything in `training_config.yaml`."""
 
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
 
 
 Cfg = TypeVar("Cfg", bound=BaseModel)

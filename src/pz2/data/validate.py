@@ -115,7 +115,7 @@ def validate_files(paths: Iterable[Path], cfg: ValidationConfig, count_tokens: T
         if info is None:
             report.issues.append(Issue(Severity.WARNING, "unknown_file", path, None))
             continue
-        file_report, issues, seen = _validate_file(path, info.kind, cfg, count_tokens)
+        file_report, issues, seen = check_file(path, info.kind, cfg, count_tokens)
         report.files.append(file_report)
         report.issues += issues
         questions[path] = seen
@@ -158,9 +158,10 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
     return problems
 
 
-def _validate_file(
-    path: Path, kind: FileKind, cfg: ValidationConfig, count_tokens: TokenCounter | None
+def check_file(
+    path: Path, kind: FileKind, cfg: ValidationConfig, count_tokens: TokenCounter | None = None
 ) -> tuple[FileReport, list[Issue], dict[str, int]]:
+    """Validate one file as `kind`: its report, its issues by line, and its normalised questions."""
     report = FileReport(path, kind)
     issues: list[Issue] = []
     seen: dict[str, int] = {}

@@ -1,0 +1,96 @@
+"""Classification metrics on numpy arrays: what the classifier's report and the router rely on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per equal-width confidence bin: rows, mean confidence, accuracy."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = []
+    for i in range(bins):
+        lo, hi = edges[i], edges[i + 1]
+        mask = (confidence > lo) & (confidence <= hi) if i else (confidence >= lo) & (confidence <= hi)
+        n = int(mask.sum())
+        out.append({"lo": float(lo), "hi": float(hi), "count": n,
+                    "confidence": float(confidence[mask].mean()) if n else None,
+                    "accuracy": float(correct[mask].mean()) if n else None})
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Sum over bins of |accuracy - confidence|, weighted by the bin's share of rows."""
+    total = len(labels)
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability_bins(probs, labels, bins) if b["count"]))
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    accuracy: float
+    macro_f1: float
+    ece: float
+    nll: float
+    per_class: dict[str, ClassMetrics]
+    confusion: list[list[int]]   # rows = true label, columns = predicted label
+    labels: list[str]
+    rows: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str] | tuple[str, ...]) -> ClassificationMetrics:
+    """Macro-F1 averages over the classes present in the data, so a test set without one class
+    is not punished for it (the class's F1 would be undefined)."""
+    pred = probs.argmax(axis=1)
+    k = len(names)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = {}
+    f1s = []
+    for i, name in enumerate(names):
+        tp, support, predicted = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = ClassMetrics(float(precision), float(recall), float(f1), int(support))
+        if support:
+            f1s.append(f1)
+    return ClassificationMetrics(
+        accuracy=float((pred == labels).mean()) if len(labels) else 0.0,
+        macro_f1=float(np.mean(f1s)) if f1s else 0.0,
+        ece=expected_calibration_error(probs, labels) if len(labels) else 0.0,
+        nll=nll(probs, labels) if len(labels) else 0.0,
+        per_class=per_class,
+        confusion=confusion.tolist(),
+        labels=list(names),
+        rows=int(len(labels)),
+    )

@@ -1,0 +1,66 @@
+"""PNG plots for reports: the reliability diagram and the confusion matrix (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pz2.evaluation.metrics import reliability_bins
+from pz2.fileio import atomic_write_bytes
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> None:
+    """One line per named (probs, labels) pair: accuracy against confidence, with the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pz2.evaluation.metrics import expected_calibration_error
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    for name, (probs, labels) in curves.items():
+        bins = [b for b in reliability_bins(probs, labels) if b["count"]]
+        ece = expected_calibration_error(probs, labels)
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    _save(fig, path)
+
+
+def confusion_matrix_plot(confusion: list[list[int]], labels: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array(confusion)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_title(title)
+    _save(fig, path)

@@ -1,0 +1,1 @@
+"""What runs at answer time: the classifier, and later the router and the specialist pool."""

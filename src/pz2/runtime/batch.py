@@ -1,0 +1,62 @@
+"""Label a file of any size: read a line, label in batches, stream the results out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from pz2.errors import DatasetError
+from pz2.fileio import atomic_open, parse_jsonl_line
+from pz2.data.messages import render
+from pz2.runtime.classifier import ConversationClassifier
+
+BATCH = 64
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """JSONL rows with a `text` field, or, for any other file, one text per non-blank line."""
+    as_jsonl = path.suffix == ".jsonl"
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not as_jsonl:
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if text.strip():
+                    yield {"text": text}
+                continue
+            row, problem = parse_jsonl_line(raw)
+            if problem:
+                raise DatasetError(path, lineno, render(problem[0], **problem[1]))
+            if row is None:
+                continue
+            if not isinstance(row.get("text"), str):
+                raise DatasetError(path, lineno, "field `text` (a string) is missing")
+            yield row
+
+
+def _write(clf: ConversationClassifier, path: Path, out: TextIO) -> int:
+    n = 0
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        for row, p in zip(batch, clf.predict([r["text"] for r in batch], BATCH), strict=True):
+            out.write(json.dumps({**row, **p.to_dict()}, ensure_ascii=False) + "\n")
+        batch.clear()
+
+    for row in _rows(path):
+        batch.append(row)
+        n += 1
+        if len(batch) == BATCH:
+            flush()
+    flush()
+    return n
+
+
+def classify_file(clf: ConversationClassifier, path: Path, output: Path | None) -> int:
+    """Label every row of `path`; the input's fields are kept and the prediction's added. Returns rows."""
+    if output is None:
+        return _write(clf, path, sys.stdout)
+    with atomic_open(output) as out:
+        return _write(clf, path, out)

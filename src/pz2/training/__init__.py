@@ -1,0 +1,1 @@
+"""Fine-tuning: the conversation-type classifier, the unified model and the specialists."""
