@@ -54,3 +54,17 @@ def test_cli_import(cli, workspace) -> None:
     result = cli("data", "import", "--max-per-source", "50")
     assert result.exit_code == 0, result.output
     assert (workspace.datasets.parent / "real_english" / "classification_train.jsonl").exists()
+
+
+def test_challenge_set_is_balanced_and_never_generated(tmp_path: Path) -> None:
+    from pz2.data.real import CHALLENGE_FILE
+    from pz2.fileio import read_jsonl
+
+    rows = read_jsonl(CHALLENGE_FILE)
+    assert Counter(r["label"] for r in rows) == {0: 40, 1: 40, 2: 40}
+    generate(DataConfig(), ModelConfig().system_prompt, tmp_path)
+    generated = {normalize(json.loads(line)["text"]) for split in ("train", "validation", "test")
+                 for line in (tmp_path / f"classification_{split}.jsonl").read_text().splitlines()}
+    assert not {normalize(r["text"]) for r in rows} & generated
+    report = import_real(tmp_path / "real", max_per_source=10)
+    assert report.rows["classification_challenge.jsonl"] == 120

@@ -24,7 +24,7 @@ import yaml
 from pz2.data.generate import Example
 from pz2.data.schema import LABEL_IDS, LABELS, SPLITS, normalize
 from pz2.errors import DatasetError
-from pz2.fileio import atomic_write_jsonl
+from pz2.fileio import atomic_write_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ CHATTERBOT_CATEGORIES: dict[str, str] = {
     "greetings": "general", "emotion": "general", "conversations": "general", "humor": "general",
     "botprofile": "general", "psychology": "general",
 }
+# Hand-written by the pz2 authors, never generated or trained on: slang, typos, rambling and
+# one-word turns, 40 per category, for the classifier's evaluation (real corpora lack technical text).
+CHALLENGE_FILE = Path(__file__).parent / "challenge" / "classification_challenge.jsonl"
 CHITCHAT_TURNS = 4          # opening turns of a conversation: greetings and small talk
 MIN_CHARS, MAX_CHARS = 2, 300
 _URL = re.compile(r"https?://|www\.")
@@ -156,5 +159,6 @@ def import_real(out_dir: Path, max_per_source: int = 1000) -> ImportReport:
                 report.rows[name] = atomic_write_jsonl(
                     out_dir / name, ({"input_text": r.text, "target_text": r.reply, "source": r.source} for r in pairs)
                 )
+    report.rows[CHALLENGE_FILE.name] = atomic_write_jsonl(out_dir / CHALLENGE_FILE.name, read_jsonl(CHALLENGE_FILE))
     logger.info("imported %d real rows into %s", len(rows), out_dir)
     return report

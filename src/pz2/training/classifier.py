@@ -54,7 +54,8 @@ class ClassifierData:
     train: Split
     validation: Split
     test: Split                 # generated, unseen topics
-    real_test: Split | None     # human-written, never trained on
+    real_test: Split | None     # human-written (packaged corpora), never trained on
+    challenge: Split            # hand-written by the pz2 authors: slang, typos, rambling, never trained on
     files: dict[str, str]       # path -> sha256 of every file read
 
 
@@ -70,6 +71,10 @@ def load_data(ws: Workspace, cfg: ClassifierConfig) -> ClassifierData:
     splits = {s: Split() for s in ("train", "validation", "test")}
     for name, split in splits.items():
         split.add(read(ws.datasets / f"classification_{name}.jsonl"))
+    from pz2.data.real import CHALLENGE_FILE
+
+    challenge = Split()
+    challenge.add(read(CHALLENGE_FILE))
     real_test = None
     if cfg.include_real:
         real_dir = ws.datasets.parent / "real_english"
@@ -81,7 +86,7 @@ def load_data(ws: Workspace, cfg: ClassifierConfig) -> ClassifierData:
         splits["validation"].add(read(real_dir / "classification_validation.jsonl"))
         real_test = Split()
         real_test.add(read(real_dir / "classification_test.jsonl"))
-    return ClassifierData(splits["train"], splits["validation"], splits["test"], real_test, files)
+    return ClassifierData(splits["train"], splits["validation"], splits["test"], real_test, challenge, files)
 
 
 def _batches(lengths: list[int], size: int, gen: torch.Generator) -> list[list[int]]:
@@ -275,7 +280,7 @@ def train_classifier(ws: Workspace, cfg: ClassifierConfig, model_cfg: ModelConfi
     temperature = fit_temperature(val_logits, data.validation.y)
     before = classification_metrics(softmax(val_logits), data.validation.y, LABELS)
     after = classification_metrics(softmax(val_logits, temperature), data.validation.y, LABELS)
-    held_out = {"test": data.test}
+    held_out = {"test": data.test, "challenge": data.challenge}
     if data.real_test is not None:
         held_out["real_test"] = data.real_test
     results = {name: classification_metrics(softmax(_logits(trained.model, tokenizer, s.texts, cfg.max_length),
