@@ -50,3 +50,27 @@ def cli(workspace: Workspace):
         return runner.invoke(app, ["--workspace", str(workspace.root), *args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Path:
+    """A randomly initialised two-layer Llama with the embedded base's tokenizer and chat template.
+
+    Same tokenizer and architecture family as the real base, a thousandth of its size: training
+    steps take milliseconds, so tests exercise the real transformers/PEFT code paths quickly.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from pz2.models.prepare import embedded_tokenizer_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir(ModelConfig(cache_dir=model_cache)))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    path = tmp_path_factory.mktemp("tiny-base")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -36,7 +36,7 @@ def test_generate_then_status(cli, workspace) -> None:
     assert status.exit_code == 0
     entries = json.loads(status.stdout)
     datasets = {e["name"]: e for e in entries if e["group"] == "dataset"}
-    assert len(datasets) == 9
+    assert len(datasets) == 15  # the seed's nine and the held-out dialogue splits
     assert datasets["processed_english/unified_test.jsonl"]["rows"] > 0
     manifest = json.loads((workspace.datasets / "generation.json").read_text())
     assert manifest["seed"] == 5 and manifest["per_category"] == 30

@@ -20,7 +20,10 @@ def test_config_round_trips(cfg, tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load_and_match_the_defaults() -> None:
-    assert load_config(TrainingConfig, REPO / "finetuning/configs/training_config.yaml") == TrainingConfig()
+    shipped = load_config(TrainingConfig, REPO / "finetuning/configs/training_config.yaml")
+    assert shipped.model_dump(exclude={"profiles"}) == TrainingConfig().model_dump(exclude={"profiles"})
+    assert set(shipped.profiles) == {"quick", "full"}
+    assert shipped.with_profile("quick").max_steps > 0
     assert load_config(ModelConfig, REPO / "finetuning/configs/model_config.yaml") == ModelConfig()
 
 
@@ -33,6 +36,9 @@ def test_shipped_configs_load_and_match_the_defaults() -> None:
         ("validation:\n  min_chars: 50\n  max_chars: 40\n", "`validation`: Value error, `min_chars` must be smaller"),
         ("data: [1, 2\n", "line 2: not valid YAML"),
         ("- 1\n- 2\n", "the top level must be a mapping"),
+        ("profiles:\n  quick:\n    max_stepz: 5\n", "`profiles.quick.max_stepz`: unknown key"),
+        ("profiles:\n  quick:\n    batch_size: 0\n", "`profiles.quick.batch_size`: Input should be greater than"),
+        ("sft:\n  lora:\n    r: 0\n", "`sft.lora.r`: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_file_names_key_and_file(tmp_path: Path, yaml_text: str, expected: str) -> None:

@@ -191,4 +191,4 @@ def test_default_data_validates_clean_with_token_limits(cli, workspace) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["errors"] == 0 and report["warnings"] == 0
-    assert len(report["files"]) == 9
+    assert len(report["files"]) == 15

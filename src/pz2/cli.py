@@ -45,7 +45,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
 models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
-train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier (and, later, the unified model and specialists).")
+train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier, the unified model and the specialists.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
@@ -177,6 +177,112 @@ def models_prepare(
         prepared = prepare_base(cfg, force=force)
     how = "reused" if prepared.cached else "converted"
     console.print(f"base model {how} in {prepared.seconds:.1f} s: {prepared.path}")
+
+
+# ---------------------------------------------------------------- unified model and specialists
+
+ProfileOpt = Annotated[str | None, typer.Option(help="Overlay from `profiles:` in training_config.yaml: quick or full.")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from the last checkpoint in logs/checkpoints/.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Stop after N optimizer steps (config: sft.max_steps).")]
+EpochsOpt = Annotated[float | None, typer.Option(help="Epochs (config: sft.epochs).")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate (config: sft.learning_rate).")]
+BatchOpt = Annotated[int | None, typer.Option(help="Examples per step (config: sft.batch_size).")]
+PackingOpt = Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack rows into full blocks (config: sft.packing).")]
+OutputOpt = Annotated[Path | None, typer.Option(help="Adapter folder (default: the seed's place in models/).")]
+
+
+def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool, overrides: dict[str, Any],
+               output: Path | None) -> None:
+    from pz2.training.sft import check_kind, train_sft
+
+    check_kind(kind)
+    ws = _ws(ctx)
+    cfg = ws.training_config().with_profile(profile, overrides)
+    result = train_sft(ws, kind, cfg, ws.model_config(), resume=resume, output=output, profile=profile)
+    if result.interrupted:
+        err_console.print(f"interrupted at step {result.metrics['global_step']}: checkpoint saved in "
+                          f"{result.checkpoint_dir}; continue with the same command and --resume")
+        raise typer.Exit(code=130)
+    m = result.metrics
+    console.print(f"{kind} adapter saved to {result.path} in {result.seconds:.0f} s: {m['global_step']} steps, "
+                  f"train loss {m['train_loss']:.3f}, validation loss {m['eval_loss']:.3f}, "
+                  f"{m['train_tokens_per_s']:.0f} tokens/s")
+
+
+@train_app.command("unified")
+def train_unified_cmd(ctx: typer.Context, profile: ProfileOpt = None, resume: ResumeOpt = False,
+                      max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
+                      batch_size: BatchOpt = None, packing: PackingOpt = None, output: OutputOpt = None) -> None:
+    """LoRA fine-tune of the unified model on unified_train.jsonl -> models/unified_model/adapter/.
+
+    Example: [bold]pz2 train unified --profile quick[/]   (multi-GPU: [bold]accelerate launch -m pz2 train unified[/])
+    """
+    _train_sft(ctx, "unified", profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
+                                                 "batch_size": batch_size, "packing": packing}, output)
+
+
+@train_app.command("specialist")
+def train_specialist_cmd(ctx: typer.Context,
+                         type: Annotated[str, typer.Option("--type", help="qna or technical.")],
+                         profile: ProfileOpt = None, resume: ResumeOpt = False,
+                         max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
+                         batch_size: BatchOpt = None, packing: PackingOpt = None, output: OutputOpt = None) -> None:
+    """LoRA fine-tune of a specialist on dialogue_<type>_train.jsonl -> models/<type>_specialist/.
+
+    Example: [bold]pz2 train specialist --type technical --profile quick[/]
+    """
+    _train_sft(ctx, type, profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
+                                            "batch_size": batch_size, "packing": packing}, output)
+
+
+@eval_app.command("generation")
+def eval_generation_cmd(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help="Adapter or model folder; omit for the untuned base.")] = None,
+    data: Annotated[Path | None, typer.Option(help="unified_* or dialogue_* JSONL (default: unified_test.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer generated.")] = 128,
+    output: Annotated[Path | None, typer.Option(help="Report folder (default: <model>/eval/<data name>).")] = None,
+) -> None:
+    """ROUGE-L and chrF of greedy answers against the reference answers; JSON, JSONL and markdown.
+
+    Example: [bold]pz2 eval generation --model finetuning/models/unified_model --limit 50[/]
+    """
+    from pz2.evaluation.generation_report import evaluate_generation
+    from pz2.models.loading import load_for_generation
+
+    ws = _ws(ctx)
+    data = data or ws.datasets / "unified_test.jsonl"
+    model_cfg = ws.model_config()
+    loaded, tokenizer = load_for_generation(model_cfg, model)
+    out = output or (model or ws.models / "base") / "eval" / data.stem
+    with console.status(f"generating answers for {data.name} ..."):
+        result = evaluate_generation(loaded, tokenizer, data, out, model_cfg.system_prompt, limit, max_new_tokens,
+                                     label=str(model or "base"))
+    m = result.metrics
+    console.print(f"{m['model']} on {data.name} ({m['rows']} rows): ROUGE-L {m['rouge_l']:.4f}  chrF {m['chrf']:.4f}  "
+                  f"({m['seconds']:.0f} s)\nreport: {result.files['report.md']}")
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA adapter into the base weights.")] = False,
+    model: Annotated[Path | None, typer.Option(help="Adapter folder (default: models/unified_model).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where the merged model goes (default: <model>/merged).")] = None,
+) -> None:
+    """Write a merged full model (safetensors) for tools without LoRA support.
+
+    Example: [bold]pz2 export --merge --model finetuning/models/qna_specialist --output /tmp/qna-merged[/]
+    """
+    from pz2.export import export_merged
+
+    if not merge:
+        raise UsageError("only `--merge` export exists; the adapters themselves already load in PEFT and vLLM")
+    ws = _ws(ctx)
+    model = model or ws.models / "unified_model"
+    path = export_merged(ws.model_config(), model, output or model / "merged")
+    console.print(f"merged model written to {path}")
 
 
 # ---------------------------------------------------------------- classifier

@@ -129,12 +129,81 @@ class ClassifierConfig(_Strict):
     seed: int = Field(42, ge=0)
 
 
+class LoraSettings(_Strict):
+    """The LoRA adapter (PEFT `LoraConfig`) trained for the unified model and each specialist."""
+
+    r: int = Field(16, ge=1, le=512, description="Rank of the update matrices.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        min_length=1,
+        description="Every linear layer of the Llama blocks: more capacity per parameter than attention only.",
+    )
+
+
+class SFTConfig(_Strict):
+    """`pz2 train unified` and `pz2 train specialist`: LoRA supervised fine-tuning of the base.
+
+    Loss is on the assistant's tokens only; the prompt is the base's chat template with the
+    system prompt of `model_config.yaml`, the same at inference.
+    """
+
+    learning_rate: float = Field(2e-4, gt=0, le=1e-2, description="LoRA tolerates a higher rate than full fine-tuning.")
+    epochs: float = Field(1.0, gt=0, le=100)
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 = run all epochs.")
+    batch_size: int = Field(8, ge=1, le=512, description="Examples per device per step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=512)
+    max_length: int = Field(384, ge=16, le=8192, description="Tokens of prompt + answer; longer rows are cut from the end.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int = Field(100, ge=1, description="Steps between validation passes.")
+    save_steps: int = Field(100, ge=1, description="Steps between checkpoints (what `--resume` continues from).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
+    max_train_examples: int | None = Field(None, ge=1, description="Use at most this many training rows (quick runs).")
+    max_eval_examples: int | None = Field(200, ge=1, description="Validation rows per evaluation pass.")
+    packing: bool = Field(
+        False, description="Concatenate examples into full `max_length` blocks: no padding, more tokens per second."
+    )
+    seed: int = Field(42, ge=0)
+    lora: LoraSettings = LoraSettings()
+
+
 class TrainingConfig(_Strict):
     """Everything in `training_config.yaml`."""
 
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
     classifier: ClassifierConfig = ClassifierConfig()
+    sft: SFTConfig = SFTConfig()
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named overlays on `sft` (`--profile quick`); each key must be an `sft` key.",
+    )
+
+    @model_validator(mode="after")
+    def _profiles_are_valid(self) -> TrainingConfig:
+        for name, overlay in self.profiles.items():
+            try:
+                SFTConfig.model_validate({**self.sft.model_dump(), **overlay})
+            except ValidationError as e:
+                first = e.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+                raise ValueError(f"`profiles.{name}.{key}`: {msg}") from None
+        return self
+
+    def with_profile(self, name: str | None, overrides: dict[str, Any] | None = None) -> SFTConfig:
+        """`sft`, then the named profile laid over it, then command-line `overrides` (None = not given)."""
+        if name is not None and name not in self.profiles:
+            raise ConfigError(None, f"unknown profile {name!r}; choose one of {sorted(self.profiles)}")
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        merged = {**self.sft.model_dump(), **(self.profiles[name] if name else {}), **given}
+        try:
+            return SFTConfig.model_validate(merged)
+        except ValidationError as e:
+            raise _describe(e, None, set(given), prefix="sft.") from None
 
 
 Cfg = TypeVar("Cfg", bound=BaseModel)
@@ -151,14 +220,16 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _describe(err: ValidationError, path: Path | None, overridden: set[str]) -> ConfigError:
+def _describe(err: ValidationError, path: Path | None, overridden: set[str], prefix: str = "") -> ConfigError:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in first["loc"])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; allowed keys are in the file's comments)"
+    if not key:  # a whole-config rule: its message names its own keys
+        return ConfigError(path, msg.removeprefix("Value error, "))
     where = " (from a command-line override)" if key in overridden else ""
-    return ConfigError(path, f"`{key}`: {msg}{where}")
+    return ConfigError(path, f"`{prefix}{key}`: {msg}{where}")
 
 
 def load_config(cls: type[Cfg], path: Path | None, overrides: dict[str, Any] | None = None) -> Cfg:

@@ -184,7 +184,7 @@ class GenerationReport:
 
 
 def generate(cfg: DataConfig, system_prompt: str, out_dir: Path) -> GenerationReport:
-    """Write the nine files to `out_dir`; deterministic for a given `cfg`."""
+    """Write the seed's nine files (and the held-out dialogue splits) to `out_dir`; deterministic for a given `cfg`."""
     start = time.perf_counter()
     rng = random.Random(cfg.seed)
     topics = _topics(rng)
@@ -220,10 +220,13 @@ def generate(cfg: DataConfig, system_prompt: str, out_dir: Path) -> GenerationRe
         _write(out_dir, f"unified_{split}.jsonl", report,
                ({"input_text": unified_input(system_prompt, e.question), "target_text": e.short,
                  "category": e.category, "source": e.source} for e in rows))
-    for category in LABELS:
-        _write(out_dir, f"dialogue_{category}_train.jsonl", report,
-               ({"input_text": e.question, "target_text": e.detailed, "source": e.source}
-                for e in splits["train"] if e.category == category))
+    # Beyond the seed's nine: held-out dialogue splits, so a specialist is validated and tested
+    # against detailed reference answers on topics it never saw.
+    for split, rows in splits.items():
+        for category in LABELS:
+            _write(out_dir, f"dialogue_{category}_{split}.jsonl", report,
+                   ({"input_text": e.question, "target_text": e.detailed, "source": e.source}
+                    for e in rows if e.category == category))
     report.seconds = time.perf_counter() - start
     atomic_write_json(out_dir / "generation.json", {
         "seed": cfg.seed, "per_category": cfg.per_category, "include_real": cfg.include_real,

@@ -72,19 +72,22 @@ def unified_input(system_prompt: str, user_text: str) -> str:
     return f"System: {system_prompt}\n\nUser: {user_text}\nAssistant:"
 
 
-_UNIFIED = re.compile(r"\n\nUser: (?P<user>.*)\nAssistant:\s*$", re.DOTALL)
+_UNIFIED = re.compile(r"^(?:System: (?P<system>.*?)\n\n)?User: (?P<user>.*)\nAssistant:\s*$", re.DOTALL)
+
+
+def parse_unified(text: str) -> tuple[str | None, str]:
+    """(system prompt, user turn) of a unified prompt; the whole text is the user turn if it has no cue."""
+    m = _UNIFIED.match(text)
+    return (m["system"], m["user"]) if m else (None, text)
 
 
 def user_text(kind: FileKind, row: dict[str, Any]) -> str:
     """The user's words in a row: what leaks if it appears in two splits."""
     if kind is FileKind.CLASSIFICATION:
         return row["text"]
-    text = row["input_text"]
     if kind is FileKind.UNIFIED:
-        m = _UNIFIED.search(text)
-        if m:
-            return m["user"]
-    return text
+        return parse_unified(row["input_text"])[1]
+    return row["input_text"]
 
 
 _NON_WORD = re.compile(r"[^\w]+")

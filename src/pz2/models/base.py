@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pz2.config import ModelConfig
+from pz2.models.chat import prompt_ids
 from pz2.models.prepare import resolve_base
 
 
@@ -21,18 +22,12 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def chat_messages(system_prompt: str, user: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
-
-
 def greedy_reply(model: Any, tokenizer: Any, system_prompt: str, user: str, max_new_tokens: int = 48) -> str:
     """Deterministic answer to one user turn, for smoke tests and reference comparisons."""
     import torch
 
-    ids = tokenizer.apply_chat_template(
-        chat_messages(system_prompt, user), add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
+    ids = torch.tensor([prompt_ids(tokenizer, system_prompt, user)])
     with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()

@@ -107,6 +107,18 @@ def resolve_base(cfg: ModelConfig) -> str:
     return _local_or_cached(cfg.base_model, "base_model")
 
 
+def base_fingerprint(cfg: ModelConfig) -> dict[str, str]:
+    """What a trained adapter was trained on: the base's id and the sha256 of its weights."""
+    if cfg.base_model == EMBEDDED:
+        prepared = prepare_base(cfg)
+        return {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "sha256": prepared.source["sha256"],
+                "path": str(prepared.path)}
+    path = Path(resolve_base(cfg))
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    digest = sha256_file(weights[0]) if len(weights) == 1 else ",".join(sha256_file(w) for w in weights)
+    return {"id": cfg.base_model, "sha256": digest, "path": str(path)}
+
+
 def resolve_encoder(cfg: ModelConfig) -> str:
     if cfg.encoder_model == EMBEDDED:
         return str(ENCODER.path())
@@ -124,12 +136,27 @@ def _local_or_cached(name: str, key: str) -> str:
     return name  # a hub id: loaded with HF_HUB_OFFLINE=1, so only from the local cache
 
 
-def base_token_counter(cfg: ModelConfig) -> TokenCounter:
-    """Count base-tokenizer tokens fast, without preparing the whole base model.
+def embedded_tokenizer_dir(cfg: ModelConfig) -> Path:
+    """A folder with the embedded base's tokenizer, without preparing the whole model.
 
-    For the embedded base the tokenizer is taken from the prepared directory when it exists,
-    otherwise read from the GGUF once (about 4 s) and cached as tokenizer.json.
+    The prepared base's own folder when it exists; otherwise the tokenizer is read from the GGUF
+    once (about 4 s) and cached on its own.
     """
+    prepared = prepared_base_dir(cfg)
+    if (prepared / "tokenizer.json").exists():
+        return prepared
+    cached = _cache_root(cfg) / "tokenizer" / BASE.name
+    if not (cached / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        gguf = BASE.path()
+        with atomic_directory(cached) as tmp:
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+    return cached
+
+
+def base_token_counter(cfg: ModelConfig) -> TokenCounter:
+    """Count base-tokenizer tokens fast (the `tokenizers` library directly, in batches)."""
     if cfg.base_model != EMBEDDED:
         from transformers import AutoTokenizer
 
@@ -138,13 +165,5 @@ def base_token_counter(cfg: ModelConfig) -> TokenCounter:
 
     from tokenizers import Tokenizer
 
-    prepared = prepared_base_dir(cfg) / "tokenizer.json"
-    cached = _cache_root(cfg) / "tokenizer" / BASE.name / "tokenizer.json"
-    if not prepared.exists() and not cached.exists():
-        from transformers import AutoTokenizer
-
-        gguf = BASE.path()
-        with atomic_directory(cached.parent) as tmp:
-            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-    tok = Tokenizer.from_file(str(prepared if prepared.exists() else cached))
+    tok = Tokenizer.from_file(str(embedded_tokenizer_dir(cfg) / "tokenizer.json"))
     return lambda texts: [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]

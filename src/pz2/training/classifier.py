@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from pz2.config import ClassifierConfig, ModelConfig
 from pz2.data.loading import load_rows
+from pz2.data.real import CHALLENGE_FILE, import_real
 from pz2.data.schema import LABELS, FileKind
 from pz2.evaluation.metrics import classification_metrics, softmax
 from pz2.evaluation.plots import reliability_diagram
@@ -71,16 +72,12 @@ def load_data(ws: Workspace, cfg: ClassifierConfig) -> ClassifierData:
     splits = {s: Split() for s in ("train", "validation", "test")}
     for name, split in splits.items():
         split.add(read(ws.datasets / f"classification_{name}.jsonl"))
-    from pz2.data.real import CHALLENGE_FILE
-
     challenge = Split()
     challenge.add(read(CHALLENGE_FILE))
     real_test = None
     if cfg.include_real:
         real_dir = ws.datasets.parent / "real_english"
         if not (real_dir / "classification_test.jsonl").exists():
-            from pz2.data.real import import_real
-
             import_real(real_dir)
         splits["train"].add(read(real_dir / "classification_train.jsonl"))
         splits["validation"].add(read(real_dir / "classification_validation.jsonl"))

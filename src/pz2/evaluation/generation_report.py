@@ -1,0 +1,79 @@
+"""`pz2 eval generation`: answers of a model on a test file, scored against the references."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pz2.data.loading import load_rows
+from pz2.data.schema import FileKind, file_info, parse_unified
+from pz2.evaluation.text_metrics import chrf, rouge_l
+from pz2.fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
+from pz2.models.chat import prompt_ids
+
+
+@dataclass(frozen=True)
+class GenerationEvaluation:
+    metrics: dict[str, Any]
+    files: dict[str, Path]
+
+
+def reference_pairs(data: Path, system_prompt: str, limit: int | None) -> list[tuple[str, str, str]]:
+    """(system, user, reference) triples of a unified_* or dialogue_* file, the first `limit` rows."""
+    info = file_info(data)
+    kind = info.kind if info and info.kind is not FileKind.CLASSIFICATION else FileKind.DIALOGUE
+    rows = load_rows(data, kind)[:limit]
+    out = []
+    for r in rows:
+        system, user = parse_unified(r["input_text"]) if kind is FileKind.UNIFIED else (None, r["input_text"])
+        out.append((system or system_prompt, user, r["target_text"]))
+    return out
+
+
+def generate_batch(model: Any, tokenizer: Any, prompts: list[tuple[str, str]], max_new_tokens: int,
+                   batch_size: int = 8) -> list[str]:
+    """Greedy answers, several prompts at a time (left padding, so every answer starts at the same column)."""
+    import torch
+
+    answers: list[str] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for i in range(0, len(prompts), batch_size):
+        ids = [prompt_ids(tokenizer, s, u) for s, u in prompts[i : i + batch_size]]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        with torch.inference_mode():
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)
+        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    return answers
+
+
+def evaluate_generation(model: Any, tokenizer: Any, data: Path, out_dir: Path, system_prompt: str,
+                        limit: int | None = None, max_new_tokens: int = 128, label: str = "model") -> GenerationEvaluation:
+    """Score greedy answers with ROUGE-L and chrF; write metrics.json, predictions.jsonl and report.md."""
+    pairs = reference_pairs(data, system_prompt, limit)
+    start = time.perf_counter()
+    answers = generate_batch(model, tokenizer, [(s, u) for s, u, _ in pairs], max_new_tokens)
+    seconds = time.perf_counter() - start
+    scores = [(rouge_l(a, ref), chrf(a, ref)) for a, (_, _, ref) in zip(answers, pairs, strict=True)]
+    n = max(1, len(scores))
+    metrics = {"model": label, "data": str(data), "data_sha256": sha256_file(data), "rows": len(pairs),
+               "rouge_l": sum(s[0] for s in scores) / n, "chrf": sum(s[1] for s in scores) / n,
+               "max_new_tokens": max_new_tokens, "seconds": round(seconds, 1)}
+    files = {name: out_dir / name for name in ("metrics.json", "predictions.jsonl", "report.md")}
+    atomic_write_json(files["metrics.json"], metrics)
+    atomic_write_jsonl(files["predictions.jsonl"], (
+        {"input_text": u, "reference": ref, "prediction": a, "rouge_l": r, "chrf": c}
+        for (_, u, ref), a, (r, c) in zip(pairs, answers, scores, strict=True)))
+    worst = sorted(zip(scores, pairs, answers, strict=True), key=lambda x: x[0][0])[:10]
+    atomic_write_text(files["report.md"], "\n".join([
+        f"# Generation evaluation: {label} on `{data.name}`", "",
+        f"{len(pairs)} rows, greedy decoding, at most {max_new_tokens} new tokens.", "",
+        "| metric | value |", "|---|---|", f"| ROUGE-L (F1) | {metrics['rouge_l']:.4f} |", f"| chrF | {metrics['chrf']:.4f} |", "",
+        "## Lowest ROUGE-L", "", "| question | answer | ROUGE-L |", "|---|---|---|",
+        *[f"| {u[:80]} | {a[:120].replace(chr(10), ' ')} | {s[0]:.3f} |" for s, (_, u, _), a in worst],
+    ]) + "\n")
+    return GenerationEvaluation(metrics, files)
