@@ -224,3 +224,61 @@ def test_entry_point_runs_under_accelerate_launch(sft_ws) -> None:
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (sft_ws.models / "unified_model" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_head_at_labels_loss_equals_the_full_causal_lm_loss(tiny_base: Path) -> None:
+    """Computing logits only where labels are gives the model's own loss, gradients included."""
+    from pz2.training.sft_data import completion_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    feats = [encode_example(tok, ChatExample(SYSTEM, q, a), 128)
+             for q, a in [("hi", "Hello! How can I help?"), ("What is DNS?", "It maps names to addresses.")]]
+    batch = CompletionCollator(tok.pad_token_id)(feats)
+    full = model(**batch).loss
+    full.backward()
+    grad_full = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+    model.zero_grad()
+    fast_batch = CompletionCollator(tok.pad_token_id, head_at_labels=True)(feats)
+    labels = fast_batch.pop("labels")
+    fast = completion_loss(model.get_output_embeddings())(model(**fast_batch), labels)
+    fast.backward()
+    assert fast.item() == pytest.approx(full.item(), rel=1e-5)
+    assert torch.allclose(model.model.layers[0].mlp.up_proj.weight.grad, grad_full, atol=1e-6)
+
+
+def test_eval_generation_export_merge_and_the_seed_evaluation_script(sft_ws, cli, tiny_base) -> None:
+    assert cli("train", "unified", "--profile", "tiny", "--max-steps", "4").exit_code == 0
+    model_dir = sft_ws.models / "unified_model"
+    out = sft_ws.root / "eval-out"
+    result = cli("eval", "generation", "--model", str(model_dir), "--limit", "4", "--max-new-tokens", "8",
+                 "--output", str(out))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 4 and 0 <= metrics["rouge_l"] <= 1 and 0 <= metrics["chrf"] <= 1
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
+    assert "ROUGE-L" in (out / "report.md").read_text()
+
+    merged = sft_ws.root / "merged"
+    assert cli("export", "--merge", "--model", str(model_dir), "--output", str(merged)).exit_code == 0
+    assert (merged / "model.safetensors").exists() and not (merged / "adapter_config.json").exists()
+    from peft import PeftModel
+
+    tok = AutoTokenizer.from_pretrained(merged)
+    ids = torch.tensor([prompt_ids(tok, SYSTEM, "What is DNS?")])
+    with torch.inference_mode():
+        full = AutoModelForCausalLM.from_pretrained(merged).eval()(input_ids=ids).logits
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base),
+                                            model_dir / "adapter").eval()(input_ids=ids).logits
+    assert torch.allclose(full, adapted, atol=1e-4), "the merged model answers as base + adapter does"
+
+    scripts = sft_ws.root / "scripts"
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "finetuning" / "scripts", scripts)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    seed_cmd = subprocess.run([sys.executable, str(scripts / "model_evaluation.py"), "--model_path", "models/unified_model",
+                               "--model_type", "generation", "--limit", "2", "--max-new-tokens", "4"],
+                              env=env, capture_output=True, text=True, timeout=300, cwd=sft_ws.root)
+    assert seed_cmd.returncode == 0, seed_cmd.stdout + seed_cmd.stderr
+    assert (model_dir / "eval" / "unified_test" / "metrics.json").exists()

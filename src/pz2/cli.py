@@ -420,7 +420,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 
 @app.command()
 def demo(ctx: typer.Context) -> None:
-    """Run the whole pipeline on the embedded default model: data, validation, base model.
+    """Run the whole pipeline on the embedded default model: data, base, classifier, unified model, specialists.
 
     Example: [bold]pz2 demo[/]
     """

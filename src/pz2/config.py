@@ -164,7 +164,10 @@ class SFTConfig(_Strict):
     max_train_examples: int | None = Field(None, ge=1, description="Use at most this many training rows (quick runs).")
     max_eval_examples: int | None = Field(200, ge=1, description="Validation rows per evaluation pass.")
     packing: bool = Field(
-        False, description="Concatenate examples into full `max_length` blocks: no padding, more tokens per second."
+        False, description="Concatenate examples into full `max_length` blocks: no padding at all, but longer attention."
+    )
+    group_by_length: bool = Field(
+        True, description="Batch rows of similar length (random order of batches): little padding, same data per epoch."
     )
     seed: int = Field(42, ge=0)
     lora: LoraSettings = LoraSettings()

@@ -1,8 +1,9 @@
 """`pz2 demo`: the main job on a fresh machine, end to end on the embedded default model.
 
 Today: generate the data, validate it, prepare the embedded base and let it answer once, train
-the conversation-type classifier and label the seed's example sentences with it. Later stages
-(the unified model, the specialists, the seed's five scenarios) extend this list.
+the conversation-type classifier and label the seed's example sentences with it, then fine-tune
+the unified model and both specialists (quick profile) and let each answer. The hybrid router
+and the seed's five scenarios come next.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pz2.data.validate import validate_directory
 from pz2.models.base import greedy_reply, load_base
 from pz2.models.prepare import base_token_counter, prepare_base
 from pz2.runtime.classifier import ConversationClassifier
+from pz2.models.loading import load_for_generation
 from pz2.training.classifier import train_classifier
+from pz2.training.sft import train_sft
 from pz2.views import print_validation, rows_table
 from pz2.workspace import Workspace
 
@@ -64,4 +67,17 @@ def run_demo(ws: Workspace, console: Console) -> bool:
     for text, want, p in zip(texts, expected, clf.predict(texts), strict=True):
         table.add_row(text, want, p.label, f"{p.confidence:.2f}" + (f" ({p.note})" if p.note else ""))
     console.print(table)
+
+    console.print(Rule("6. fine-tune the unified model and the specialists (LoRA, quick profile)"))
+    sft_cfg = train_cfg.with_profile("quick")
+    questions = {"unified": "I feel sad today", "qna": "What is the difference between lists and tuples in Python?",
+                 "technical": "SketchUp expert mode advanced modeling"}
+    for kind, question in questions.items():
+        result = train_sft(ws, kind, sft_cfg, model_cfg, profile="quick")
+        m = result.metrics
+        console.print(f"[bold]{kind}[/]: {m['global_step']} steps in {result.seconds:.0f} s, validation loss "
+                      f"{m['eval_loss']:.3f}, {m['train_tokens_per_s']:.0f} tokens/s -> {result.path}")
+        tuned, tok = load_for_generation(model_cfg, result.path)
+        reply = greedy_reply(tuned, tok, model_cfg.system_prompt, question, max_new_tokens=64)
+        console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
     return validation.ok and bool(answer)

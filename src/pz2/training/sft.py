@@ -21,7 +21,15 @@ from pz2.config import ModelConfig, SFTConfig
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.prepare import base_fingerprint
-from pz2.training.sft_data import CompletionCollator, data_files, load_examples, pack, subsample, tokenize
+from pz2.training.sft_data import (
+    CompletionCollator,
+    completion_loss,
+    data_files,
+    load_examples,
+    pack,
+    subsample,
+    tokenize,
+)
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -166,13 +174,15 @@ def train_sft(
         report_to="none",                     # TensorBoard is attached below, with our log folder
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
         disable_tqdm=False,
         include_num_input_tokens_seen="non_padding",
     )
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     callbacks, interrupt = _callbacks(log_dir)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_features,
-                      data_collator=CompletionCollator(tokenizer.pad_token_id), callbacks=callbacks)
+                      data_collator=CompletionCollator(tokenizer.pad_token_id, head_at_labels=True),
+                      compute_loss_func=completion_loss(model.get_output_embeddings()), callbacks=callbacks)
 
     checkpoint = _last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:

@@ -71,11 +71,16 @@ def pack(features: list[dict[str, list[int]]], max_length: int) -> list[dict[str
 
 @dataclass
 class CompletionCollator:
-    """Pads a batch to its longest row: pad id for inputs, -100 for labels, 0 in the attention mask."""
+    """Pads a batch to its longest row: pad id for inputs, -100 for labels, 0 in the attention mask.
+
+    With `head_at_labels`, the batch also asks the model for its final hidden states and for
+    logits at the last position only: `completion_loss` then runs the LM head where labels are.
+    """
 
     pad_token_id: int
+    head_at_labels: bool = False
 
-    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
@@ -85,4 +90,25 @@ class CompletionCollator:
             ids[i, :n] = torch.tensor(f["input_ids"])
             labels[i, :n] = torch.tensor(f["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if self.head_at_labels:
+            batch.update(output_hidden_states=True, logits_to_keep=1)
+        return batch
+
+
+def completion_loss(head: torch.nn.Module) -> Any:
+    """A `compute_loss_func` for transformers' Trainer: next-token loss on labelled positions only.
+
+    The prompt's labels are -100, so its logits are wasted work: on SmolLM2 the 49,152-word head
+    and its softmax are about a fifth of a forward pass and most of its memory traffic. The
+    forward still runs through the (possibly DDP-wrapped) model; the head is frozen under LoRA.
+    """
+
+    def loss_fn(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        target = labels[:, 1:]                                  # (B, T-1): position t predicts token t+1
+        keep = target != IGNORE_INDEX
+        hidden = outputs.hidden_states[-1][:, :-1][keep]        # (N, H), N = labelled positions
+        loss = torch.nn.functional.cross_entropy(head(hidden).float(), target[keep], reduction="sum")
+        return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
+
+    return loss_fn
