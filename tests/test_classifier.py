@@ -65,7 +65,9 @@ def test_saved_in_hugging_face_format_with_everything_needed(finetuned) -> None:
     meta = json.loads((path / META_FILE).read_text())
     assert meta["labels"] == ["qna", "technical", "general"]
     assert meta["config"]["method"] == "finetune"
-    assert len(meta["data"]) == 3 and all(len(h) == 64 for h in meta["data"].values())
+    assert {Path(p).name for p in meta["data"]} == {"classification_train.jsonl", "classification_validation.jsonl",
+                                                    "classification_test.jsonl", "classification_challenge.jsonl"}
+    assert all(len(h) == 64 for h in meta["data"].values())
     plain = AutoModelForSequenceClassification.from_pretrained(path)  # loads in any HF tool
     assert plain.config.id2label == {0: "qna", 1: "technical", 2: "general"}
 
