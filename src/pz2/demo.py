@@ -49,7 +49,7 @@ def run_demo(ws: Workspace, console: Console) -> bool:
     start = time.perf_counter()
     answer = greedy_reply(model, tokenizer, model_cfg.system_prompt, question)
     console.print(f"[bold]User:[/] {question}\n[bold]Base:[/] {answer}\n[dim]({time.perf_counter() - start:.2f} s, "
-                  "transformers fp32; fine-tuning and the hybrid router come next)[/]", highlight=False)
+                  "untuned base, transformers fp32)[/]", highlight=False)
 
     console.print(Rule("5. train the conversation-type classifier (about 4 minutes on 2 cores)"))
     result = train_classifier(ws, train_cfg.classifier, model_cfg)

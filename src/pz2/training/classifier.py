@@ -180,10 +180,17 @@ def _validation_scorer(tokenizer: Any, val: Split, cfg: ClassifierConfig) -> Cal
 def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig) -> _Trained:
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        encoder, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={n: i for i, n in enumerate(LABELS)}, use_safetensors=True,
-    )
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new head's "newly initialized" report is expected, not a problem
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            encoder, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id={n: i for i, n in enumerate(LABELS)}, use_safetensors=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
     texts, labels = data.train.texts, data.train.labels
 

@@ -7,7 +7,9 @@ the adapter with its manifest. Runs unchanged under `accelerate launch` on many 
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -68,8 +70,6 @@ def _callbacks(log_dir: Path) -> tuple[list[Any], Any]:
     class JsonlLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (transformers' signature)
             if state.is_world_process_zero and logs:
-                import json
-
                 with (log_dir / "log.jsonl").open("a", encoding="utf-8") as f:
                     f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
@@ -188,8 +188,6 @@ def train_sft(
     if resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning", run_dir)
     if checkpoint is None and run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)  # a fresh run must not leave an older run's checkpoints to resume from
     train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if interrupt.requested:
