@@ -115,7 +115,7 @@ def data_import(
     from pz2.data.real import import_real
     from pz2.views import rows_table
 
-    out = output or _ws(ctx).datasets.parent / "real_english"
+    out = output or _ws(ctx).real_datasets
     with console.status("importing real text ..."):
         report = import_real(out, max_per_source)
     sources = ", ".join(f"{k}: {v}" for k, v in report.by_source.items())
@@ -146,7 +146,7 @@ def data_validate(
     cfg = ws.training_config().validation
     counter = base_token_counter(ws.model_config()) if tokens else None
     if len(targets) == 1 and targets[0].is_dir():
-        report = validate_directory(targets[0], cfg, counter, require_defaults=targets[0] == ws.datasets)
+        report = validate_directory(targets[0], cfg, counter, require_defaults=targets[0].resolve() == ws.datasets.resolve())
     else:
         files = [f for p in targets for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
         report = validate_files(files, cfg, counter)

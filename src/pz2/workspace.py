@@ -26,6 +26,11 @@ class Workspace:
         return self.root / "datasets" / "processed_english"
 
     @property
+    def real_datasets(self) -> Path:
+        """Human-written rows converted by `pz2 data import`."""
+        return self.root / "datasets" / "real_english"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 

@@ -76,7 +76,7 @@ def load_data(ws: Workspace, cfg: ClassifierConfig) -> ClassifierData:
     challenge.add(read(CHALLENGE_FILE))
     real_test = None
     if cfg.include_real:
-        real_dir = ws.datasets.parent / "real_english"
+        real_dir = ws.real_datasets
         if not (real_dir / "classification_test.jsonl").exists():
             import_real(real_dir)
         splits["train"].add(read(real_dir / "classification_train.jsonl"))
