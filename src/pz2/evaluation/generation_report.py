@@ -11,7 +11,7 @@ from pz2.data.loading import load_rows
 from pz2.data.schema import FileKind, file_info, parse_unified
 from pz2.evaluation.text_metrics import chrf, rouge_l
 from pz2.fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
-from pz2.models.chat import prompt_ids
+from pz2.models.base import greedy_replies
 
 
 @dataclass(frozen=True)
@@ -32,31 +32,12 @@ def reference_pairs(data: Path, system_prompt: str, limit: int | None) -> list[t
     return out
 
 
-def generate_batch(model: Any, tokenizer: Any, prompts: list[tuple[str, str]], max_new_tokens: int,
-                   batch_size: int = 8) -> list[str]:
-    """Greedy answers, several prompts at a time (left padding, so every answer starts at the same column)."""
-    import torch
-
-    answers: list[str] = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for i in range(0, len(prompts), batch_size):
-        ids = [prompt_ids(tokenizer, s, u) for s, u in prompts[i : i + batch_size]]
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-        with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad)
-        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
-    return answers
-
-
 def evaluate_generation(model: Any, tokenizer: Any, data: Path, out_dir: Path, system_prompt: str,
                         limit: int | None = None, max_new_tokens: int = 128, label: str = "model") -> GenerationEvaluation:
     """Score greedy answers with ROUGE-L and chrF; write metrics.json, predictions.jsonl and report.md."""
     pairs = reference_pairs(data, system_prompt, limit)
     start = time.perf_counter()
-    answers = generate_batch(model, tokenizer, [(s, u) for s, u, _ in pairs], max_new_tokens)
+    answers = greedy_replies(model, tokenizer, [(s, u) for s, u, _ in pairs], max_new_tokens)
     seconds = time.perf_counter() - start
     scores = [(rouge_l(a, ref), chrf(a, ref)) for a, (_, _, ref) in zip(answers, pairs, strict=True)]
     n = max(1, len(scores))

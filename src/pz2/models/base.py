@@ -22,12 +22,28 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def greedy_reply(model: Any, tokenizer: Any, system_prompt: str, user: str, max_new_tokens: int = 48) -> str:
-    """Deterministic answer to one user turn, for smoke tests and reference comparisons."""
+def greedy_replies(model: Any, tokenizer: Any, prompts: list[tuple[str, str]], max_new_tokens: int = 48,
+                   batch_size: int = 8) -> list[str]:
+    """Greedy answers to (system prompt, user turn) pairs, several at a time.
+
+    Left padding, so every answer starts at the same column; a batch of one has no padding.
+    """
     import torch
 
-    ids = torch.tensor([prompt_ids(tokenizer, system_prompt, user)])
-    with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    answers: list[str] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for i in range(0, len(prompts), batch_size):
+        ids = [prompt_ids(tokenizer, s, u) for s, u in prompts[i : i + batch_size]]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        with torch.inference_mode():
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)
+        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    return answers
+
+
+def greedy_reply(model: Any, tokenizer: Any, system_prompt: str, user: str, max_new_tokens: int = 48) -> str:
+    """Deterministic answer to one user turn, for smoke tests and reference comparisons."""
+    return greedy_replies(model, tokenizer, [(system_prompt, user)], max_new_tokens)[0]

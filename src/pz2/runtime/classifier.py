@@ -107,6 +107,18 @@ class Encoded:
         self.batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt")
 
 
+def batched_logits(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int,
+                   batch_size: int = 64) -> tuple[np.ndarray, list[str | None]]:
+    """Logits (N, labels) of `model` in eval mode, batch by batch, and the input note of each text."""
+    out, notes = [], []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            enc = Encoded(tokenizer, texts[i : i + batch_size], max_length)
+            out.append(model_logits(model, enc.batch).float().numpy())
+            notes += enc.notes
+    return (np.concatenate(out) if out else np.zeros((0, len(LABELS)))), notes
+
+
 class ConversationClassifier:
     """A trained classifier directory, ready to label text."""
 
@@ -137,13 +149,7 @@ class ConversationClassifier:
 
     def logits(self, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, list[str | None]]:
         """Uncalibrated logits (N, labels) and a note per text."""
-        out, notes = [], []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                enc = Encoded(self.tokenizer, texts[i : i + batch_size], self.max_length)
-                out.append(model_logits(self.model, enc.batch).float().numpy())
-                notes += enc.notes
-        return (np.concatenate(out) if out else np.zeros((0, len(self.labels)))), notes
+        return batched_logits(self.model, self.tokenizer, texts, self.max_length, batch_size)
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[Prediction]:
         """Calibrated predictions. Text with nothing the encoder can read (empty, emoji, another

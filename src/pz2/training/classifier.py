@@ -29,7 +29,7 @@ from pz2.evaluation.metrics import classification_metrics, softmax
 from pz2.evaluation.plots import reliability_diagram
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.prepare import resolve_encoder
-from pz2.runtime.classifier import HEAD_FILE, META_FILE, Encoded, SetFitClassifier, model_logits
+from pz2.runtime.classifier import HEAD_FILE, META_FILE, Encoded, SetFitClassifier, batched_logits, model_logits
 from pz2.training.calibration import fit_temperature
 from pz2.workspace import Workspace
 
@@ -98,14 +98,12 @@ def _batches(lengths: list[int], size: int, gen: torch.Generator) -> list[list[i
     return [batches[p] for p in perm]
 
 
-def _logits(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 128) -> np.ndarray:
+def _logits(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
+    """Logits for evaluation in the middle of training: eval mode for the pass, then back to train."""
     model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            out.append(model_logits(model, Encoded(tokenizer, texts[i : i + batch_size], max_length).batch).numpy())
+    logits, _ = batched_logits(model, tokenizer, texts, max_length, batch_size=128)
     model.train()
-    return np.concatenate(out)
+    return logits
 
 
 @dataclass
