@@ -74,3 +74,51 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Pa
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base as an exact float32 GGUF, for the llama.cpp engine."""
+    from pz2.models.embedded import BASE
+    from pz2.models.gguf_export import write_model_gguf
+
+    return write_model_gguf(tiny_base, tmp_path_factory.mktemp("tiny-gguf") / "tiny-f32.gguf", BASE.path())
+
+
+CLASSIFIER_FAST = dict(epochs=2, batch_size=16, eval_every=5, patience=2, max_length=32)
+SFT_FAST = dict(max_steps=4, save_steps=4, eval_steps=4, batch_size=2, max_eval_examples=2, logging_steps=1,
+                max_length=96, learning_rate=5e-3)
+
+
+@pytest.fixture(scope="session")
+def hybrid_ws(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, tiny_base: Path, tiny_gguf: Path) -> Workspace:
+    """A workspace with everything the assistant runs on, trained for real at tiny size: generated data,
+    the classifier (embedded encoder, a few steps), and unified/qna/technical LoRA adapters on the tiny base,
+    served by llama.cpp from the tiny GGUF. Tests copy it (`hybrid`) before changing anything."""
+    from pz2.config import ClassifierConfig, SFTConfig
+    from pz2.training.classifier import train_classifier
+    from pz2.training.sft import train_sft
+
+    root = tmp_path_factory.mktemp("hybrid") / "finetuning"
+    shutil.copytree(REPO / "finetuning" / "configs", root / "configs")
+    path = root / "configs" / "model_config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg.update(cache_dir=str(model_cache), base_model=str(tiny_base))
+    cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, threads=2)
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    ws = Workspace(root)
+    generate(DataConfig(per_category=70), ModelConfig().system_prompt, ws.datasets)
+    train_classifier(ws, ClassifierConfig(method="finetune", include_real=False, **CLASSIFIER_FAST), ModelConfig(),
+                     ws.classifier)
+    model_cfg = ws.model_config()
+    for kind in ("unified", "qna", "technical"):
+        train_sft(ws, kind, SFTConfig(**SFT_FAST), model_cfg)
+    return ws
+
+
+@pytest.fixture
+def hybrid(hybrid_ws: Workspace, tmp_path: Path) -> Workspace:
+    """A private copy of the trained hybrid workspace."""
+    root = tmp_path / "finetuning"
+    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    return Workspace(root)

@@ -30,6 +30,62 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class EngineConfig(_Strict):
+    """How answers are generated (`runtime.engine` in `model_config.yaml`)."""
+
+    backend: Literal["llamacpp", "transformers"] = Field(
+        "llamacpp",
+        description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA (about 0.8 s "
+        "per 48-token answer here); `transformers`: PyTorch + PEFT, the reference (GPUs, full-model specialists).",
+    )
+    gguf_model: Path | None = Field(
+        None, description="GGUF file of the base for llamacpp; empty = the embedded base's shipped GGUF."
+    )
+    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
+    context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
+    max_new_tokens: int = Field(96, ge=1, le=4096, description="Longest answer, in tokens.")
+
+
+class RouterConfig(_Strict):
+    """When a turn leaves the unified model for a specialist (DESIGN.md §3)."""
+
+    confidence_threshold: float = Field(
+        0.7, ge=0, le=1, description="Escalate when P(the unified answer is good) is below this (the seed's 70%)."
+    )
+    complexity_threshold: float = Field(
+        0.6, ge=0, le=1, description="Send to the specialist before generating when the complexity score exceeds this."
+    )
+    offer_below_category_probability: float = Field(
+        0.6, ge=0, le=1,
+        description="A low-confidence answer whose category is less certain than this is offered expert "
+        "mode instead of escalated: the user confirms which help they want.",
+    )
+    expert_phrases: list[str] = Field(
+        ["expert mode", "more accurate answer", "more expert answer", "expert answer", "전문가 모드",
+         "더 정확한 답변", "전문적인 답변"],
+        min_length=1,
+        description="Phrases that ask for a specialist, matched case-insensitively.",
+    )
+
+
+class PoolConfig(_Strict):
+    """The specialist pool: what stays in memory, and what is loaded ahead of need."""
+
+    memory_budget_mb: float = Field(
+        256, gt=0, description="Specialists kept loaded at once, by size; the least recently used leaves first."
+    )
+    preload: bool = Field(True, description="Load the specialist a session is predicted to need next, in the background.")
+    preload_min_probability: float = Field(
+        0.5, ge=0, le=1, description="Preload only when the predicted probability reaches this."
+    )
+
+
+class RuntimeConfig(_Strict):
+    engine: EngineConfig = EngineConfig()
+    router: RouterConfig = RouterConfig()
+    pool: PoolConfig = PoolConfig()
+
+
 class ModelConfig(_Strict):
     """Which models pz2 builds on (`model_config.yaml`)."""
 
@@ -54,6 +110,7 @@ class ModelConfig(_Strict):
         description="System prompt of the unified model, identical in data, training and inference.",
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
+    runtime: RuntimeConfig = RuntimeConfig()
 
 
 class DataConfig(_Strict):

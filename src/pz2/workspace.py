@@ -35,6 +35,23 @@ class Workspace:
         return self.root / "models"
 
     @property
+    def unified_model(self) -> Path:
+        """The unified model's folder: its adapter, classifier and confidence model live inside."""
+        return self.models / "unified_model"
+
+    @property
+    def classifier(self) -> Path:
+        return self.unified_model / "classifier"
+
+    def specialist(self, kind: str) -> Path:
+        return self.models / f"{kind}_specialist"
+
+    @property
+    def assistant_logs(self) -> Path:
+        """Where the assistant appends one routing record per turn."""
+        return self.root / "logs" / "assistant"
+
+    @property
     def training_logs(self) -> Path:
         return self.root / "logs" / "training_logs"
 

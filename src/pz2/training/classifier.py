@@ -268,7 +268,7 @@ def train_classifier(ws: Workspace, cfg: ClassifierConfig, model_cfg: ModelConfi
 
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    output = output or ws.models / "unified_model" / "classifier"
+    output = output or ws.classifier
     data = load_data(ws, cfg)
     encoder = resolve_encoder(model_cfg)
     tokenizer = AutoTokenizer.from_pretrained(encoder)

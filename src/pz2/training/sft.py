@@ -42,7 +42,7 @@ REMOVED_TYPES = {"daily_chat": "everyday chat is handled by the unified model (ì
 
 
 def output_dir(ws: Workspace, kind: str) -> Path:
-    return ws.models / "unified_model" / "adapter" if kind == "unified" else ws.models / f"{kind}_specialist"
+    return ws.unified_model / "adapter" if kind == "unified" else ws.specialist(kind)
 
 
 def check_kind(kind: str) -> str:

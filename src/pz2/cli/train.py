@@ -1,183 +1,24 @@
-"""The `pz2` command line. Commands parse, call one library function, print, and pick the exit code.
-
-Heavy libraries (torch, transformers) are imported inside commands so `pz2 --help` is instant.
-"""
+"""`pz2 train …`, `pz2 eval …`, `pz2 export`, `pz2 classify`: models in, models and reports out."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
-from typer.core import TyperGroup
 
-from pz2.errors import Pz2Error, UsageError
-from pz2.workspace import Workspace
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-class _Pz2Group(TyperGroup):
-    """Turns a library error into one red line and an exit code: 2 for usage, 1 otherwise."""
-
-    def invoke(self, ctx: typer.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except Pz2Error as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2 if isinstance(e, UsageError) else 1) from None
-
-
-app = typer.Typer(
-    cls=_Pz2Group,
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-    help="pz2: fine-tune and serve a hybrid assistant.\n\nExample: [bold]pz2 demo[/]",
+from pz2.cli.common import (
+    _ws,
+    app,
+    console,
+    err_console,
+    eval_app,
+    train_app,
 )
-data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
-models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
-train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier, the unified model and the specialists.")
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")
-app.add_typer(data_app, name="data")
-app.add_typer(models_app, name="models")
-app.add_typer(train_app, name="train")
-app.add_typer(eval_app, name="eval")
-
-
-class Lang(str, Enum):
-    en = "en"
-    ko = "ko"
-
-
-def _ws(ctx: typer.Context) -> Workspace:
-    return ctx.find_root().obj
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    workspace: Annotated[Path, typer.Option(envvar="PZ2_WORKSPACE", help="The seed's finetuning/ folder.")] = Path("finetuning"),
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library log lines.")] = False,
-) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
-    ctx.obj = Workspace(workspace)
-
-
-# ---------------------------------------------------------------- data
-
-
-@data_app.command("generate")
-def data_generate(
-    ctx: typer.Context,
-    seed: Annotated[int | None, typer.Option(help="Random seed (config: data.seed).")] = None,
-    per_category: Annotated[int | None, typer.Option(help="Questions per category (config: data.per_category).")] = None,
-    include_real: Annotated[bool | None, typer.Option("--include-real/--no-include-real",
-                                                      help="Mix in human-written rows (config: data.include_real).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/processed_english).")] = None,
-) -> None:
-    """Write the seed's nine dataset files.
-
-    Example: [bold]pz2 data generate --seed 7 --per-category 500[/]
-    """
-    from pz2.data.generate import generate
-    from pz2.views import rows_table
-
-    ws = _ws(ctx)
-    cfg = ws.training_config({"data.seed": seed, "data.per_category": per_category, "data.include_real": include_real})
-    out = output or ws.datasets
-    with console.status("generating datasets ..."):
-        report = generate(cfg.data, ws.model_config().system_prompt, out)
-    console.print(rows_table(f"{out}  (seed {cfg.data.seed}, {report.seconds:.2f} s)", report.rows))
-    if report.real_rows:
-        console.print(f"including {report.real_rows} human-written rows")
-
-
-@data_app.command("import")
-def data_import(
-    ctx: typer.Context,
-    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/real_english).")] = None,
-    max_per_source: Annotated[int, typer.Option(min=1, help="Rows kept from each corpus at most.")] = 1000,
-) -> None:
-    """Convert human-written text from packaged corpora (chitchat-dataset, chatterbot-corpus) to the seed's formats.
-
-    Example: [bold]pz2 data import --max-per-source 500[/]
-    """
-    from pz2.data.real import import_real
-    from pz2.views import rows_table
-
-    out = output or _ws(ctx).real_datasets
-    with console.status("importing real text ..."):
-        report = import_real(out, max_per_source)
-    sources = ", ".join(f"{k}: {v}" for k, v in report.by_source.items())
-    console.print(rows_table(f"{out}  ({sources})", report.rows))
-
-
-@data_app.command("validate")
-def data_validate(
-    ctx: typer.Context,
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the workspace's processed_english).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    lang: Annotated[Lang, typer.Option(help="Message language (ko: 한국어).")] = Lang.en,
-    tokens: Annotated[bool, typer.Option("--tokens/--no-tokens", help="Check the base-tokenizer token limit.")] = True,
-) -> None:
-    """Check dataset files; exit 0 when clean, 1 on errors, 2 on bad usage. Inputs are never modified.
-
-    Example: [bold]pz2 data validate --lang ko[/]
-    """
-    from pz2.data.validate import validate_directory, validate_files
-    from pz2.models.prepare import base_token_counter
-    from pz2.views import print_validation
-
-    ws = _ws(ctx)
-    targets = paths or [ws.datasets]
-    for p in targets:
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or folder")
-    cfg = ws.training_config().validation
-    counter = base_token_counter(ws.model_config()) if tokens else None
-    if len(targets) == 1 and targets[0].is_dir():
-        report = validate_directory(targets[0], cfg, counter, require_defaults=targets[0].resolve() == ws.datasets.resolve())
-    else:
-        files = [f for p in targets for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
-        report = validate_files(files, cfg, counter)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(lang.value), ensure_ascii=False, indent=2))
-    else:
-        print_validation(console, report, lang.value)
-    raise typer.Exit(code=0 if report.ok else 1)
-
-
-# ---------------------------------------------------------------- models
-
-
-@models_app.command("prepare")
-def models_prepare(
-    ctx: typer.Context,
-    force: Annotated[bool, typer.Option(help="Convert again even if a current conversion exists.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (config: cache_dir).")] = None,
-) -> None:
-    """Convert the embedded SmolLM2 GGUF base to float32 safetensors, once (about 25 s; later about 0 s).
-
-    Example: [bold]pz2 models prepare[/]
-    """
-    from pz2.models.prepare import prepare_base
-
-    cfg = _ws(ctx).model_config({"cache_dir": cache_dir and str(cache_dir)})
-    with console.status("preparing the embedded base model (first time about 25 s) ..."):
-        prepared = prepare_base(cfg, force=force)
-    how = "reused" if prepared.cached else "converted"
-    console.print(f"base model {how} in {prepared.seconds:.1f} s: {prepared.path}")
-
+from pz2.errors import UsageError
 
 # ---------------------------------------------------------------- unified model and specialists
 
@@ -280,7 +121,7 @@ def export_cmd(
     if not merge:
         raise UsageError("only `--merge` export exists; the adapters themselves already load in PEFT and vLLM")
     ws = _ws(ctx)
-    model = model or ws.models / "unified_model"
+    model = model or ws.unified_model
     path = export_merged(ws.model_config(), model, output or model / "merged")
     console.print(f"merged model written to {path}")
 
@@ -294,7 +135,7 @@ class Method(str, Enum):
 
 
 def _classifier_dir(ctx: typer.Context, model: Path | None) -> Path:
-    return model or _ws(ctx).models / "unified_model" / "classifier"
+    return model or _ws(ctx).classifier
 
 
 @train_app.command("classifier")
@@ -394,48 +235,24 @@ def classify(
 # ---------------------------------------------------------------- status, demo
 
 
-@app.command()
-def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Show which datasets, models and checkpoints exist, with sizes, dates and metrics.
 
-    Example: [bold]pz2 status --json[/]
+
+@train_app.command("confidence")
+def train_confidence_cmd(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(help="Validation questions to answer (all when 0).")] = 300,
+    good_rouge_l: Annotated[float, typer.Option(help="An answer is good when its ROUGE-L reaches this.")] = 0.3,
+    engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
+) -> None:
+    """Fit the router's confidence: P(the unified answer is good), from generation signals.
+
+    Example: [bold]pz2 train confidence --limit 200[/]
     """
-    from pz2 import status as st
+    from pz2.training.confidence_fit import fit_confidence
 
-    ws = _ws(ctx)
-    entries = st.collect(ws, ws.model_config())
-    if as_json:
-        typer.echo(json.dumps(st.as_dicts(entries), ensure_ascii=False, indent=2))
-        return
-    table = Table(title=f"pz2 workspace {ws.root}")
-    for col in ("kind", "name", "rows", "size", "modified", "metrics"):
-        table.add_column(col)
-    for e in entries:
-        metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in e.metrics.items()
-                            if isinstance(v, (int, float, str)))
-        table.add_row(e.group, e.name, "" if e.rows is None else str(e.rows), f"{e.size_bytes / 1e6:.1f} MB",
-                      e.modified, metrics)
-    console.print(table if entries else "nothing yet: run [bold]pz2 demo[/] or [bold]pz2 data generate[/]")
-
-
-@app.command()
-def demo(ctx: typer.Context) -> None:
-    """Run the whole pipeline on the embedded default model: data, base, classifier, unified model, specialists.
-
-    Example: [bold]pz2 demo[/]
-    """
-    from pz2.demo import run_demo
-
-    ok = run_demo(_ws(ctx), console)
-    raise typer.Exit(code=0 if ok else 1)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `pz2` script and of `python -m pz2`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights or data at run time
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app(args=argv, prog_name="pz2")
-    except SystemExit as e:  # typer ends every run with SystemExit; scripts want the code back
-        return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-    return 0
+    if not 0 < good_rouge_l < 1:
+        raise UsageError("--good-rouge-l must lie between 0 and 1")
+    model, path = fit_confidence(_ws(ctx), limit or None, good_rouge_l, overrides={"runtime.engine.backend": engine})
+    m = model.metrics
+    console.print(f"confidence model saved to {path}: {m['rows']} answers, {m['good_rate']:.0%} good, "
+                  f"out-of-fold ECE {m['ece']:.3f}, AUC {m['auc']:.3f}, Brier {m['brier']:.3f}")

@@ -1,0 +1,229 @@
+"""`pz2 chat` and `pz2 ft`: the hybrid assistant in a terminal, and the fine-tuning menu."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pz2.cli.common import _ws, app, console, err_console
+from pz2.errors import DatasetError, UsageError
+from pz2.workspace import Workspace
+
+HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text)   [bold]/status[/]  models and pool\n"
+        "[bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   [bold]/quit[/]  leave")
+DECLINES = {"no", "n", "nope", "no thanks", "아니요", "아니", "아뇨", "괜찮아요", "됐어요"}
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+class Mode(str, Enum):
+    interactive = "interactive"
+    single = "single"
+    batch = "batch"
+
+
+def routing_line(turn: Any) -> str:
+    conf = "n/a" if turn.confidence is None else f"{turn.confidence:.2f}"
+    return (f"[dim]route {turn.route} · {turn.reason} ({turn.detail}) · category {turn.category} · "
+            f"confidence {conf} · complexity {turn.complexity:.2f} · {turn.latency_ms:.0f} ms · "
+            f"specialist {turn.specialist_state}[/]")
+
+
+class _Screen:
+    """Streams answer pieces under a label naming the model that writes them."""
+
+    def __init__(self, out: Console) -> None:
+        self.out, self.source = out, None
+
+    def __call__(self, source: str, piece: str) -> None:
+        if source != self.source:
+            label = "assistant" if source == "unified" else f"{source} specialist"
+            self.out.print(f"{'' if self.source is None else chr(10)}[bold cyan]{label} ▸[/] ", end="")
+            self.source = source
+        self.out.file.write(piece)
+        self.out.file.flush()
+
+    def end(self) -> None:
+        if self.source is not None:
+            self.out.print()
+        self.source = None
+
+
+def _ask_line(out: Console, prompt: str) -> str | None:
+    try:
+        return out.input(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "terminal") -> None:
+    from pz2.runtime.assistant import OFFER_TEXT
+
+    out.print(f"[bold]pz2 hybrid assistant[/] · engine {assistant.engine.name} · {HELP}")
+    screen = _Screen(out)
+    expert_next = False
+    while True:
+        line = _ask_line(out, "[bold green]you ▸[/] ")
+        if line is None or line.strip() in ("/quit", "/exit", "/q"):
+            out.print("bye")
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/help":
+            out.print(HELP)
+            continue
+        if text == "/status":
+            out.print_json(json.dumps(assistant.status(), ensure_ascii=False, default=str))
+            continue
+        if text == "/ft":
+            finetune_menu(ws, out)
+            continue
+        if text.startswith("/expert"):
+            text = text[len("/expert"):].strip()
+            if not text and not assistant.session(session).last:
+                expert_next = True
+                out.print("[dim]expert mode for your next message[/]")
+                continue
+            expert_next = True
+        elif text.startswith("/"):
+            out.print(f"unknown command {text.split()[0]}; {HELP}")
+            continue
+        if assistant.pending_offer(session) and text.lower().strip(" .!") in DECLINES:
+            assistant.session(session).offer = None
+            out.print("[dim]ok, keeping the quick answer[/]")
+            continue
+        turn = assistant.ask(text or "", session=session, expert=expert_next, on_text=screen)
+        expert_next = False
+        screen.end()
+        if not turn.answer:
+            out.print("[dim](empty answer)[/]")
+        out.print(routing_line(turn))
+        if turn.route == "offer":
+            lang = "ko" if _HANGUL.search(turn.question) else "en"
+            out.print(f"[bold yellow]{OFFER_TEXT[lang]}[/] [dim](yes / 네 · no)[/]")
+
+
+def batch(assistant: Any, source: Path, target: Path) -> int:
+    """JSONL in (text or input_text, optional session and expert), JSONL out with answer and routing."""
+    from pz2.fileio import atomic_write_jsonl, iter_jsonl
+
+    if source.resolve() == target.resolve():
+        raise UsageError("--output must differ from --input: inputs are never modified")
+    rows = []
+    for line, row in iter_jsonl(source):
+        text = row.get("text", row.get("input_text"))
+        if not isinstance(text, str):
+            raise DatasetError(source, line, "needs a string field `text` or `input_text`")
+        rows.append(row)
+    done = []
+    for row in rows:
+        turn = assistant.ask(row.get("text", row.get("input_text")), session=str(row.get("session", "batch")),
+                             expert=bool(row.get("expert", False)))
+        done.append({**row, "answer": turn.answer, "routing": turn.record()})
+    return atomic_write_jsonl(target, done)
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    mode: Annotated[Mode | None, typer.Option(help="interactive (default), single (--text) or batch (--input/--output).")] = None,
+    text: Annotated[str | None, typer.Option("--text", "-t", help="Single mode: the one message to answer.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Batch mode: JSONL with `text` per line.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Batch mode: JSONL written with answers and routing.")] = None,
+    expert: Annotated[bool, typer.Option("--expert", help="Send to the specialist (the /expert command).")] = False,
+    engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Single mode: print the routing record as JSON.")] = False,
+) -> None:
+    """Talk to the hybrid assistant: the unified model answers, specialists step in when needed.
+
+    Example: [bold]pz2 chat[/]   [bold]pz2 chat --text "How to draw a line in CAD software?"[/]
+    [bold]pz2 chat --input questions.jsonl --output answers.jsonl[/]
+    """
+    from pz2.runtime.assistant import Assistant
+
+    mode = mode or (Mode.batch if input else Mode.single if text else Mode.interactive)
+    if mode is Mode.single and not text:
+        raise UsageError("single mode needs --text \"your message\"")
+    if mode is Mode.batch and (input is None or output is None):
+        raise UsageError("batch mode needs --input FILE.jsonl and --output FILE.jsonl")
+    if mode is Mode.batch and not input.is_file():
+        raise UsageError(f"{input}: no such file")
+    ws = _ws(ctx)
+    assistant = Assistant.from_workspace(ws, {"runtime.engine.backend": engine})
+    try:
+        if mode is Mode.interactive:
+            interactive(assistant, ws, console)
+        elif mode is Mode.single:
+            turn = assistant.ask(text, session="single", expert=expert,
+                                 on_text=None if as_json else _Screen(console))
+            if as_json:
+                typer.echo(json.dumps(turn.record(), ensure_ascii=False))
+            else:
+                console.print()
+                console.print(routing_line(turn))
+        else:
+            n = batch(assistant, input, output)
+            err_console.print(f"{n} answers with their routing written to {output}")
+    finally:
+        assistant.close()
+
+
+# ---------------------------------------------------------------- the seed's fine-tuning menu
+
+MENU: list[tuple[str, str, list[list[str]]]] = [
+    ("1", "status: datasets, models, checkpoints", [["status"]]),
+    ("2", "generate the English datasets", [["data", "generate"]]),
+    ("3", "validate the datasets", [["data", "validate"]]),
+    ("4", "import human-written data (chitchat, chatterbot)", [["data", "import"]]),
+    ("5", "train the conversation-type classifier", [["train", "classifier"]]),
+    ("6", "train the QnA specialist", [["train", "specialist", "--type", "qna", "--profile", "{profile}"]]),
+    ("7", "train the technical specialist", [["train", "specialist", "--type", "technical", "--profile", "{profile}"]]),
+    ("8", "train the unified model", [["train", "unified", "--profile", "{profile}"]]),
+    ("9", "unified model, start to finish: generate, validate, train (simple, fast)",
+     [["data", "generate"], ["data", "validate"], ["train", "unified", "--profile", "{profile}"]]),
+    ("10", "fit the confidence model (router)", [["train", "confidence"]]),
+    ("11", "evaluate: classifier and unified model", [["eval", "classifier"], ["eval", "generation", "--limit", "50"]]),
+]
+
+
+def finetune_menu(ws: Workspace, out: Console) -> None:
+    """Each choice runs `pz2 …` in a child process: its progress shows, and a failure returns here."""
+    while True:
+        out.print("\n[bold]fine-tuning menu[/] (파인튜닝 관리)")
+        for key, label, _ in MENU:
+            out.print(f"  {key:>2}. {label}")
+        out.print("   0. back")
+        choice = _ask_line(out, "choice ▸ ")
+        if choice is None or choice.strip() in ("0", "q", "/quit", ""):
+            return
+        entry = next((m for m in MENU if m[0] == choice.strip()), None)
+        if entry is None:
+            out.print(f"no choice {choice.strip()!r}")
+            continue
+        profile = "quick"
+        if any("{profile}" in part for cmd in entry[2] for part in cmd):
+            profile = (_ask_line(out, "profile, quick or full [quick] ▸ ") or "").strip() or "quick"
+        for command in entry[2]:
+            args = [part.replace("{profile}", profile) for part in command]
+            out.print(f"[dim]$ pz2 {' '.join(args)}[/]")
+            code = subprocess.call([sys.executable, "-m", "pz2", "--workspace", str(ws.root), *args])
+            if code != 0:
+                out.print(f"[red]pz2 {' '.join(args)} exited with {code}[/]")
+                break
+
+
+@app.command("ft")
+def ft(ctx: typer.Context) -> None:
+    """The seed's fine-tuning menu: status, generate, validate, train, evaluate (also `/ft` in chat).
+
+    Example: [bold]pz2 ft[/]   (Windows: [bold]run_finetuning.bat[/])
+    """
+    finetune_menu(_ws(ctx), console)

@@ -1,0 +1,71 @@
+"""What every command module shares: the app, its error handling, the workspace option."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from typer.core import TyperGroup
+
+from pz2.errors import Pz2Error, UsageError
+from pz2.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Pz2Group(TyperGroup):
+    """Turns a library error into one red line and an exit code: 2 for usage, 1 otherwise."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Pz2Error as e:
+            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2 if isinstance(e, UsageError) else 1) from None
+
+
+app = typer.Typer(
+    cls=_Pz2Group,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    help="pz2: fine-tune and serve a hybrid assistant.\n\nExample: [bold]pz2 demo[/]",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
+models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
+train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier, the unified model and the specialists.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+
+
+class Lang(str, Enum):
+    en = "en"
+    ko = "ko"
+
+
+def _ws(ctx: typer.Context) -> Workspace:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    workspace: Annotated[Path, typer.Option(envvar="PZ2_WORKSPACE", help="The seed's finetuning/ folder.")] = Path("finetuning"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library log lines.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    ctx.obj = Workspace(workspace)
+
+
+# ---------------------------------------------------------------- data
+

@@ -1,0 +1,201 @@
+"""The hybrid assistant: classifier → router → unified model or specialist, one turn at a time.
+
+It owns the per-session memory the seed's scenarios need: the last question (so "네, 전문가 모드로
+해주세요" re-asks it of the specialist) and a pending expert-mode offer. Every turn returns, and
+appends to `logs/assistant/decisions.jsonl`, the routing record
+{route, reason, category, confidence, complexity, latency_ms, specialist_state}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pz2.config import RuntimeConfig
+from pz2.errors import ModelError
+from pz2.runtime.classifier import ConversationClassifier, Prediction
+from pz2.runtime.complexity import complexity
+from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
+from pz2.runtime.engine import Engine, build_engine
+from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
+from pz2.runtime.predictor import UsagePredictor
+from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Route, Router
+from pz2.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+UNIFIED_ADAPTER = "unified"
+OFFER_TEXT = {"en": "Would you like a more expert answer?", "ko": "더 전문적인 답변이 필요하시나요?"}
+
+# (source, piece): source is "unified" or the specialist's name, so a screen can label the stream
+TextListener = Callable[[str, str], None]
+
+
+@dataclass
+class Turn:
+    message: str
+    answer: str
+    route: str
+    reason: str
+    detail: str
+    category: str
+    confidence: float | None
+    complexity: float
+    latency_ms: float
+    specialist_state: str
+    session: str
+    question: str                      # what was answered: the message, or the question it refers back to
+    unified_answer: str | None = None
+    specialist: str | None = None
+    first_token_ms: float | None = None
+    classifier: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """The routing record, as logged and as returned by batch mode and the API."""
+        return asdict(self)
+
+
+@dataclass
+class _Session:
+    last: tuple[str, Prediction] | None = None
+    offer: tuple[str, Prediction] | None = None
+
+
+class Assistant:
+    def __init__(self, engine: Engine, classifier: ConversationClassifier, runtime: RuntimeConfig,
+                 specialists: dict[str, Path], unified: Path | None = None,
+                 confidence: ConfidenceModel | None = None, log_path: Path | None = None) -> None:
+        self.engine = engine
+        self.classifier = classifier
+        self.runtime = runtime
+        self.router = Router(runtime.router)
+        self.pool = SpecialistPool(engine, specialists, runtime.pool.memory_budget_mb)
+        self.predictor = UsagePredictor(SPECIALISTS)
+        self.confidence = confidence
+        self.log_path = log_path
+        self.unified = None
+        if unified is not None and unified.exists():
+            engine.load(UNIFIED_ADAPTER, unified)
+            self.unified = UNIFIED_ADAPTER
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, overrides: dict | None = None) -> Assistant:
+        """The assistant over the workspace's trained models, as configured in model_config.yaml."""
+        cfg = ws.model_config(overrides)
+        if not (ws.classifier / "pz2_classifier.json").exists():
+            raise ModelError(f"{ws.classifier}: no classifier; the router needs it (`pz2 train classifier`)")
+        classifier = ConversationClassifier.load(ws.classifier)
+        confidence = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)
+        unified = ws.unified_model / "adapter"
+        if not unified.exists():
+            logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
+        specialists = {kind: ws.specialist(kind) for kind in SPECIALISTS}
+        return cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
+                   ws.assistant_logs / "decisions.jsonl")
+
+    def session(self, name: str) -> _Session:
+        with self._lock:
+            return self._sessions.setdefault(name, _Session())
+
+    def pending_offer(self, session: str) -> bool:
+        return self.session(session).offer is not None
+
+    def ask(self, message: str, session: str = "default", expert: bool = False,
+            on_text: TextListener | None = None) -> Turn:
+        """Answer one message. `expert` is the `/expert` command or the API's flag."""
+        start = time.perf_counter()
+        state = self.session(session)
+        phrase = "/expert" if expert else self.router.expert_phrase(message)
+        if state.offer is not None and not phrase and self.router.refers_back(message) and message.strip():
+            phrase = "accepted the offer"
+        earlier = state.offer or state.last
+        if phrase and earlier is not None and self.router.refers_back(message):
+            question, prediction = earlier
+        else:
+            question, prediction = message, self.classifier.predict([message])[0]
+        state.offer = None
+        cx = complexity(question, prediction)
+        decision = self.router.before(question, prediction, cx, phrase)
+
+        first_token: list[float] = []
+
+        def listen(source: str) -> Callable[[str], None]:
+            def piece(text: str) -> None:
+                if not first_token:
+                    first_token.append(time.perf_counter() - start)
+                if on_text is not None:
+                    on_text(source, text)
+            return piece
+
+        unified_answer = confidence = None
+        if decision is None or decision.route == UNIFIED:
+            gen = self.engine.stream(question, self.unified, on_text=listen(UNIFIED))
+            unified_answer = gen.text
+            if decision is None:
+                confidence = self.confidence(gen, prediction) if self.confidence else None
+                decision = self.router.after(prediction, confidence)
+        answer, specialist_state, specialist = unified_answer, "not needed", None
+        if decision.route == SPECIALIST:
+            answer, decision, specialist_state, specialist, unified_answer = self._specialist(
+                question, decision, unified_answer, listen)
+        if decision.route == OFFER:
+            state.offer = (question, prediction)
+        state.last = (question, prediction)
+        self._predict_next(session, decision.category if decision.route == SPECIALIST else prediction.label)
+
+        turn = Turn(message, answer or "", decision.route, decision.reason, decision.detail, decision.category,
+                    confidence, round(cx.score, 4), round((time.perf_counter() - start) * 1000, 1), specialist_state,
+                    session, question, unified_answer, specialist,
+                    round(first_token[0] * 1000, 1) if first_token else None,
+                    {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note})
+        self._log(turn)
+        return turn
+
+    def _specialist(self, question: str, decision: Route, unified_answer: str | None,
+                    listen: Callable[[str], Callable[[str], None]]) -> tuple[str, Route, str, str | None, str | None]:
+        """The specialist's answer, or the unified one with the reason when the specialist cannot load."""
+        name = decision.category
+        try:
+            with self.pool.use(name) as how:
+                gen = self.engine.stream(question, name, on_text=listen(name))
+            return gen.text, decision, f"{name}: {how}", name, unified_answer
+        except SpecialistUnavailable as e:
+            logger.warning("%s", e)
+            if unified_answer is None:
+                unified_answer = self.engine.stream(question, self.unified, on_text=listen(UNIFIED)).text
+            fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)
+            return unified_answer, fallback, self.pool.state(name), None, unified_answer
+
+    def _predict_next(self, session: str, category: str) -> None:
+        self.predictor.observe(session, category)
+        if not self.runtime.pool.preload:
+            return
+        name, p = self.predictor.predict(session)
+        if p >= self.runtime.pool.preload_min_probability:
+            self.pool.preload(name)
+
+    def _log(self, turn: Turn) -> None:
+        logger.info("route=%s reason=%s category=%s confidence=%s complexity=%.2f latency_ms=%.0f specialist=%s",
+                    turn.route, turn.reason, turn.category, turn.confidence, turn.complexity, turn.latency_ms,
+                    turn.specialist_state)
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self.log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": time.time(), **turn.record()}, ensure_ascii=False) + "\n")
+
+    def status(self) -> dict:
+        return {"engine": self.engine.name, "unified": self.unified or "base model (no unified adapter)",
+                "confidence_model": self.confidence.metrics if self.confidence else None,
+                "pool": self.pool.snapshot(), "router": self.runtime.router.model_dump()}
+
+    def close(self) -> None:
+        self.pool.close()
+

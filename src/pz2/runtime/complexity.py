@@ -1,0 +1,83 @@
+"""How demanding a message is, before any answer is generated: a score in [0, 1].
+
+    complexity = 0.30 · min(1, words / 40)               long messages carry more to get right
+               + 0.35 · min(1, terms / 4)                named tools and technical vocabulary
+               + 0.25 · min(1, (parts − 1) / 2)           several questions in one message
+               + 0.10 · (1 − margin)                      the classifier torn between categories
+
+`terms` counts distinct hits of a lexicon (the tools of the technical topic bank plus technical
+and "advanced" words, English and Korean); `parts` counts question marks and joined requests
+("and how", "also", numbered lines); `margin` is the classifier's top probability minus the
+second. A one-line how-to question scores about 0.15; a long multi-part troubleshooting
+question about 0.85. Every component is returned, so a routing decision can be explained.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from pz2.data.banks.technical import PROBLEMS, TASKS
+from pz2.runtime.classifier import Prediction
+
+WEIGHTS = {"length": 0.30, "terms": 0.35, "parts": 0.25, "uncertainty": 0.10}
+
+_VOCABULARY = (
+    "advanced", "complex", "in depth", "in-depth", "detailed", "step by step", "expert", "professional",
+    "error", "exception", "crash", "install", "configure", "configuration", "compile", "debug", "deploy",
+    "modeling", "modelling", "render", "rendering", "script", "api", "database", "server", "network",
+    "driver", "firmware", "kernel", "registry", "interpreter", "virtual environment", "path", "plugin",
+    "extension", "macro", "parametric", "mesh", "surface", "spline", "nurbs", "boolean", "layer",
+    "고급", "복잡", "전문", "자세히", "상세", "오류", "에러", "설치", "설정", "모델링", "곡면", "렌더링",
+    "스크립트", "서버", "네트워크", "드라이버", "플러그인",
+)
+_JOINERS = re.compile(r"\b(?:and (?:how|what|why|which|where|when|can)|also|additionally|then how)\b|(?:^|\n)\s*\d+[.)]\s", re.I)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9+#.'-]*|[\uac00-\ud7a3]+")
+
+
+@dataclass(frozen=True)
+class Complexity:
+    score: float
+    words: int
+    terms: tuple[str, ...]
+    parts: int
+    margin: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"score": round(self.score, 4), "words": self.words, "terms": list(self.terms),
+                "parts": self.parts, "margin": round(self.margin, 4)}
+
+
+@cache
+def _lexicon() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    names = {t.tool for t in TASKS} | {p.tool for p in PROBLEMS} | set(_VOCABULARY)
+    entries = []
+    for name in sorted(names, key=len, reverse=True):
+        word = re.escape(name.lower())
+        # English terms match whole words; Korean stems also match inside a word (곡면을, 모델링하는)
+        pattern = word if re.search(r"[\uac00-\ud7a3]", name) else rf"(?<![a-z0-9]){word}(?![a-z0-9])"
+        entries.append((name, re.compile(pattern)))
+    return tuple(entries)
+
+
+def lexicon_terms(text: str) -> tuple[str, ...]:
+    """Distinct lexicon entries in `text`; a longer entry hides the shorter ones inside it."""
+    low = text.lower()
+    found: list[str] = []
+    for name, pattern in _lexicon():
+        if pattern.search(low):
+            found.append(name)
+            low = pattern.sub(" ", low)
+    return tuple(found)
+
+
+def complexity(text: str, prediction: Prediction) -> Complexity:
+    words = len(_WORD.findall(text))
+    terms = lexicon_terms(text)
+    parts = max(1, text.count("?") + text.count("？")) + len(_JOINERS.findall(text))
+    top = sorted(prediction.probs.values(), reverse=True)
+    margin = top[0] - top[1] if len(top) > 1 else 1.0
+    score = (WEIGHTS["length"] * min(1.0, words / 40) + WEIGHTS["terms"] * min(1.0, len(terms) / 4)
+             + WEIGHTS["parts"] * min(1.0, (parts - 1) / 2) + WEIGHTS["uncertainty"] * (1 - margin))
+    return Complexity(score, words, terms, parts, margin)

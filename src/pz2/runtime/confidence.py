@@ -1,0 +1,129 @@
+"""Confidence: a calibrated P(the unified answer is good), from signals of its own generation.
+
+"Good" is measured, not assumed: on the validation split, an answer is good when its ROUGE-L
+against the reference reaches `good_rouge_l`. A logistic regression on the features below learns
+P(good); logistic regression is calibrated by construction on the data it is fitted to, and
+the reported ECE comes from out-of-fold predictions (k-fold), so it is the error a new question
+would see. "confidence < 0.70" then means: fewer than 7 in 10 answers like this one are good.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pz2.data.schema import LABELS
+from pz2.errors import ModelError
+from pz2.fileio import atomic_write_json
+from pz2.runtime.classifier import Prediction
+from pz2.runtime.engine import Generation
+
+CONFIDENCE_FILE = "confidence.json"
+FEATURES = ("mean_logprob", "min_logprob", "mean_entropy", "max_entropy", "length", "finished",
+            "category_probability", *(f"is_{label}" for label in LABELS))
+
+
+def features(gen: Generation, prediction: Prediction, max_new_tokens: int) -> np.ndarray:
+    """The signals of one unified answer, in FEATURES order."""
+    lp = np.array(gen.logprobs) if gen.logprobs else np.zeros(1)
+    ent = np.array(gen.entropies) if gen.entropies else np.zeros(1)
+    onehot = [float(prediction.label == label) for label in LABELS]
+    return np.array([lp.mean(), lp.min(), ent.mean(), ent.max(), len(gen.token_ids) / max_new_tokens,
+                     float(gen.finished), prediction.confidence, *onehot])
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
+    """Newton's method on the L2-penalised log-likelihood (bias not penalised)."""
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    w = np.zeros(d + 1)
+    penalty = np.full(d + 1, l2)
+    penalty[-1] = 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (p - y) + penalty * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty) + 1e-9 * np.eye(d + 1)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+@dataclass
+class ConfidenceModel:
+    weights: list[float]
+    bias: float
+    mean: list[float]
+    scale: list[float]
+    max_new_tokens: int
+    good_rouge_l: float
+    metrics: dict
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float = 1.0,
+            folds: int = 5, seed: int = 0) -> ConfidenceModel:
+        """Fit on all rows; report calibration from k-fold out-of-fold predictions."""
+        oof = cls.out_of_fold(x, y, max_new_tokens, good_rouge_l, l2, folds, seed)
+        model = cls._fitted(x, y, max_new_tokens, good_rouge_l, l2)
+        model.metrics = binary_metrics(oof, y) | {"folds": folds}
+        return model
+
+    @classmethod
+    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float = 1.0,
+                    folds: int = 5, seed: int = 0) -> np.ndarray:
+        """P(good) of each row from a model that did not see it: what a new question would get."""
+        if len(y) < 2 * folds or y.min() == y.max():
+            raise ModelError(f"confidence needs both good and bad answers in at least {2 * folds} rows "
+                             f"(got {len(y)} rows, {int(y.sum())} good); change `good_rouge_l` or use more rows")
+        oof = np.zeros(len(y))
+        order = np.random.default_rng(seed).permutation(len(y))
+        for k in range(folds):
+            test = order[k::folds]
+            train = np.setdiff1d(order, test)
+            oof[test] = cls._fitted(x[train], y[train], max_new_tokens, good_rouge_l, l2).predict_features(x[test])
+        return oof
+
+    @classmethod
+    def _fitted(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float) -> ConfidenceModel:
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        scale[scale == 0] = 1.0
+        w, b = _fit_logistic((x - mean) / scale, y, l2)
+        return cls(w.tolist(), b, mean.tolist(), scale.tolist(), max_new_tokens, good_rouge_l, {})
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        z = ((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.weights) + self.bias
+        return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+    def __call__(self, gen: Generation, prediction: Prediction) -> float:
+        return float(self.predict_features(features(gen, prediction, self.max_new_tokens)[None])[0])
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, {"features": list(FEATURES), **asdict(self)})
+
+    @classmethod
+    def load(cls, path: Path) -> ConfidenceModel | None:
+        """The fitted model, or None when it has not been fitted yet."""
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.pop("features", None) != list(FEATURES):
+            raise ModelError(f"{path}: fitted on other features; refit with `pz2 train confidence`")
+        return cls(**raw)
+
+
+def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    """ECE (15 bins), Brier score, AUC and base rate of P(good) predictions against outcomes."""
+    from pz2.evaluation.metrics import expected_calibration_error
+
+    probs = np.stack([1 - p, p], axis=1)
+    pos, neg = p[y == 1], p[y == 0]
+    auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()) if len(pos) and len(neg) else None
+    below = p < 0.7
+    return {"rows": int(len(y)), "good_rate": float(y.mean()), "ece": expected_calibration_error(probs, y.astype(int)),
+            "brier": float(((p - y) ** 2).mean()), "auc": auc,
+            "good_rate_when_below_0.70": float(y[below].mean()) if below.any() else None,
+            "good_rate_when_at_least_0.70": float(y[~below].mean()) if (~below).any() else None}

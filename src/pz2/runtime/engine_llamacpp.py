@@ -1,0 +1,155 @@
+"""The default engine: llama.cpp on the GGUF base, PEFT adapters served as GGUF LoRA.
+
+The embedded base ships as a Q4_1 GGUF, and training dequantizes exactly those weights, so the
+served base is the trained base. Adapters are converted once (float32, exact) into the cache,
+keyed by the adapter's hash; loading one into the live model takes milliseconds and switching
+between loaded adapters microseconds. A specialist may also be a whole GGUF model, served by a
+second llama.cpp instance.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pz2.config import EMBEDDED, ModelConfig
+from pz2.errors import ModelError
+from pz2.fileio import sha256_file
+from pz2.models.embedded import BASE
+from pz2.models.gguf_export import write_lora_gguf
+from pz2.models.loading import adapter_dir
+from pz2.runtime.engine import Engine
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ModelError("the llamacpp engine needs llama-cpp-python: run `make setup`, or set "
+                         "runtime.engine.backend: transformers in model_config.yaml") from None
+    return llama_cpp
+
+
+def base_gguf(cfg: ModelConfig) -> Path:
+    """The GGUF the engine serves: the configured file, or the embedded base's shipped one."""
+    if cfg.runtime.engine.gguf_model is not None:
+        path = cfg.runtime.engine.gguf_model.expanduser()
+        if not path.is_file():
+            raise ModelError(f"{path}: runtime.engine.gguf_model does not exist")
+        return path
+    if cfg.base_model != EMBEDDED:
+        raise ModelError(f"base_model is {cfg.base_model}: set runtime.engine.gguf_model to its GGUF, "
+                         "or runtime.engine.backend: transformers")
+    return BASE.path()
+
+
+def tokenizer_for(cfg: ModelConfig) -> Any:
+    """The Hugging Face tokenizer of the base: prompts are built exactly as in training."""
+    from transformers import AutoTokenizer
+
+    from pz2.models.prepare import embedded_tokenizer_dir
+
+    source = embedded_tokenizer_dir(cfg) if cfg.base_model == EMBEDDED else cfg.base_model
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+
+
+class LlamaCppEngine(Engine):
+    name = "llamacpp"
+
+    def __init__(self, gguf: Path, tokenizer: Any, system_prompt: str, max_new_tokens: int,
+                 context_length: int = 2048, threads: int = 0, cache_dir: Path = Path("~/.cache/pz2")) -> None:
+        super().__init__(tokenizer, system_prompt, max_new_tokens)
+        self.lib = _llama_cpp()
+        self.threads = threads or os.cpu_count() or 1
+        self.context_length = context_length
+        self.llm = self._open(gguf)
+        self.base_llm = self.llm
+        self.lora_cache = cache_dir.expanduser() / "lora"
+        self.adapters: dict[str, Any] = {}
+        self.full: dict[str, Any] = {}
+        self._active_adapter: str | None = None
+        meta = self.llm.metadata
+        self.n_head = int(meta["llama.attention.head_count"])
+        self.n_head_kv = int(meta.get("llama.attention.head_count_kv", self.n_head))
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> LlamaCppEngine:
+        e = cfg.runtime.engine
+        return cls(base_gguf(cfg), tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens,
+                   e.context_length, e.threads, cfg.cache_dir)
+
+    def _open(self, gguf: Path) -> Any:
+        try:
+            return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=self.threads,
+                                  n_threads_batch=self.threads, n_batch=512, logits_all=False, verbose=False)
+        except ValueError as e:
+            raise ModelError(f"{gguf}: llama.cpp cannot load it ({e})") from None
+
+    def lora_gguf(self, adapter: Path) -> Path:
+        """The adapter as GGUF LoRA, converted once per adapter content."""
+        digest = sha256_file(adapter / "adapter_model.safetensors")[:16]
+        out = self.lora_cache / f"{digest}-h{self.n_head}-{self.n_head_kv}.gguf"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_lora_gguf(adapter, out, self.n_head, self.n_head_kv)
+        return out
+
+    def _load(self, name: str, path: Path) -> int:
+        adapter = adapter_dir(path)
+        if adapter is not None:
+            gguf = self.lora_gguf(adapter)
+            handle = self.lib.llama_adapter_lora_init(self.llm.model, str(gguf).encode())
+            if not handle:
+                raise ModelError(f"{adapter}: llama.cpp refused the adapter (does it belong to this base?)")
+            self.adapters[name] = handle
+            return gguf.stat().st_size
+        ggufs = [path] if path.suffix == ".gguf" else sorted(path.glob("*.gguf"))
+        if len(ggufs) != 1:
+            raise ModelError(f"{path}: the llamacpp engine serves a LoRA adapter folder or one .gguf model; "
+                             "for a Hugging Face model folder use runtime.engine.backend: transformers")
+        self.full[name] = self._open(ggufs[0])
+        return ggufs[0].stat().st_size
+
+    def _unload(self, name: str) -> None:
+        if name in self.full:
+            self.full.pop(name).close()
+            return
+        handle = self.adapters.pop(name)
+        if self._active_adapter == name:
+            self._set_adapter(None)
+        self.lib.llama_adapter_lora_free(handle)
+
+    def _set_adapter(self, name: str | None) -> None:
+        if name == self._active_adapter:
+            return
+        if name is None:
+            status = self.lib.llama_set_adapters_lora(self.base_llm.ctx, None, 0, None)
+        else:
+            handles = (self.lib.llama_adapter_lora_p_ctypes * 1)(self.adapters[name])
+            scales = (ctypes.c_float * 1)(1.0)
+            status = self.lib.llama_set_adapters_lora(self.base_llm.ctx, handles, 1, scales)
+        if status != 0:
+            raise ModelError(f"llama.cpp could not switch to adapter {name}")
+        self._active_adapter = name
+
+    def _logits(self) -> np.ndarray:
+        ptr = self.lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
+
+    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+        if adapter in self.full:
+            self.llm = self.full[adapter]
+        else:
+            self.llm = self.base_llm
+            self._set_adapter(adapter)
+        self.llm.reset()
+        self.llm.eval(ids)
+        return self._logits()
+
+    def _next(self, token: int) -> np.ndarray:
+        self.llm.eval([token])
+        return self._logits()

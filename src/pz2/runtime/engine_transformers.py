@@ -1,0 +1,92 @@
+"""The reference engine: transformers + PEFT, adapters switched on one PeftModel.
+
+Slower than llama.cpp on a CPU, but it is what training produced, it runs on GPUs, and it
+serves full-model specialists (a fine-tuned model directory instead of an adapter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pz2.config import ModelConfig
+from pz2.errors import ModelError
+from pz2.models.base import load_base
+from pz2.models.loading import adapter_dir
+from pz2.runtime.engine import Engine
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, base: Any, tokenizer: Any, system_prompt: str, max_new_tokens: int, trust_remote_code: bool = False) -> None:
+        super().__init__(tokenizer, system_prompt, max_new_tokens)
+        self.model = base          # becomes a PeftModel with the first adapter
+        self.full: dict[str, Any] = {}
+        self.trust_remote_code = trust_remote_code
+        self._active: Any = None
+        self._cache: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> TransformersEngine:
+        import torch
+
+        if cfg.runtime.engine.threads:
+            torch.set_num_threads(cfg.runtime.engine.threads)
+        base, tokenizer = load_base(cfg)
+        engine = cls(base, tokenizer, cfg.system_prompt, cfg.runtime.engine.max_new_tokens, cfg.trust_remote_code)
+        engine.context_length = cfg.runtime.engine.context_length
+        return engine
+
+    def _load(self, name: str, path: Path) -> int:
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        adapter = adapter_dir(path)
+        if adapter is not None:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(adapter), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(adapter), adapter_name=name).eval()
+            return sum(p.numel() * p.element_size() for n, p in self.model.named_parameters() if f".{name}." in n)
+        if (path / "config.json").exists():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                                         trust_remote_code=self.trust_remote_code).eval()
+            self.full[name] = model
+            return sum(p.numel() * p.element_size() for p in model.parameters())
+        raise ModelError(f"{path}: neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
+
+    def _unload(self, name: str) -> None:
+        if self.full.pop(name, None) is None:
+            self.model.delete_adapter(name)
+
+    def _forward(self, ids: list[int]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self._active(input_ids=torch.tensor([ids]), cache=self._cache, use_cache=True, logits_to_keep=1)
+        self._cache = out.cache
+        return out.logits[0, -1].float().numpy()
+
+    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+        from peft import PeftModel
+
+        self._cache = None
+        if adapter in self.full:
+            self._active = self.full[adapter]
+        elif isinstance(self.model, PeftModel):
+            if adapter is None:
+                self.model.base_model.disable_adapter_layers()
+            else:
+                self.model.base_model.enable_adapter_layers()
+                self.model.set_adapter(adapter)
+            self._active = self.model
+        else:
+            self._active = self.model
+        return self._forward(ids)
+
+    def _next(self, token: int) -> np.ndarray:
+        return self._forward([token])

@@ -1,0 +1,61 @@
+"""Which specialist a session will need next, from usage patterns, so it can be loaded ahead.
+
+    P(next = c | session) = w · recent(c) + (1 − w) · T(c | last category)
+
+`recent` is the session's own category history with exponential decay (people stay on a
+topic); `T` is the global transition table over all sessions, Laplace-smoothed (what tends to
+follow what). A new session has no history and falls back on `T` from the empty state, i.e.
+the global frequency of first turns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+from pz2.data.schema import LABELS
+
+START = "<start>"
+
+
+class UsagePredictor:
+    def __init__(self, specialists: tuple[str, ...], session_weight: float = 0.6, decay: float = 0.6) -> None:
+        self.specialists = specialists
+        self.session_weight = session_weight
+        self.decay = decay
+        self._recent: dict[str, dict[str, float]] = defaultdict(dict)
+        self._last: dict[str, str] = {}
+        self._transitions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._lock = threading.Lock()
+
+    def observe(self, session: str, category: str) -> None:
+        with self._lock:
+            recent = self._recent[session]
+            for c in recent:
+                recent[c] *= self.decay
+            recent[category] = recent.get(category, 0.0) + 1.0
+            self._transitions[self._last.get(session, START)][category] += 1
+            self._last[session] = category
+
+    def probabilities(self, session: str) -> dict[str, float]:
+        with self._lock:
+            row = self._transitions[self._last.get(session, START)]
+            total = sum(row.values()) + len(LABELS)
+            global_p = {c: (row.get(c, 0) + 1) / total for c in LABELS}
+            recent = self._recent.get(session)
+            if not recent:
+                return global_p
+            mass = sum(recent.values())
+            w = self.session_weight
+            return {c: w * recent.get(c, 0.0) / mass + (1 - w) * global_p[c] for c in LABELS}
+
+    def predict(self, session: str) -> tuple[str, float]:
+        """The likeliest specialist next turn and its probability."""
+        p = self.probabilities(session)
+        best = max(self.specialists, key=lambda c: p[c])
+        return best, p[best]
+
+    def end(self, session: str) -> None:
+        with self._lock:
+            self._recent.pop(session, None)
+            self._last.pop(session, None)

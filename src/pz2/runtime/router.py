@@ -1,0 +1,92 @@
+"""The router policy of DESIGN.md §3, as pure functions of what is known about a turn.
+
+Before generating: an explicit request goes to the specialist at once; `general` stays on the
+unified model; a complexity above the threshold goes to the specialist. After the unified
+answer: a confidence below the threshold escalates, or, when the classifier is unsure which
+specialist fits, offers expert mode so the user decides. Each decision carries its reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pz2.config import RouterConfig
+from pz2.data.schema import LABELS
+from pz2.runtime.classifier import Prediction
+from pz2.runtime.complexity import Complexity, lexicon_terms
+
+GENERAL = LABELS[2]
+SPECIALISTS = tuple(label for label in LABELS if label != GENERAL)
+
+UNIFIED, SPECIALIST, OFFER = "unified", "specialist", "offer"
+
+# Words that carry no question of their own: "yes, expert mode please" refers to the last question.
+_FILLERS = {
+    "yes", "yeah", "yep", "sure", "ok", "okay", "please", "pls", "go", "ahead", "do", "it", "give", "me", "an",
+    "a", "the", "use", "switch", "to", "on", "turn", "with", "want", "i", "would", "like", "that", "this", "answer",
+    "mode", "expert", "more", "accurate", "detailed", "for", "one", "can", "you", "네", "예", "응", "좋아요", "좋아",
+    "해주세요", "해줘", "부탁해요", "부탁합니다", "로", "으로", "그래", "주세요", "답변", "모드", "전문가",
+}
+_TOKEN = re.compile(r"[A-Za-z]+|[\uac00-\ud7a3]+")
+
+
+@dataclass(frozen=True)
+class Route:
+    route: str             # unified | specialist | offer
+    reason: str            # explicit_request | complexity | general | confident | low_confidence | offer | no_confidence_model
+    detail: str            # the reason in words, with the numbers that decided it
+    category: str          # the specialist's category (or general)
+
+
+class Router:
+    def __init__(self, cfg: RouterConfig) -> None:
+        self.cfg = cfg
+        phrases = sorted((p.lower() for p in cfg.expert_phrases), key=len, reverse=True)
+        self._phrases = re.compile("|".join(re.escape(p) for p in phrases))
+
+    def expert_phrase(self, text: str) -> str | None:
+        """The expert-mode phrase in `text`, if any (a `/expert` command or API flag is passed separately)."""
+        m = self._phrases.search(text.lower())
+        return m.group(0) if m else None
+
+    def refers_back(self, text: str) -> bool:
+        """An expert request with no question of its own ("네, 전문가 모드로 해주세요")."""
+        rest = self._phrases.sub(" ", text.lower())
+        return all(token in _FILLERS for token in _TOKEN.findall(rest))
+
+    @staticmethod
+    def specialist_for(prediction: Prediction, text: str) -> str:
+        """The specialist an explicit request goes to: the classifier's category, or, when it says
+        general (no specialist exists for that), the likelier specialist; named tools tip to technical."""
+        if prediction.label in SPECIALISTS:
+            return prediction.label
+        if lexicon_terms(text):
+            return "technical"
+        return max(SPECIALISTS, key=lambda label: prediction.probs.get(label, 0.0))
+
+    def before(self, text: str, prediction: Prediction, complexity: Complexity, explicit: str | None) -> Route | None:
+        """The decision that needs no answer yet, or None: let the unified model answer first."""
+        if explicit:
+            category = self.specialist_for(prediction, text)
+            return Route(SPECIALIST, "explicit_request", f"asked for it ({explicit!r})", category)
+        if prediction.label == GENERAL:
+            return Route(UNIFIED, "general", "general conversation stays on the unified model", GENERAL)
+        if complexity.score > self.cfg.complexity_threshold:
+            return Route(SPECIALIST, "complexity",
+                         f"complexity {complexity.score:.2f} > {self.cfg.complexity_threshold:.2f}", prediction.label)
+        return None
+
+    def after(self, prediction: Prediction, confidence: float | None) -> Route:
+        """The decision once the unified model has answered with `confidence`."""
+        category = prediction.label
+        threshold = self.cfg.confidence_threshold
+        if confidence is None:
+            return Route(UNIFIED, "no_confidence_model",
+                         "confidence not fitted (`pz2 train confidence`): the unified answer stands", category)
+        if confidence >= threshold:
+            return Route(UNIFIED, "confident", f"confidence {confidence:.2f} >= {threshold:.2f}", category)
+        if prediction.confidence < self.cfg.offer_below_category_probability:
+            return Route(OFFER, "offer", f"confidence {confidence:.2f} < {threshold:.2f} and category {category} "
+                         f"only {prediction.confidence:.2f} sure: expert mode offered", category)
+        return Route(SPECIALIST, "low_confidence", f"confidence {confidence:.2f} < {threshold:.2f}", category)

@@ -1,0 +1,78 @@
+"""Fit the confidence model: answer validation questions with the unified model, score, fit.
+
+Each answer is labelled good when its ROUGE-L against the reference reaches `good_rouge_l`;
+the features are the ones the assistant computes live (runtime/confidence.py), from the same
+engine, so the fitted probabilities describe the answers the assistant will actually give.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from pz2.evaluation.generation_report import reference_pairs
+from pz2.evaluation.plots import reliability_diagram
+from pz2.evaluation.text_metrics import rouge_l
+from pz2.fileio import atomic_write_jsonl
+from pz2.runtime.assistant import UNIFIED_ADAPTER
+from pz2.runtime.classifier import ConversationClassifier
+from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel, features
+from pz2.runtime.engine import Engine, build_engine
+from pz2.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+def collect(engine: Engine, classifier: ConversationClassifier, adapter: str | None,
+            pairs: list[tuple[str, str, str]], good_rouge_l: float, max_new_tokens: int,
+            show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """(features, good labels, rows for the log) of the unified answers to `pairs`."""
+    predictions = classifier.predict([u for _, u, _ in pairs])
+    xs, ys, rows = [], [], []
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task("answering validation questions", total=len(pairs))
+        for (_, user, reference), prediction in zip(pairs, predictions, strict=True):
+            gen = engine.generate(user, adapter, max_new_tokens)
+            score = rouge_l(gen.text, reference)
+            xs.append(features(gen, prediction, max_new_tokens))
+            ys.append(float(score >= good_rouge_l))
+            rows.append({"input_text": user, "answer": gen.text, "reference": reference, "rouge_l": round(score, 4),
+                         "good": bool(ys[-1]), "category": prediction.label})
+            bar.advance(task)
+    return np.array(xs), np.array(ys), rows
+
+
+def fit_confidence(ws: Workspace, limit: int | None = 300, good_rouge_l: float = 0.3, seed: int = 0,
+                   overrides: dict | None = None, engine: Engine | None = None,
+                   classifier: ConversationClassifier | None = None, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
+    """Fit on up to `limit` rows of unified_validation.jsonl; writes confidence.json beside the adapter."""
+    cfg = ws.model_config(overrides)
+    classifier = classifier or ConversationClassifier.load(ws.classifier)
+    if engine is None:
+        engine = build_engine(cfg)
+        adapter = ws.unified_model / "adapter"
+        if adapter.exists():
+            engine.load(UNIFIED_ADAPTER, adapter)
+    unified = UNIFIED_ADAPTER if UNIFIED_ADAPTER in engine.loaded() else None
+    pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", cfg.system_prompt, None)
+    if limit is not None and limit < len(pairs):
+        pairs = random.Random(seed).sample(pairs, limit)
+    max_new = cfg.runtime.engine.max_new_tokens
+    start = time.perf_counter()
+    x, y, rows = collect(engine, classifier, unified, pairs, good_rouge_l, max_new, show_progress)
+    model = ConfidenceModel.fit(x, y, max_new, good_rouge_l, seed=seed)
+    model.metrics |= {"engine": engine.name, "adapter": unified or "base", "seconds": round(time.perf_counter() - start, 1)}
+    out = ws.unified_model / CONFIDENCE_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    atomic_write_jsonl(out.with_name("confidence_rows.jsonl"), rows)
+    p = ConfidenceModel.out_of_fold(x, y, max_new, good_rouge_l, seed=seed)
+    reliability_diagram({"P(good), out of fold": (np.stack([1 - p, p], axis=1), y.astype(int))},
+                        out.with_name("confidence_reliability.png"), "Confidence of the unified answer")
+    logger.info("confidence fitted on %d answers (%.0f%% good): out-of-fold ECE %.3f", len(y), 100 * y.mean(), model.metrics["ece"])
+    return model, out

@@ -1,0 +1,116 @@
+"""The generation engines: llama.cpp serving GGUF LoRA adapters, against transformers + PEFT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from pz2.errors import ModelError
+from pz2.models.gguf_export import write_lora_gguf
+from pz2.runtime.engine_llamacpp import LlamaCppEngine
+from pz2.runtime.engine_transformers import TransformersEngine
+
+SYSTEM = "You are a helpful assistant."
+
+
+def random_adapter(base: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random A and B (PEFT's default B = 0 would leave the base unchanged)."""
+    torch.manual_seed(seed)
+    model = get_peft_model(LlamaForCausalLM.from_pretrained(base),
+                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: random_adapter(tiny_base, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_base: Path, tiny_gguf: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, threads=2, cache_dir=tmp_path_factory.mktemp("lora-cache"))
+    reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, 16)
+    for engine in (fast, reference):
+        for name, path in adapters.items():
+            engine.load(name, path)
+    return fast, reference
+
+
+@pytest.mark.parametrize("adapter", [None, "a", "b"])
+def test_llamacpp_gives_the_same_greedy_answer_as_peft(engines, adapter: str | None) -> None:
+    fast, reference = engines
+    for question in ("How do I draw a line in AutoCAD?", "I feel sad today"):
+        a, b = fast.generate(question, adapter), reference.generate(question, adapter)
+        assert a.token_ids == b.token_ids and len(a.token_ids) > 0
+        assert a.text == b.text
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
+        np.testing.assert_allclose(a.entropies, b.entropies, atol=2e-3)
+
+
+def test_adapters_change_the_answer_and_switching_leaves_no_trace(engines) -> None:
+    fast, _ = engines
+    first = {name: fast.generate("What is recursion?", name).token_ids for name in (None, "a", "b")}
+    assert len({tuple(ids) for ids in first.values()}) == 3, "each adapter must answer differently"
+    for name in ("b", None, "a", "a", None, "b"):
+        assert fast.generate("What is recursion?", name).token_ids == first[name]
+
+
+def test_streamed_pieces_make_the_answer_and_timings_are_recorded(engines) -> None:
+    fast, _ = engines
+    pieces: list[str] = []
+    gen = fast.stream("Tell me a joke", "a", on_text=pieces.append)
+    assert "".join(pieces).strip() == gen.text
+    assert 0 < gen.first_token_s <= gen.total_s
+    assert len(gen.logprobs) == len(gen.entropies) == len(gen.token_ids)
+    assert all(lp <= 0 for lp in gen.logprobs) and all(e >= 0 for e in gen.entropies)
+
+
+def test_unloading_frees_the_name_and_unknown_adapters_are_refused(engines, adapters) -> None:
+    fast, _ = engines
+    fast.unload("b")
+    assert "b" not in fast.loaded()
+    with pytest.raises(ModelError, match="not loaded"):
+        fast.generate("hi", "b")
+    assert fast.load("b", adapters["b"]) > 0
+
+
+def test_adapter_of_another_base_is_refused_with_the_reason(tmp_path: Path, engines) -> None:
+    from transformers import LlamaConfig
+
+    fast, _ = engines
+    other = tmp_path / "other-base"
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(other)
+    with pytest.raises(ModelError, match="llama.cpp refused the adapter"):
+        fast.load("other", random_adapter(other, tmp_path / "other", 3))
+    assert "other" not in fast.loaded()
+
+
+def test_lora_gguf_carries_alpha_and_every_pair(adapters, tmp_path: Path) -> None:
+    import gguf
+
+    out = write_lora_gguf(adapters["a"], tmp_path / "a.gguf", n_head=4, n_head_kv=2)
+    reader = gguf.GGUFReader(out)
+    assert reader.fields["adapter.type"].contents() == "lora"
+    assert reader.fields["adapter.lora.alpha"].contents() == pytest.approx(16.0)
+    names = {t.name for t in reader.tensors}
+    cfg = json.loads((adapters["a"] / "adapter_config.json").read_text())
+    assert cfg["r"] == 8 and len(names) == 2 * 2 * 7  # two layers, seven linear modules, A and B each
+    assert all(n.endswith((".lora_a", ".lora_b")) for n in names)
+
+
+def test_a_message_that_fills_the_context_is_a_clear_error(tiny_base: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    small = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, context_length=128, threads=1, cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="fills the engine's context"):
+        small.generate("word " * 200)
+    assert small.generate("short question").total_s > 0
