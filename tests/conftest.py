@@ -122,3 +122,23 @@ def hybrid(hybrid_ws: Workspace, tmp_path: Path) -> Workspace:
     root = tmp_path / "finetuning"
     shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     return Workspace(root)
+
+
+def random_adapter(base: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random A and B (PEFT's default B = 0 leaves the base unchanged): each seed
+    answers differently, which is what adapter mix-ups are detected by."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(LlamaForCausalLM.from_pretrained(base),
+                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: random_adapter(tiny_base, root / name, seed) for name, seed in (("a", 1), ("b", 2), ("c", 3))}

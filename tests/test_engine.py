@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from peft import LoraConfig, get_peft_model
 from transformers import AutoTokenizer, LlamaForCausalLM
+
+from conftest import random_adapter
 
 from pz2.errors import ModelError
 from pz2.models.gguf_export import write_lora_gguf
@@ -19,19 +19,9 @@ from pz2.runtime.engine_transformers import TransformersEngine
 SYSTEM = "You are a helpful assistant."
 
 
-def random_adapter(base: Path, out: Path, seed: int) -> Path:
-    """A LoRA adapter with random A and B (PEFT's default B = 0 would leave the base unchanged)."""
-    torch.manual_seed(seed)
-    model = get_peft_model(LlamaForCausalLM.from_pretrained(base),
-                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("adapters")
-    return {name: random_adapter(tiny_base, root / name, seed) for name, seed in (("a", 1), ("b", 2))}
+def adapters(random_adapters: dict[str, Path]) -> dict[str, Path]:
+    return {"a": random_adapters["a"], "b": random_adapters["b"]}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +60,7 @@ def test_streamed_pieces_make_the_answer_and_timings_are_recorded(engines) -> No
     gen = fast.stream("Tell me a joke", "a", on_text=pieces.append)
     assert "".join(pieces).strip() == gen.text
     assert 0 < gen.first_token_s <= gen.total_s
-    assert len(gen.logprobs) == len(gen.entropies) == len(gen.token_ids)
+    assert len(gen.logprobs) == len(gen.entropies) == len(gen.token_ids) + gen.finished
     assert all(lp <= 0 for lp in gen.logprobs) and all(e >= 0 for e in gen.entropies)
 
 

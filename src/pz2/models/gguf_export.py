@@ -69,15 +69,23 @@ def _write(writer: Any, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def lora_weights(adapter: Path) -> Path:
+    """The adapter's weights file; a folder without both PEFT files is not an adapter."""
+    weights = adapter / "adapter_model.safetensors"
+    if not (adapter / "adapter_config.json").is_file() or not weights.is_file():
+        raise ModelError(f"{adapter}: not a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors)")
+    return weights
+
+
 def write_lora_gguf(adapter: Path, out: Path, n_head: int, n_head_kv: int) -> Path:
     """Convert a PEFT LoRA adapter folder to a llama.cpp LoRA GGUF (float32, exact)."""
     import gguf
     from safetensors.numpy import load_file
 
-    cfg_path, weights_path = adapter / "adapter_config.json", adapter / "adapter_model.safetensors"
-    if not cfg_path.is_file() or not weights_path.is_file():
-        raise ModelError(f"{adapter}: not a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors)")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    weights_path = lora_weights(adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict) or "lora_alpha" not in cfg or "r" not in cfg:
+        raise ModelError(f"{adapter}/adapter_config.json: no `r` / `lora_alpha`; not a LoRA adapter config")
     unsupported = [k for k in ("use_dora", "modules_to_save") if cfg.get(k)]
     if cfg.get("peft_type", "LORA") != "LORA" or unsupported:
         raise ModelError(f"{adapter}: llama.cpp serves plain LoRA only ({', '.join(unsupported) or cfg.get('peft_type')})")

@@ -49,9 +49,13 @@ class Complexity:
                 "parts": self.parts, "margin": round(self.margin, 4)}
 
 
+def _tools() -> set[str]:
+    return {t.tool for t in TASKS} | {p.tool for p in PROBLEMS}
+
+
 @cache
-def _lexicon() -> tuple[tuple[str, re.Pattern[str]], ...]:
-    names = {t.tool for t in TASKS} | {p.tool for p in PROBLEMS} | set(_VOCABULARY)
+def _lexicon(tools_only: bool) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    names = _tools() if tools_only else _tools() | set(_VOCABULARY)
     entries = []
     for name in sorted(names, key=len, reverse=True):
         word = re.escape(name.lower())
@@ -61,11 +65,11 @@ def _lexicon() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(entries)
 
 
-def lexicon_terms(text: str) -> tuple[str, ...]:
-    """Distinct lexicon entries in `text`; a longer entry hides the shorter ones inside it."""
+def lexicon_terms(text: str, tools_only: bool = False) -> tuple[str, ...]:
+    """Distinct lexicon entries in `text` (or only the named tools); a longer entry hides the shorter ones inside it."""
     low = text.lower()
     found: list[str] = []
-    for name, pattern in _lexicon():
+    for name, pattern in _lexicon(tools_only):
         if pattern.search(low):
             found.append(name)
             low = pattern.sub(" ", low)

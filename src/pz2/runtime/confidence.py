@@ -22,14 +22,15 @@ from pz2.runtime.classifier import Prediction
 from pz2.runtime.engine import Generation
 
 CONFIDENCE_FILE = "confidence.json"
+CLIP = 3.0
 FEATURES = ("mean_logprob", "min_logprob", "mean_entropy", "max_entropy", "length", "finished",
             "category_probability", *(f"is_{label}" for label in LABELS))
 
 
 def features(gen: Generation, prediction: Prediction, max_new_tokens: int) -> np.ndarray:
     """The signals of one unified answer, in FEATURES order."""
-    lp = np.array(gen.logprobs) if gen.logprobs else np.zeros(1)
-    ent = np.array(gen.entropies) if gen.entropies else np.zeros(1)
+    lp = np.array(gen.logprobs or [0.0])  # empty only when max_new_tokens is 0
+    ent = np.array(gen.entropies or [0.0])
     onehot = [float(prediction.label == label) for label in LABELS]
     return np.array([lp.mean(), lp.min(), ent.mean(), ent.max(), len(gen.token_ids) / max_new_tokens,
                      float(gen.finished), prediction.confidence, *onehot])
@@ -91,11 +92,13 @@ class ConfidenceModel:
     def _fitted(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float) -> ConfidenceModel:
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale[scale == 0] = 1.0
-        w, b = _fit_logistic((x - mean) / scale, y, l2)
+        w, b = _fit_logistic(np.clip((x - mean) / scale, -CLIP, CLIP), y, l2)
         return cls(w.tolist(), b, mean.tolist(), scale.tolist(), max_new_tokens, good_rouge_l, {})
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        z = ((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.weights) + self.bias
+        # standardized features are clipped: a value far outside what fitting saw (a classifier
+        # probability of 0.5 where fitting saw 0.95-1.0) must not extrapolate to certainty
+        z = np.clip((x - np.array(self.mean)) / np.array(self.scale), -CLIP, CLIP) @ np.array(self.weights) + self.bias
         return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
 
     def __call__(self, gen: Generation, prediction: Prediction) -> float:

@@ -31,8 +31,8 @@ TextCallback = Callable[[str], None]
 class Generation:
     text: str
     token_ids: list[int]
-    logprobs: list[float] = field(repr=False)
-    entropies: list[float] = field(repr=False)
+    logprobs: list[float] = field(repr=False)    # per decision, the end-of-turn one included when finished:
+    entropies: list[float] = field(repr=False)   # an empty answer is still a (possibly confident) choice
     finished: bool          # ended with end-of-turn, not cut at max_new_tokens
     first_token_s: float    # prompt in, first token out
     total_s: float
@@ -145,12 +145,12 @@ class Engine:
                 token, logp, entropy = token_stats(logits)
                 if step == 0:
                     first = time.perf_counter() - start
+                logprobs.append(logp)
+                entropies.append(entropy)
                 if token in self.stop_ids:
                     finished = True
                     break
                 ids.append(token)
-                logprobs.append(logp)
-                entropies.append(entropy)
                 piece = text.push(token)
                 if piece and on_text is not None:
                     on_text(piece)

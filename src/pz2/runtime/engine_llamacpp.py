@@ -20,7 +20,7 @@ from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
 from pz2.models.embedded import BASE
-from pz2.models.gguf_export import write_lora_gguf
+from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import adapter_dir
 from pz2.runtime.engine import Engine
 
@@ -91,7 +91,7 @@ class LlamaCppEngine(Engine):
 
     def lora_gguf(self, adapter: Path) -> Path:
         """The adapter as GGUF LoRA, converted once per adapter content."""
-        digest = sha256_file(adapter / "adapter_model.safetensors")[:16]
+        digest = sha256_file(lora_weights(adapter))[:16]
         out = self.lora_cache / f"{digest}-h{self.n_head}-{self.n_head_kv}.gguf"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)

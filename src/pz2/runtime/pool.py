@@ -121,14 +121,26 @@ class SpecialistPool:
                 victim = next((n for n in self._lru if n != keep and not self._pins.get(n)), None)
                 if victim is None:
                     return  # everything left is in use (or the one just loaded): over budget until released
-                self._lru.pop(victim)
-                self._state[victim] = LOADING  # requests for it wait until it is out, then load it afresh
-            self.engine.unload(victim)
-            with self._cond:
-                self._state[victim] = UNLOADED
-                self._cond.notify_all()
-            self.evictions.append(victim)
-            logger.info("evicted %s specialist (least recently used) to stay within %.0f MB", victim, self.budget / 2**20)
+            if self.unload(victim):  # False if a request pinned it meanwhile: choose again
+                self.evictions.append(victim)
+                logger.info("evicted %s specialist (least recently used) to stay within %.0f MB", victim, self.budget / 2**20)
+
+    def unload(self, name: str) -> bool:
+        """Take an unused specialist out of memory now; False if it is in use or not loaded."""
+        with self._cond:
+            if self._state.get(name) != LOADED or self._pins.get(name):
+                return False
+            self._lru.pop(name)
+            self._state[name] = LOADING
+        self.engine.unload(name)
+        with self._cond:
+            self._state[name] = UNLOADED
+            self._cond.notify_all()
+        return True
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until the preloads already asked for are done."""
+        self._executor.submit(lambda: None).result(timeout=timeout)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

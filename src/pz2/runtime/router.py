@@ -61,7 +61,7 @@ class Router:
         general (no specialist exists for that), the likelier specialist; named tools tip to technical."""
         if prediction.label in SPECIALISTS:
             return prediction.label
-        if lexicon_terms(text):
+        if lexicon_terms(text, tools_only=True):
             return "technical"
         return max(SPECIALISTS, key=lambda label: prediction.probs.get(label, 0.0))
 

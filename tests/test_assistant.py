@@ -1,0 +1,153 @@
+"""The hybrid assistant end to end on tiny trained models: the seed's five scenarios and the routing record.
+
+The tiny unified model cannot write good answers, so the confidence model is fitted on its real
+generation features with a stated premise for the labels, the one the real models show
+(benchmarks/sft_quality.py: the unified model is weak on technical and QnA questions, fine on
+chat): unified answers to general questions are good, to the others mostly not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pz2.cli import app
+from pz2.evaluation.generation_report import reference_pairs
+from pz2.runtime.assistant import Assistant
+from pz2.runtime.classifier import ConversationClassifier
+from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
+from pz2.runtime.engine import build_engine
+from pz2.training.confidence_fit import collect
+from pz2.workspace import Workspace
+
+RECORD = {"route", "reason", "category", "confidence", "complexity", "latency_ms", "specialist_state"}
+
+
+@pytest.fixture(scope="module")
+def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The hybrid workspace plus a confidence model fitted under the premise above."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("confident") / "finetuning"
+    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    ws = Workspace(root)
+    cfg = ws.model_config()
+    engine = build_engine(cfg)
+    engine.load("unified", ws.unified_model / "adapter")
+    classifier = ConversationClassifier.load(ws.classifier)
+    pairs = [pair for split in ("validation", "test")
+             for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
+    x, _, rows = collect(engine, classifier, "unified", pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
+    rng = np.random.default_rng(0)
+    y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
+    ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)
+    return ws
+
+
+@pytest.fixture
+def assistant(confident_ws: Workspace):
+    a = Assistant.from_workspace(confident_ws)
+    yield a
+    a.close()
+
+
+def test_scenario_1_general_question_in_korean_stays_on_the_unified_model(assistant) -> None:
+    turn = assistant.ask("오늘 날씨 어때?")
+    assert (turn.route, turn.reason, turn.category) == ("unified", "general", "general")
+    assert turn.specialist is None and turn.specialist_state == "not needed"
+    assert turn.classifier["note"] == "no English text: no signal"
+
+
+def test_scenario_2_unified_answer_then_offer_then_expert_mode_on_request(assistant) -> None:
+    first = assistant.ask("SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘", session="s2")
+    assert (first.route, first.reason, first.category) == ("offer", "offer", "technical")
+    assert first.unified_answer is not None and first.confidence < 0.7
+    assert assistant.pending_offer("s2")
+    second = assistant.ask("네, 전문가 모드로 해주세요", session="s2")
+    assert (second.route, second.reason, second.specialist) == ("specialist", "explicit_request", "technical")
+    assert second.question == first.message  # the specialist answers the SketchUp question, not "네"
+    assert not assistant.pending_offer("s2")
+
+
+def test_scenario_3_feelings_are_answered_by_the_unified_model(assistant) -> None:
+    turn = assistant.ask("I feel sad today")
+    assert (turn.route, turn.reason, turn.category) == ("unified", "general", "general")
+
+
+def test_scenario_4_low_confidence_technical_answer_activates_the_specialist(assistant) -> None:
+    # The seed names the QnA specialist here; by DESIGN.md's labels a how-to for a tool is technical.
+    turn = assistant.ask("How to draw a line in CAD software?", session="s4")
+    assert (turn.route, turn.reason, turn.category) == ("specialist", "low_confidence", "technical")
+    assert turn.unified_answer is not None  # the unified model answered first, as in the seed
+    assert turn.confidence < 0.7 and f"{turn.confidence:.2f} < 0.70" in turn.detail
+    assert turn.specialist == "technical" and turn.specialist_state.startswith("technical: ")
+
+
+def test_scenario_5_expert_mode_keyword_loads_the_technical_specialist_at_once(assistant) -> None:
+    turn = assistant.ask("SketchUp expert mode advanced modeling", session="s5")
+    assert (turn.route, turn.reason, turn.category) == ("specialist", "explicit_request", "technical")
+    assert turn.unified_answer is None  # no unified answer first: straight to the expert
+    assert turn.specialist_state == "technical: loaded"
+
+
+def test_every_turn_returns_and_logs_the_routing_record(confident_ws: Workspace, assistant) -> None:
+    turns = [assistant.ask(m, session="log") for m in ("hi there", "What is an API?", "/ignored", "")]
+    log = confident_ws.assistant_logs / "decisions.jsonl"
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) >= len(turns)
+    for turn, logged in zip(turns, lines[-len(turns):], strict=True):
+        assert RECORD <= set(turn.record()) and RECORD <= set(logged)
+        assert logged["message"] == turn.message and logged["route"] == turn.route
+        assert turn.latency_ms > 0 and 0 <= turn.complexity <= 1
+
+
+def test_a_specialist_that_fails_to_load_falls_back_to_the_unified_answer(confident_ws: Workspace, tmp_path: Path) -> None:
+    a = Assistant.from_workspace(confident_ws)
+    a.pool.paths["qna"] = tmp_path / "missing_specialist"
+    turn = a.ask("What is entropy?", expert=True)
+    assert (turn.route, turn.reason, turn.category) == ("unified", "fallback", "qna")
+    assert "no such model folder" in turn.detail and turn.answer == turn.unified_answer
+    assert turn.specialist_state.startswith("failed")
+    a.close()
+
+
+def test_usage_prediction_preloads_the_next_specialist_of_a_session(confident_ws: Workspace) -> None:
+    a = Assistant.from_workspace(confident_ws)
+    a.ask("How do I trim lines in AutoCAD? expert mode", session="cad")
+    a.pool.drain(timeout=30)
+    assert a.pool.unload("technical")  # out of memory, as an eviction would leave it
+    a.ask("How do I add dimensions in AutoCAD?", session="cad")  # technical again: the predictor preloads it
+    a.pool.drain(timeout=30)
+    assert a.pool.state("technical") == "loaded"
+    turn = a.ask("How do I create a block in AutoCAD? expert mode", session="cad")
+    assert turn.specialist_state == "technical: hit"
+    a.close()
+
+
+def test_single_and_batch_modes_from_the_command_line(confident_ws: Workspace, tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["--workspace", str(confident_ws.root), "chat"]
+    single = runner.invoke(app, [*base, "--text", "SketchUp expert mode advanced modeling", "--json"])
+    assert single.exit_code == 0, single.output
+    record = json.loads(single.output.strip().splitlines()[-1])
+    assert (record["route"], record["reason"]) == ("specialist", "explicit_request")
+
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"text": "I feel sad today", "id": 1}\n{"input_text": "What is DNS?", "expert": true}\n')
+    before = source.read_bytes()
+    batch = runner.invoke(app, [*base, "--mode", "batch", "--input", str(source), "--output", str(target)])
+    assert batch.exit_code == 0, batch.output
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["routing"]["reason"] for r in rows] == ["general", "explicit_request"]
+    assert rows[0]["id"] == 1 and all(isinstance(r["answer"], str) for r in rows)
+    assert source.read_bytes() == before
+
+    source.write_text('{"text": "fine"}\n{"text": 5}\n')
+    bad = runner.invoke(app, [*base, "--input", str(source), "--output", str(tmp_path / "x.jsonl")])
+    assert bad.exit_code == 1 and "in.jsonl:2" in bad.output and not (tmp_path / "x.jsonl").exists()
+    missing = runner.invoke(app, [*base, "--mode", "single"])
+    assert missing.exit_code == 2 and "--text" in missing.output
