@@ -142,3 +142,34 @@ def random_adapter(base: Path, out: Path, seed: int) -> Path:
 def random_adapters(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapters")
     return {name: random_adapter(tiny_base, root / name, seed) for name, seed in (("a", 1), ("b", 2), ("c", 3))}
+
+
+@pytest.fixture(scope="session")
+def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The hybrid workspace plus a confidence model fitted on real generation features of the tiny
+    unified model. A tiny model writes no good answer, so the labels follow a stated premise, the
+    one the real models show (benchmarks/sft_quality.py: the unified model is weak on technical and
+    QnA questions, fine on chat): answers to general questions are good, to the others not, with
+    10% of the labels flipped."""
+    import numpy as np
+
+    from pz2.evaluation.generation_report import reference_pairs
+    from pz2.runtime.classifier import ConversationClassifier
+    from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
+    from pz2.runtime.engine import build_engine
+    from pz2.training.confidence_fit import collect
+
+    root = tmp_path_factory.mktemp("confident") / "finetuning"
+    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    ws = Workspace(root)
+    cfg = ws.model_config()
+    engine = build_engine(cfg)
+    engine.load("unified", ws.unified_model / "adapter")
+    classifier = ConversationClassifier.load(ws.classifier)
+    pairs = [pair for split in ("validation", "test")
+             for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
+    x, _, rows = collect(engine, classifier, "unified", pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
+    rng = np.random.default_rng(0)
+    y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
+    ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)
+    return ws

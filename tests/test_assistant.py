@@ -1,9 +1,6 @@
 """The hybrid assistant end to end on tiny trained models: the seed's five scenarios and the routing record.
 
-The tiny unified model cannot write good answers, so the confidence model is fitted on its real
-generation features with a stated premise for the labels, the one the real models show
-(benchmarks/sft_quality.py: the unified model is weak on technical and QnA questions, fine on
-chat): unified answers to general questions are good, to the others mostly not.
+The confidence model comes from the `confident_ws` fixture (conftest.py), which states its premise.
 """
 
 from __future__ import annotations
@@ -11,41 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from pz2.cli import app
-from pz2.evaluation.generation_report import reference_pairs
 from pz2.runtime.assistant import Assistant
-from pz2.runtime.classifier import ConversationClassifier
-from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
-from pz2.runtime.engine import build_engine
-from pz2.training.confidence_fit import collect
 from pz2.workspace import Workspace
 
 RECORD = {"route", "reason", "category", "confidence", "complexity", "latency_ms", "specialist_state"}
-
-
-@pytest.fixture(scope="module")
-def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """The hybrid workspace plus a confidence model fitted under the premise above."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("confident") / "finetuning"
-    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
-    ws = Workspace(root)
-    cfg = ws.model_config()
-    engine = build_engine(cfg)
-    engine.load("unified", ws.unified_model / "adapter")
-    classifier = ConversationClassifier.load(ws.classifier)
-    pairs = [pair for split in ("validation", "test")
-             for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
-    x, _, rows = collect(engine, classifier, "unified", pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
-    rng = np.random.default_rng(0)
-    y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
-    ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)
-    return ws
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
         screen.end()
         if not turn.answer:
             out.print("[dim](empty answer)[/]")
-        out.print(routing_line(turn))
+        out.print(routing_line(turn), soft_wrap=True)
         if turn.route == "offer":
             lang = "ko" if _HANGUL.search(turn.question) else "en"
             out.print(f"[bold yellow]{OFFER_TEXT[lang]}[/] [dim](yes / 네 · no)[/]")
@@ -168,7 +168,7 @@ def chat(
                 typer.echo(json.dumps(turn.record(), ensure_ascii=False))
             else:
                 console.print()
-                console.print(routing_line(turn))
+                console.print(routing_line(turn), soft_wrap=True)
         else:
             n = batch(assistant, input, output)
             err_console.print(f"{n} answers with their routing written to {output}")
