@@ -1,9 +1,10 @@
 """`pz2 demo`: the main job on a fresh machine, end to end on the embedded default model.
 
-Today: generate the data, validate it, prepare the embedded base and let it answer once, train
-the conversation-type classifier and label the seed's example sentences with it, then fine-tune
-the unified model and both specialists (quick profile) and let each answer. The hybrid router
-and the seed's five scenarios come next.
+Generate the data, validate it, prepare the embedded base and let it answer once, train the
+conversation-type classifier and label the seed's example sentences with it, fine-tune the
+unified model and both specialists (quick profile) and let each answer, fit the router's
+confidence, then play the seed's five scenarios through the hybrid assistant, printing route,
+reason, confidence and latency per turn.
 """
 
 from __future__ import annotations
@@ -17,13 +18,54 @@ from rich.table import Table
 from pz2.data.generate import SEED_EXAMPLES, generate
 from pz2.data.validate import validate_directory
 from pz2.models.base import greedy_reply, load_base
+from pz2.models.loading import load_for_generation
 from pz2.models.prepare import base_token_counter, prepare_base
 from pz2.runtime.classifier import ConversationClassifier
-from pz2.models.loading import load_for_generation
 from pz2.training.classifier import train_classifier
+from pz2.training.confidence_fit import fit_confidence
 from pz2.training.sft import train_sft
 from pz2.views import print_validation, rows_table
 from pz2.workspace import Workspace
+
+# The seed's five scenarios (사용 시나리오): (scenario, message). Scenario 2's second turn accepts the offer.
+SCENARIOS: list[tuple[str, str]] = [
+    ("1 general question", "오늘 날씨 어때?"),
+    ("2 complex technical question", "SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘"),
+    ("2 complex technical question", "네, 전문가 모드로 해주세요"),
+    ("3 everyday feelings", "I feel sad today"),
+    ("4 technical question", "How to draw a line in CAD software?"),
+    ("5 SketchUp expert mode", "SketchUp expert mode advanced modeling"),
+]
+
+
+def play_scenarios(ws: Workspace, console: Console) -> list:
+    """Each scenario in its own session through the assistant; a table of how every turn was routed."""
+    from pz2.runtime.assistant import Assistant
+
+    assistant = Assistant.from_workspace(ws)
+    turns = []
+    try:
+        for scenario, message in SCENARIOS:
+            turn = assistant.ask(message, session=scenario)
+            turns.append((scenario, turn))
+            console.print(f"[bold]scenario {scenario}[/]\n  [bold]User:[/] {message}", highlight=False)
+            if turn.unified_answer is not None and turn.specialist:
+                console.print(f"  [bold]unified:[/] {turn.unified_answer}", highlight=False)
+            who = f"{turn.specialist} specialist" if turn.specialist else "unified"
+            console.print(f"  [bold]{who}:[/] {turn.answer}", highlight=False)
+            if turn.route == "offer":
+                console.print("  [bold yellow]더 전문적인 답변이 필요하시나요?[/] (Would you like a more expert answer?)")
+    finally:
+        assistant.close()
+    table = Table(title=f"the seed's scenarios through the hybrid assistant ({assistant.engine.name} engine)")
+    for col in ("scenario", "message", "route", "reason", "category", "confidence", "complexity", "first token", "latency"):
+        table.add_column(col)
+    for scenario, t in turns:
+        table.add_row(scenario, t.message[:40], t.route, t.detail, t.category,
+                      "n/a" if t.confidence is None else f"{t.confidence:.2f}", f"{t.complexity:.2f}",
+                      "" if t.first_token_ms is None else f"{t.first_token_ms:.0f} ms", f"{t.latency_ms:.0f} ms")
+    console.print(table)
+    return turns
 
 
 def run_demo(ws: Workspace, console: Console) -> bool:
@@ -80,4 +122,13 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         tuned, tok = load_for_generation(model_cfg, result.path)
         reply = greedy_reply(tuned, tok, model_cfg.system_prompt, question, max_new_tokens=64)
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
-    return validation.ok and bool(answer)
+
+    console.print(Rule("7. fit the router's confidence: P(the unified answer is good)"))
+    confidence, path = fit_confidence(ws, limit=200)
+    c = confidence.metrics
+    console.print(f"{c['rows']} validation answers, {c['good_rate']:.0%} good (ROUGE-L >= {confidence.good_rouge_l}): "
+                  f"out-of-fold ECE {c['ece']:.3f}, AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
+
+    console.print(Rule("8. the hybrid assistant plays the seed's five scenarios"))
+    turns = play_scenarios(ws, console)
+    return validation.ok and bool(answer) and len(turns) == len(SCENARIOS)

@@ -97,8 +97,16 @@ class Assistant:
         if not unified.exists():
             logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
         specialists = {kind: ws.specialist(kind) for kind in SPECIALISTS}
-        return cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
-                   ws.assistant_logs / "decisions.jsonl")
+        assistant = cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
+                        ws.assistant_logs / "decisions.jsonl")
+        assistant.warm_up()
+        return assistant
+
+    def warm_up(self) -> None:
+        """One classification and one generated token, so the first real turn is not the slow one
+        (lazy initialisation in torch and llama.cpp costs seconds on the first call)."""
+        self.classifier.predict(["hello"])
+        self.engine.generate("hello", self.unified, max_new_tokens=1)
 
     def session(self, name: str) -> _Session:
         with self._lock:
