@@ -86,10 +86,10 @@ def main() -> int:
     print(f"read bandwidth: {bandwidth:.1f} GB/s; adapter: {adapter or 'none (base)'}")
     results: dict[str, dict] = {}
 
-    def record(name: str, engine: Engine, weight_bytes: int) -> None:
-        if adapter:
+    def record(name: str, engine: Engine, weight_bytes: int, merged: bool = False) -> None:
+        if adapter and not merged:
             engine.load(adapter, ADAPTER)
-        r = measure(engine, adapter, args.tokens, args.repeats)
+        r = measure(engine, None if merged else adapter, args.tokens, args.repeats)
         ceiling = bandwidth * 1e9 / weight_bytes
         r |= {"weights_mb": weight_bytes / 2**20, "ceiling_tokens_per_s": ceiling, "share_of_ceiling": r["tokens_per_s"] / ceiling}
         results[name] = r
@@ -101,12 +101,16 @@ def main() -> int:
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     fp32_bytes = sum(p.numel() * 4 for p in model.parameters())
     record("transformers fp32", TransformersEngine(model, tokenizer, system, args.tokens), fp32_bytes)
-    try:
-        int8 = torch.ao.quantization.quantize_dynamic(
-            AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    try:  # PEFT cannot wrap quantized layers: the adapter is merged first, then Linear layers quantized
+        fresh = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+        if adapter:
+            from peft import PeftModel
+
+            fresh = PeftModel.from_pretrained(fresh, ADAPTER).merge_and_unload()
+        int8 = torch.ao.quantization.quantize_dynamic(fresh, {torch.nn.Linear}, dtype=torch.qint8)
         linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-        record("transformers dynamic int8", TransformersEngine(int8, tokenizer, system, args.tokens),
-               fp32_bytes - 3 * linear)
+        record("transformers dynamic int8 (merged)", TransformersEngine(int8, tokenizer, system, args.tokens),
+               fp32_bytes - 3 * linear, merged=True)
     except (AttributeError, RuntimeError, NotImplementedError) as e:
         print(f"transformers dynamic int8: not available here ({e})")
     del model

@@ -69,6 +69,9 @@ def main() -> int:
     r = child("hybrid") | child("full")
     r["specialists_over_unified"] = r["with_specialists_mb"] / r["unified_mb"]
     r["three_full_over_unified"] = r["three_full_models_mb"] / r["unified_mb"]
+    # the process's fixed part (Python, torch, tokenizer) weighs on both ratios: the added MB say more
+    r["specialists_added_mb"] = r["with_specialists_mb"] - r["unified_mb"]
+    r["two_full_models_added_mb"] = r["three_full_models_mb"] - r["unified_mb"]
     for key, value in r.items():
         print(f"{key:28s} {value:9.2f}")
     atomic_write_json(args.out, r)

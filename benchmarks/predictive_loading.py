@@ -66,9 +66,9 @@ def replay(engine: LlamaCppEngine, events: list[tuple[str, str, bool]], budget_m
                 hits += how == "hit"
                 misses += how != "hit"
         predictor.observe(session, category)
-        if predict:
+        if predict:  # the assistant's policy (Assistant._predict_next)
             name, p = predictor.predict(session)
-            if p >= min_probability:
+            if p >= min_probability and all(predictor.demand(v, session) < p for v in pool.would_evict(name)):
                 pool.preload(name)
                 pool.drain()
     for name in list(engine.loaded()):

@@ -100,3 +100,14 @@ def test_preload_loads_in_the_background_and_a_waiting_request_shares_it(engine,
     assert pool.preload("b") is None  # already loaded: nothing to do
     assert list(pool.load_times) == ["b"]
     pool.close()
+
+
+def test_would_evict_names_the_least_recently_used_unpinned_specialists(engine, random_adapters) -> None:
+    size = adapter_mb(engine, random_adapters["a"])
+    pool = SpecialistPool(engine, random_adapters, budget_mb=2.5 * size)
+    for name in ("a", "b"):
+        with pool.use(name):
+            pass
+    assert pool.would_evict("c") == ["a"] and pool.would_evict("a") == []  # a is loaded: nothing to do
+    with pool.use("a"):  # pinned (and now the most recent): b would go instead
+        assert pool.would_evict("c") == ["b"]

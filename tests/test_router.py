@@ -125,3 +125,13 @@ def test_predictor_learns_a_session_topic_and_global_habits() -> None:
     assert p.predict("carol")[0] == "qna"
     p.end("alice")
     assert p.probabilities("alice") == p.probabilities("nobody")
+
+
+def test_predictor_demand_is_what_other_active_sessions_expect() -> None:
+    p = UsagePredictor(("qna", "technical"))
+    for _ in range(3):
+        p.observe("alice", "technical")
+        p.observe("bob", "qna")
+    assert p.demand("technical", excluding="bob") > 0.5  # alice is on technical
+    assert p.demand("technical", excluding="alice") < p.probabilities("alice")["technical"]
+    assert p.demand("qna", excluding="bob") < 0.5

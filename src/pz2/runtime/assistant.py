@@ -186,7 +186,10 @@ class Assistant:
         if not self.runtime.pool.preload:
             return
         name, p = self.predictor.predict(session)
-        if p >= self.runtime.pool.preload_min_probability:
+        if p < self.runtime.pool.preload_min_probability:
+            return
+        victims = self.pool.would_evict(name)
+        if all(self.predictor.demand(v, excluding=session) < p for v in victims):
             self.pool.preload(name)
 
     def _log(self, turn: Turn) -> None:

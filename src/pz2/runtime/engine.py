@@ -115,6 +115,14 @@ class Engine:
             if self.sizes.pop(name, None) is not None:
                 self._unload(name)
 
+    @staticmethod
+    def size_hint(path: Path) -> int:
+        """Bytes a specialist will take before it is loaded: its weight files (an adapter's float32
+        LoRA weights are the same size in either engine)."""
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for pattern in ("*.safetensors", "*.gguf") for f in path.glob(pattern))
+
     def loaded(self) -> list[str]:
         return list(self.sizes)
 

@@ -72,6 +72,7 @@ class LlamaCppEngine(Engine):
         self.adapters: dict[str, Any] = {}
         self.full: dict[str, Any] = {}
         self._active_adapter: str | None = None
+        self._kv_adapter: dict[int, str | None] = {}  # per context: the adapter its cached tokens were computed with
         meta = self.llm.metadata
         self.n_head = int(meta["llama.attention.head_count"])
         self.n_head_kv = int(meta.get("llama.attention.head_count_kv", self.n_head))
@@ -141,13 +142,23 @@ class LlamaCppEngine(Engine):
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
 
     def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+        """Prefix caching: the system prompt's KV entries (most of a short prompt) are reused when
+        the previous request on this context ran with the same adapter; an adapter changes k and v,
+        so after a switch everything is recomputed."""
         if adapter in self.full:
             self.llm = self.full[adapter]
         else:
             self.llm = self.base_llm
             self._set_adapter(adapter)
-        self.llm.reset()
-        self.llm.eval(ids)
+        keep = 0
+        if self._kv_adapter.get(id(self.llm), "") == adapter:
+            cached = self.llm.input_ids[: self.llm.n_tokens]
+            limit = min(len(cached), len(ids) - 1)  # evaluate at least one token, for its logits
+            while keep < limit and cached[keep] == ids[keep]:
+                keep += 1
+        self._kv_adapter[id(self.llm)] = adapter
+        self.llm.n_tokens = keep  # the next eval drops cached entries from here on
+        self.llm.eval(ids[keep:])
         return self._logits()
 
     def _next(self, token: int) -> np.ndarray:

@@ -65,6 +65,22 @@ class SpecialistPool:
                 self._cond.notify_all()
             self._evict()
 
+    def would_evict(self, name: str) -> list[str]:
+        """The specialists that loading `name` now would push out of the budget, oldest first."""
+        with self._cond:
+            if self._state.get(name) != UNLOADED:
+                return []
+            size = self.engine.size_hint(self.paths[name])
+            used = sum(self._lru.values())
+            victims = []
+            for other in self._lru:
+                if used + size <= self.budget:
+                    break
+                if not self._pins.get(other):
+                    victims.append(other)
+                    used -= self._lru[other]
+            return victims
+
     def preload(self, name: str) -> Future | None:
         """Start loading `name` in the background unless it is loaded, loading or failed."""
         with self._cond:

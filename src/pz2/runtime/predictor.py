@@ -6,12 +6,16 @@
 topic); `T` is the global transition table over all sessions, Laplace-smoothed (what tends to
 follow what). A new session has no history and falls back on `T` from the empty state, i.e.
 the global frequency of first turns.
+
+With several users at once, loading one session's next specialist can evict what another is
+about to use; `demand` is what the other active sessions expect of a specialist, so a preload
+is worth an eviction only when it is needed more than what it would evict.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from pz2.data.schema import LABELS
 
@@ -19,14 +23,16 @@ START = "<start>"
 
 
 class UsagePredictor:
-    def __init__(self, specialists: tuple[str, ...], session_weight: float = 0.6, decay: float = 0.6) -> None:
+    def __init__(self, specialists: tuple[str, ...], session_weight: float = 0.6, decay: float = 0.6,
+                 active_window: int = 32) -> None:
         self.specialists = specialists
         self.session_weight = session_weight
         self.decay = decay
         self._recent: dict[str, dict[str, float]] = defaultdict(dict)
         self._last: dict[str, str] = {}
         self._transitions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._lock = threading.Lock()
+        self._recent_sessions: deque[str] = deque(maxlen=active_window)  # who spoke in the last turns
+        self._lock = threading.RLock()
 
     def observe(self, session: str, category: str) -> None:
         with self._lock:
@@ -36,6 +42,7 @@ class UsagePredictor:
             recent[category] = recent.get(category, 0.0) + 1.0
             self._transitions[self._last.get(session, START)][category] += 1
             self._last[session] = category
+            self._recent_sessions.append(session)
 
     def probabilities(self, session: str) -> dict[str, float]:
         with self._lock:
@@ -54,6 +61,12 @@ class UsagePredictor:
         p = self.probabilities(session)
         best = max(self.specialists, key=lambda c: p[c])
         return best, p[best]
+
+    def demand(self, name: str, excluding: str) -> float:
+        """The highest probability that another recently active session asks for `name` next."""
+        with self._lock:
+            others = set(self._recent_sessions) - {excluding}
+            return max((self.probabilities(s)[name] for s in others), default=0.0)
 
     def end(self, session: str) -> None:
         with self._lock:
