@@ -85,9 +85,9 @@ def tiny_gguf(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return write_model_gguf(tiny_base, tmp_path_factory.mktemp("tiny-gguf") / "tiny-f32.gguf", BASE.path())
 
 
-CLASSIFIER_FAST = dict(epochs=2, batch_size=16, eval_every=5, patience=2, max_length=32)
-SFT_FAST = dict(max_steps=4, save_steps=4, eval_steps=4, batch_size=2, max_eval_examples=2, logging_steps=1,
-                max_length=96, learning_rate=5e-3)
+CLASSIFIER_FAST = {"epochs": 2, "batch_size": 16, "eval_every": 5, "patience": 2, "max_length": 32}
+SFT_FAST = {"max_steps": 4, "save_steps": 4, "eval_steps": 4, "batch_size": 2, "max_eval_examples": 2,
+            "logging_steps": 1, "max_length": 96, "learning_rate": 5e-3}
 
 
 @pytest.fixture(scope="session")

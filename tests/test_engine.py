@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from transformers import AutoTokenizer, LlamaForCausalLM
-
 from conftest import random_adapter
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from pz2.errors import ModelError
 from pz2.models.gguf_export import write_lora_gguf

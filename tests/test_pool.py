@@ -10,7 +10,13 @@ import pytest
 from transformers import AutoTokenizer
 
 from pz2.runtime.engine_llamacpp import LlamaCppEngine
-from pz2.runtime.pool import FAILED, LOADED, UNLOADED, SpecialistPool, SpecialistUnavailable
+from pz2.runtime.pool import (
+    FAILED,
+    LOADED,
+    UNLOADED,
+    SpecialistPool,
+    SpecialistUnavailable,
+)
 
 
 @pytest.fixture
@@ -79,9 +85,8 @@ def test_a_failed_load_is_reported_with_its_reason_and_retried(engine, random_ad
     broken.mkdir()
     (broken / "adapter_config.json").write_text("{}")
     pool = SpecialistPool(engine, {"qna": broken, "technical": random_adapters["a"]}, budget_mb=64)
-    with pytest.raises(SpecialistUnavailable, match="qna specialist unavailable"):
-        with pool.use("qna"):
-            pass
+    with pytest.raises(SpecialistUnavailable, match="qna specialist unavailable"), pool.use("qna"):
+        pass
     assert pool.state("qna").startswith(FAILED) and "not a PEFT LoRA adapter" in pool.state("qna")
     with pool.use("technical") as how:  # the pool stays usable
         assert how == "loaded"

@@ -32,7 +32,7 @@ _VOCABULARY = (
     "고급", "복잡", "전문", "자세히", "상세", "오류", "에러", "설치", "설정", "모델링", "곡면", "렌더링",
     "스크립트", "서버", "네트워크", "드라이버", "플러그인",
 )
-_JOINERS = re.compile(r"\b(?:and (?:how|what|why|which|where|when|can)|also|additionally|then how)\b|(?:^|\n)\s*\d+[.)]\s", re.I)
+_JOINERS = re.compile(r"\b(?:and (?:how|what|why|which|where|when|can)|also|additionally|then how)\b|(?:^|\n)\s*\d+[.)]\s", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9+#.'-]*|[\uac00-\ud7a3]+")
 
 

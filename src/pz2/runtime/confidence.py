@@ -126,7 +126,7 @@ def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict:
     pos, neg = p[y == 1], p[y == 0]
     auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()) if len(pos) and len(neg) else None
     below = p < 0.7
-    return {"rows": int(len(y)), "good_rate": float(y.mean()), "ece": expected_calibration_error(probs, y.astype(int)),
+    return {"rows": len(y), "good_rate": float(y.mean()), "ece": expected_calibration_error(probs, y.astype(int)),
             "brier": float(((p - y) ** 2).mean()), "auc": auc,
             "good_rate_when_below_0.70": float(y[below].mean()) if below.any() else None,
             "good_rate_when_at_least_0.70": float(y[~below].mean()) if (~below).any() else None}
