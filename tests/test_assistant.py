@@ -121,3 +121,9 @@ def test_single_and_batch_modes_from_the_command_line(confident_ws: Workspace, t
     assert bad.exit_code == 1 and "in.jsonl:2" in bad.output and not (tmp_path / "x.jsonl").exists()
     missing = runner.invoke(app, [*base, "--mode", "single"])
     assert missing.exit_code == 2 and "--text" in missing.output
+
+
+def test_chat_without_a_trained_classifier_is_a_one_line_error(cli) -> None:
+    result = cli("chat", "--text", "hello")
+    assert result.exit_code == 1
+    assert "pz2 train classifier" in result.output and "Traceback" not in result.output

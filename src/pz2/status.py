@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pz2.config import ModelConfig
 from pz2.models.prepare import prepared_base_dir
+from pz2.runtime.confidence import CONFIDENCE_FILE
 from pz2.workspace import Workspace
 
 
@@ -59,6 +60,15 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
         markers = ("config.json", "adapter_config.json", "manifest.json")
         for d in sorted(p for p in ws.models.rglob("*") if p.is_dir() and any((p / m).exists() for m in markers)):
             entries.append(Entry("model", str(d.relative_to(ws.models)), str(d), _size(d), _modified(d), metrics=_metrics(d)))
+    confidence = ws.unified_model / CONFIDENCE_FILE
+    if confidence.is_file():
+        metrics = json.loads(confidence.read_text(encoding="utf-8")).get("metrics", {})
+        entries.append(Entry("model", "unified_model/confidence (router)", str(confidence), _size(confidence),
+                             _modified(confidence), metrics={k: metrics[k] for k in ("rows", "good_rate", "ece", "auc") if k in metrics}))
+    decisions = ws.assistant_logs / "decisions.jsonl"
+    if decisions.is_file():
+        entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),
+                             rows=_rows(decisions)))
     if ws.checkpoints.is_dir():
         for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
             entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
