@@ -116,6 +116,9 @@ def test_single_and_batch_modes_from_the_command_line(confident_ws: Workspace, t
     assert rows[0]["id"] == 1 and all(isinstance(r["answer"], str) for r in rows)
     assert source.read_bytes() == before
 
+    source.write_text('{"text": "fine"}\n{"text": "%s"}\n' % ("word " * 2500))
+    too_long = runner.invoke(app, [*base, "--input", str(source), "--output", str(tmp_path / "x.jsonl")])
+    assert too_long.exit_code == 1 and "in.jsonl:2" in too_long.output and "context" in too_long.output
     source.write_text('{"text": "fine"}\n{"text": 5}\n')
     bad = runner.invoke(app, [*base, "--input", str(source), "--output", str(tmp_path / "x.jsonl")])
     assert bad.exit_code == 1 and "in.jsonl:2" in bad.output and not (tmp_path / "x.jsonl").exists()

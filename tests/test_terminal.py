@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import yaml
 
 from pz2.workspace import Workspace
 
@@ -29,6 +30,10 @@ def seed_layout(confident_ws: Workspace, tmp_path: Path) -> Path:
     shutil.copytree(confident_ws.root, root / "finetuning", ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     shutil.copy(REPO / "main.py", root / "main.py")
     shutil.copytree(REPO / "finetuning" / "scripts", root / "finetuning" / "scripts", dirs_exist_ok=True)
+    config = root / "finetuning" / "configs" / "model_config.yaml"
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    cfg["runtime"]["engine"]["context_length"] = 192  # small, so a typed message can overflow it
+    config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return root
 
 
@@ -53,6 +58,11 @@ def test_chat_in_a_pseudo_terminal_with_expert_offer_status_ft_and_quit(seed_lay
         child.expect(PROMPT)
         child.sendline("네, 전문가 모드로 해주세요")
         child.expect("technical specialist ▸")
+        child.expect(PROMPT)
+
+        child.sendline("tell me more " * 60)  # longer than the context: an error line, and the chat goes on
+        child.expect("error:")
+        child.expect("fills the engine's context")
         child.expect(PROMPT)
 
         child.sendline("/status")

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from pz2.cli.common import _ws, app, console, err_console
-from pz2.errors import DatasetError, UsageError
+from pz2.errors import DatasetError, Pz2Error, UsageError
 from pz2.workspace import Workspace
 
 HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text)   [bold]/status[/]  models and pool\n"
@@ -100,8 +100,14 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
             assistant.session(session).offer = None
             out.print("[dim]ok, keeping the quick answer[/]")
             continue
-        turn = assistant.ask(text or "", session=session, expert=expert_next, on_text=screen)
-        expert_next = False
+        try:
+            turn = assistant.ask(text, session=session, expert=expert_next, on_text=screen)
+        except Pz2Error as e:  # one bad turn (a message longer than the context) must not end the chat
+            screen.end()
+            out.print(f"[bold red]error:[/] {e}", highlight=False)
+            continue
+        finally:
+            expert_next = False
         screen.end()
         if not turn.answer:
             out.print("[dim](empty answer)[/]")
@@ -122,11 +128,13 @@ def batch(assistant: Any, source: Path, target: Path) -> int:
         text = row.get("text", row.get("input_text"))
         if not isinstance(text, str):
             raise DatasetError(source, line, "needs a string field `text` or `input_text`")
-        rows.append(row)
+        rows.append((line, text, row))
     done = []
-    for row in rows:
-        turn = assistant.ask(row.get("text", row.get("input_text")), session=str(row.get("session", "batch")),
-                             expert=bool(row.get("expert", False)))
+    for line, text, row in rows:
+        try:
+            turn = assistant.ask(text, session=str(row.get("session", "batch")), expert=bool(row.get("expert", False)))
+        except Pz2Error as e:
+            raise DatasetError(source, line, str(e)) from None
         done.append({**row, "answer": turn.answer, "routing": turn.record()})
     return atomic_write_jsonl(target, done)
 
