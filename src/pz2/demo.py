@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
@@ -55,13 +56,14 @@ def play_scenarios(ws: Workspace, console: Console) -> list:
             console.print(f"  [bold]{who}:[/] {turn.answer}", highlight=False)
             if turn.route == "offer":
                 console.print("  [bold yellow]더 전문적인 답변이 필요하시나요?[/] (Would you like a more expert answer?)")
+            console.print(f"  [dim]{escape(turn.summary())}[/]", highlight=False, soft_wrap=True)
     finally:
         assistant.close()
     table = Table(title=f"the seed's scenarios through the hybrid assistant ({assistant.engine.name} engine)")
-    for col in ("scenario", "message", "route", "reason", "category", "confidence", "complexity", "first token", "latency"):
+    for col in ("#", "route", "reason", "category", "confidence", "complexity", "first token", "total"):
         table.add_column(col)
     for scenario, t in turns:
-        table.add_row(scenario, t.message[:40], t.route, t.detail, t.category,
+        table.add_row(scenario.split()[0], t.route, t.reason, t.category,
                       "n/a" if t.confidence is None else f"{t.confidence:.2f}", f"{t.complexity:.2f}",
                       "" if t.first_token_ms is None else f"{t.first_token_ms:.0f} ms", f"{t.latency_ms:.0f} ms")
     console.print(table)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pz2.cli.common import _ws, app, console, err_console
 from pz2.errors import DatasetError, Pz2Error, UsageError
@@ -30,10 +31,7 @@ class Mode(str, Enum):
 
 
 def routing_line(turn: Any) -> str:
-    conf = "n/a" if turn.confidence is None else f"{turn.confidence:.2f}"
-    return (f"[dim]route {turn.route} · {turn.reason} ({turn.detail}) · category {turn.category} · "
-            f"confidence {conf} · complexity {turn.complexity:.2f} · {turn.latency_ms:.0f} ms · "
-            f"specialist {turn.specialist_state}[/]")
+    return f"[dim]{escape(turn.summary())}[/]"
 
 
 class _Screen:

@@ -59,6 +59,12 @@ class Turn:
         """The routing record, as logged and as returned by batch mode and the API."""
         return asdict(self)
 
+    def summary(self) -> str:
+        """The routing record in one line, for people."""
+        conf = "n/a" if self.confidence is None else f"{self.confidence:.2f}"
+        return (f"route {self.route} · {self.reason} ({self.detail}) · category {self.category} · confidence {conf} · "
+                f"complexity {self.complexity:.2f} · {self.latency_ms:.0f} ms · specialist {self.specialist_state}")
+
 
 @dataclass
 class _Session:
