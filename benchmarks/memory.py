@@ -1,9 +1,9 @@
 """Peak memory (RSS high-water mark) of the assistant: unified model alone, then with both specialists.
 
 Each configuration runs in a fresh child process, so one's peak does not hide another's. Baseline:
-the unified model alone (base + unified adapter, llama.cpp). Compared with: the same process after
-both specialist adapters are loaded and used, and three full copies of the model (what "three
-separate models" costs).
+the assistant (classifier, llama.cpp engine, base + unified adapter) after one unified answer.
+Compared with: the same process after both specialists answered, once as LoRA adapters (pz2's
+way) and once as full copies of the model (what "three separate models" costs).
 
     python benchmarks/memory.py
 """
@@ -21,33 +21,26 @@ from pz2.fileio import atomic_write_json
 CHILD = r"""
 import json, sys
 from pathlib import Path
-from pz2.config import ModelConfig
 from pz2.models.embedded import BASE
-from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
+from pz2.runtime.assistant import Assistant
+from pz2.workspace import Workspace
 
 def peak_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 
-cfg = ModelConfig()
-tok = tokenizer_for(cfg)
-mode = sys.argv[1]
+assistant = Assistant.from_workspace(Workspace(Path("finetuning")))
+if sys.argv[1] == "full":  # the same assistant, its specialists full copies of the model instead of adapters
+    assistant.pool.paths = {name: BASE.path() for name in assistant.pool.paths}
+    assistant.pool.budget = float("inf")
 out = {}
-engine = LlamaCppEngine(BASE.path(), tok, cfg.system_prompt, 48, threads=2, cache_dir=cfg.cache_dir)
-if mode == "hybrid":
-    engine.load("unified", Path("finetuning/models/unified_model/adapter"))
-    engine.generate("How to draw a line in CAD software?", "unified")
-    out["unified_mb"] = peak_mb()
-    for name in ("qna", "technical"):
-        engine.load(name, Path(f"finetuning/models/{name}_specialist"))
-        engine.generate("How to draw a line in CAD software?", name)
-    out["with_specialists_mb"] = peak_mb()
-else:
-    engines = [engine] + [LlamaCppEngine(BASE.path(), tok, cfg.system_prompt, 48, threads=2) for _ in range(2)]
-    for e in engines:
-        e.generate("How to draw a line in CAD software?", None)
-    out["three_full_models_mb"] = peak_mb()
+assistant.ask("I feel sad today")
+out["unified_mb"] = peak_mb()
+assistant.ask("What is DNS?", expert=True)
+assistant.ask("How do I trim lines in AutoCAD?", expert=True)
+out["with_specialists_mb"] = peak_mb()
+assistant.close()
 print(json.dumps(out))
 """
 
@@ -66,12 +59,14 @@ def main() -> int:
         if not Path(path).exists():
             print(f"train the models first (pz2 demo): {path} is missing", file=sys.stderr)
             return 1
-    r = child("hybrid") | child("full")
-    r["specialists_over_unified"] = r["with_specialists_mb"] / r["unified_mb"]
-    r["three_full_over_unified"] = r["three_full_models_mb"] / r["unified_mb"]
-    # the process's fixed part (Python, torch, tokenizer) weighs on both ratios: the added MB say more
-    r["specialists_added_mb"] = r["with_specialists_mb"] - r["unified_mb"]
-    r["two_full_models_added_mb"] = r["three_full_models_mb"] - r["unified_mb"]
+    adapters, full = child("adapters"), child("full")
+    r = {"unified_mb": adapters["unified_mb"], "with_adapter_specialists_mb": adapters["with_specialists_mb"],
+         "with_full_model_specialists_mb": full["with_specialists_mb"]}
+    r["adapters_over_unified"] = r["with_adapter_specialists_mb"] / r["unified_mb"]
+    r["full_models_over_unified"] = r["with_full_model_specialists_mb"] / r["unified_mb"]
+    # the process's fixed part (Python, torch, the classifier) weighs on both ratios: the added MB say more
+    r["adapters_added_mb"] = r["with_adapter_specialists_mb"] - r["unified_mb"]
+    r["full_models_added_mb"] = r["with_full_model_specialists_mb"] - full["unified_mb"]
     for key, value in r.items():
         print(f"{key:28s} {value:9.2f}")
     atomic_write_json(args.out, r)
