@@ -102,7 +102,7 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
             turn = assistant.ask(text, session=session, expert=expert_next, on_text=screen)
         except Pz2Error as e:  # one bad turn (a message longer than the context) must not end the chat
             screen.end()
-            out.print(f"[bold red]error:[/] {e}", highlight=False)
+            out.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             continue
         finally:
             expert_next = False

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from pz2.errors import Pz2Error, UsageError
@@ -26,7 +26,7 @@ class _Pz2Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except Pz2Error as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2 if isinstance(e, UsageError) else 1) from None
 
 
@@ -45,11 +45,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
-
-
-class Lang(str, Enum):
-    en = "en"
-    ko = "ko"
 
 
 def _ws(ctx: typer.Context) -> Workspace:

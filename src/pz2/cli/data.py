@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pz2.cli.common import (
-    Lang,
-    _ws,
-    console,
-    data_app,
-    models_app,
-)
+from pz2.cli.common import _ws, console, data_app, models_app
 from pz2.errors import UsageError
+
+
+class Lang(str, Enum):
+    en = "en"
+    ko = "ko"
+
 
 # ---------------------------------------------------------------- data
 

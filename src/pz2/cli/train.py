@@ -10,14 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pz2.cli.common import (
-    _ws,
-    app,
-    console,
-    err_console,
-    eval_app,
-    train_app,
-)
+from pz2.cli.common import _ws, app, console, err_console, eval_app, train_app
 from pz2.errors import UsageError
 
 # ---------------------------------------------------------------- unified model and specialists
