@@ -130,3 +130,16 @@ def test_chat_without_a_trained_classifier_is_a_one_line_error(cli) -> None:
     result = cli("chat", "--text", "hello")
     assert result.exit_code == 1
     assert "pz2 train classifier" in result.output and "Traceback" not in result.output
+
+
+def test_both_engines_route_and_answer_alike_through_the_whole_assistant(confident_ws: Workspace) -> None:
+    runner = CliRunner()
+    records = {}
+    for engine in ("llamacpp", "transformers"):
+        result = runner.invoke(app, ["--workspace", str(confident_ws.root), "chat", "--engine", engine, "--json",
+                                     "--text", "SketchUp expert mode advanced modeling"])
+        assert result.exit_code == 0, result.output
+        records[engine] = json.loads(result.stdout.strip().splitlines()[-1])
+    fast, reference = records["llamacpp"], records["transformers"]
+    assert (fast["route"], fast["reason"], fast["specialist"]) == (reference["route"], reference["reason"], "technical")
+    assert fast["answer"] == reference["answer"]
