@@ -48,6 +48,9 @@ def test_saved_model_loads_to_the_same_predictions_and_refuses_other_features(tm
     (tmp_path / "confidence.json").write_text(json.dumps(raw))
     with pytest.raises(ModelError, match="refit"):
         ConfidenceModel.load(tmp_path / "confidence.json")
+    (tmp_path / "confidence.json").write_text('{"features": [')  # cut off mid-write by another tool
+    with pytest.raises(ModelError, match="not a confidence model"):
+        ConfidenceModel.load(tmp_path / "confidence.json")
 
 
 def test_one_class_data_is_refused_with_what_to_change() -> None:
@@ -69,7 +72,8 @@ def test_features_of_a_generation_include_its_end_of_turn_decision() -> None:
 def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     """The tiny model's answers never reach ROUGE-L 0.3 against the references: the command says so
     and writes nothing. With every other reference replaced by the model's own answer (good by
-    construction), it fits, saves the model, the scored rows and the reliability diagram."""
+    construction), it fits over a stale earlier fit, saves the model, the scored rows and the
+    reliability diagram."""
     from pz2.evaluation.generation_report import reference_pairs
     from pz2.fileio import atomic_write_jsonl, read_jsonl
     from pz2.runtime.engine import build_engine
@@ -91,9 +95,12 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
         if i % 2 == 0 and answer:
             row["target_text"] = answer
     atomic_write_jsonl(path, rows)
+    stale = {"features": ["an_old_feature"], "weights": [1.0], "bias": 0.0}  # fitted by an older pz2
+    (hybrid.unified_model / "confidence.json").write_text(json.dumps(stale))
     ok = runner.invoke(app, command)
-    assert ok.exit_code == 0, ok.output
+    assert ok.exit_code == 0, ok.output  # a stale fit is replaced, not an obstacle to its own refit
     saved = json.loads((hybrid.unified_model / "confidence.json").read_text())
+    assert saved["features"] == list(FEATURES)
     assert saved["metrics"]["rows"] == len(rows) and 0.2 < saved["metrics"]["good_rate"] < 0.8
     assert len((hybrid.unified_model / "confidence_rows.jsonl").read_text().splitlines()) == len(rows)
     assert (hybrid.unified_model / "confidence_reliability.png").stat().st_size > 1000

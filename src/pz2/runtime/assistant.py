@@ -98,7 +98,11 @@ class Assistant:
         if not (ws.classifier / "pz2_classifier.json").exists():
             raise ModelError(f"{ws.classifier}: no classifier; the router needs it (`pz2 train classifier`)")
         classifier = ConversationClassifier.load(ws.classifier)
-        confidence = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)
+        try:
+            confidence = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)
+        except ModelError as e:  # a stale fit must not stop the chat, nor `pz2 train confidence` from replacing it
+            logger.warning("%s; until then the unified answer stands", e)
+            confidence = None
         unified = ws.unified_model / "adapter"
         if not unified.exists():
             logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)

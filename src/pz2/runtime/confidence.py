@@ -112,10 +112,16 @@ class ConfidenceModel:
         """The fitted model, or None when it has not been fitted yet."""
         if not path.exists():
             return None
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        if raw.pop("features", None) != list(FEATURES):
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path}: not a confidence model ({e}); refit with `pz2 train confidence`") from None
+        if not isinstance(raw, dict) or raw.pop("features", None) != list(FEATURES):
             raise ModelError(f"{path}: fitted on other features; refit with `pz2 train confidence`")
-        return cls(**raw)
+        try:
+            return cls(**raw)
+        except TypeError as e:
+            raise ModelError(f"{path}: not a confidence model ({e}); refit with `pz2 train confidence`") from None
 
 
 def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict:

@@ -19,10 +19,10 @@ from pz2.evaluation.generation_report import reference_pairs
 from pz2.evaluation.plots import reliability_diagram
 from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_write_jsonl
-from pz2.runtime.assistant import UNIFIED_ADAPTER
+from pz2.runtime.assistant import Assistant
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel, features
-from pz2.runtime.engine import Engine, build_engine
+from pz2.runtime.engine import Engine
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -48,23 +48,20 @@ def collect(engine: Engine, classifier: ConversationClassifier, adapter: str | N
 
 
 def fit_confidence(ws: Workspace, limit: int | None = 300, good_rouge_l: float = 0.3, seed: int = 0,
-                   overrides: dict | None = None, engine: Engine | None = None,
-                   classifier: ConversationClassifier | None = None, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
+                   overrides: dict | None = None, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
     """Fit on up to `limit` rows of unified_validation.jsonl; writes confidence.json beside the adapter."""
     cfg = ws.model_config(overrides)
-    classifier = classifier or ConversationClassifier.load(ws.classifier)
-    if engine is None:
-        engine = build_engine(cfg)
-        adapter = ws.unified_model / "adapter"
-        if adapter.exists():
-            engine.load(UNIFIED_ADAPTER, adapter)
-    unified = UNIFIED_ADAPTER if UNIFIED_ADAPTER in engine.loaded() else None
+    assistant = Assistant.from_workspace(ws, overrides)  # the engine and classifier the router will use
+    engine, classifier, unified = assistant.engine, assistant.classifier, assistant.unified
     pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", cfg.system_prompt, None)
     if limit is not None and limit < len(pairs):
         pairs = random.Random(seed).sample(pairs, limit)
     max_new = cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
-    x, y, rows = collect(engine, classifier, unified, pairs, good_rouge_l, max_new, show_progress)
+    try:
+        x, y, rows = collect(engine, classifier, unified, pairs, good_rouge_l, max_new, show_progress)
+    finally:
+        assistant.close()
     model = ConfidenceModel.fit(x, y, max_new, good_rouge_l, seed=seed)
     model.metrics |= {"engine": engine.name, "adapter": unified or "base", "seconds": round(time.perf_counter() - start, 1)}
     out = ws.unified_model / CONFIDENCE_FILE
