@@ -11,7 +11,7 @@ before the next turn arrives (users read and type for seconds; a load takes mill
 A hit is a specialist request that finds its adapter loaded; a miss pays a cold load, whose time
 is measured on every miss.
 
-    python benchmarks/predictive_loading.py [--sessions 40] [--turns 12]
+    python benchmarks/predictive_loading.py [--sessions 40] [--turns 12] [--concurrent 1 4]
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--turns", type=int, default=12)
-    parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--concurrent", type=int, nargs="+", default=[1, 4],
+                        help="Users at once; one trace per value (one user alone, then users competing).")
     parser.add_argument("--stay", type=float, default=0.8, help="Probability a session stays on its category.")
     parser.add_argument("--escalate", type=float, default=0.5, help="Share of qna/technical turns that need the specialist.")
     parser.add_argument("--min-probability", type=float, default=0.5)
@@ -107,18 +108,20 @@ def main() -> int:
         engine.unload("qna")
     cold_ms = 1000 * statistics.median(loads)
 
-    events = trace(args.sessions, args.turns, args.stay, args.escalate, args.concurrent, args.seed)
-    on_demand = replay(engine, events, budget, False, args.min_probability)
-    predictive = replay(engine, events, budget, True, args.min_probability)
-    saved = (on_demand["misses"] - predictive["misses"]) * cold_ms
-    result = {"turns": len(events), "budget_mb": budget, "cold_load_ms": cold_ms, "on_demand": on_demand,
-              "predictive": predictive, "latency_saved_ms_total": saved,
-              "latency_saved_ms_per_request": saved / max(1, predictive["requests"])}
-    print(f"{len(events)} turns, {predictive['requests']} specialist requests, budget {budget:.1f} MB (one specialist), "
-          f"cold load {cold_ms:.1f} ms")
-    print(f"on demand only : hit rate {on_demand['hit_rate']:.1%} ({on_demand['misses']} cold loads)")
-    print(f"with prediction: hit rate {predictive['hit_rate']:.1%} ({predictive['misses']} cold loads)")
-    print(f"latency saved  : {saved:.0f} ms in all, {result['latency_saved_ms_per_request']:.2f} ms per specialist request")
+    result: dict[str, object] = {"budget_mb": budget, "cold_load_ms": cold_ms, "traces": {}}
+    print(f"budget {budget:.1f} MB (one specialist), cold load {cold_ms:.1f} ms")
+    for concurrent in args.concurrent:
+        events = trace(args.sessions, args.turns, args.stay, args.escalate, concurrent, args.seed)
+        on_demand = replay(engine, events, budget, False, args.min_probability)
+        predictive = replay(engine, events, budget, True, args.min_probability)
+        saved = (on_demand["misses"] - predictive["misses"]) * cold_ms
+        result["traces"][f"{concurrent}_at_once"] = {
+            "turns": len(events), "on_demand": on_demand, "predictive": predictive, "latency_saved_ms_total": saved,
+            "latency_saved_ms_per_request": saved / max(1, predictive["requests"])}
+        print(f"{concurrent} user(s) at once, {len(events)} turns, {predictive['requests']} specialist requests")
+        print(f"  on demand only : hit rate {on_demand['hit_rate']:.1%} ({on_demand['misses']} cold loads)")
+        print(f"  with prediction: hit rate {predictive['hit_rate']:.1%} ({predictive['misses']} cold loads)")
+        print(f"  latency saved  : {saved:.0f} ms in all, {saved / max(1, predictive['requests']):.2f} ms per specialist request")
     atomic_write_json(args.out, result)
     print(f"written to {args.out}")
     return 0
