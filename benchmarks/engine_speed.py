@@ -7,8 +7,8 @@ the unified adapter when one is trained, forced to 48 new tokens (end-of-turn ig
 formats do the same work.
 
 Decode reads every weight once per token, so it is bound by memory bandwidth: the script measures
-this machine's read bandwidth (numpy sum over 1 GiB) and reports each format's share of its ceiling
-(bandwidth / bytes of weights).
+this machine's read bandwidth (numpy sums over 1 GiB, one thread per decode thread) and reports
+each format's share of its ceiling (bandwidth / bytes of weights).
 
     python benchmarks/engine_speed.py [--tokens 48] [--repeats 5]
 """
@@ -19,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,12 @@ PROMPTS = ["How to draw a line in CAD software?", "I feel sad today", "What is a
 ADAPTER = Path("finetuning/models/unified_model/adapter")
 
 
-def read_bandwidth_gbs(size: int = 1 << 30, repeats: int = 5) -> float:
-    data = np.ones(size // 8, dtype=np.float64)
-    best = min(_timed(lambda: data.sum()) for _ in range(repeats))
+def read_bandwidth_gbs(threads: int, size: int = 1 << 30, repeats: int = 5) -> float:
+    """Read bandwidth with as many threads as the engines decode with: one thread alone reaches
+    about half of what two do here, which would put the ceilings too low."""
+    chunks = np.array_split(np.ones(size // 8, dtype=np.float64), threads)
+    with ThreadPoolExecutor(threads) as pool:  # numpy releases the GIL while it sums
+        best = min(_timed(lambda: list(pool.map(np.sum, chunks))) for _ in range(repeats))
     return size / best / 1e9
 
 
@@ -82,7 +86,7 @@ def main() -> int:
     work = Path("benchmarks/results/gguf")
     work.mkdir(parents=True, exist_ok=True)
 
-    bandwidth = read_bandwidth_gbs()
+    bandwidth = read_bandwidth_gbs(args.threads)
     print(f"read bandwidth: {bandwidth:.1f} GB/s; adapter: {adapter or 'none (base)'}")
     results: dict[str, dict] = {}
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from pz2.data.messages import render
 from pz2.errors import DatasetError
 from pz2.fileio import atomic_open, parse_jsonl_line
-from pz2.data.messages import render
 from pz2.runtime.classifier import ConversationClassifier
 
 BATCH = 64
