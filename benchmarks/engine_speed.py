@@ -4,11 +4,13 @@ Baseline, in the same process: transformers fp32 (the reference engine). Candida
 int8 (transformers, Linear layers quantized), llama.cpp on the shipped Q4_1 GGUF, and llama.cpp on
 exact F16/F32 GGUFs written from the prepared base. Every run answers the same prompts greedily with
 the unified adapter when one is trained, forced to 48 new tokens (end-of-turn ignored) so the
-formats do the same work.
+formats do the same work; the shipped Q4_1 is also timed without the adapter, for what an
+unmerged LoRA adds to every token.
 
-Decode reads every weight once per token, so it is bound by memory bandwidth: the script measures
+Decode reads every weight once per token, so memory bandwidth sets a ceiling: the script measures
 this machine's read bandwidth (numpy sums over 1 GiB, one thread per decode thread) and reports
-each format's share of its ceiling (bandwidth / bytes of weights).
+each format's share of its ceiling (bandwidth / bytes of weights); a low share means the format
+is bound by compute (dequantizing, small-matrix overheads), not by memory.
 
     python benchmarks/engine_speed.py [--tokens 48] [--repeats 5]
 """
@@ -90,10 +92,11 @@ def main() -> int:
     print(f"read bandwidth: {bandwidth:.1f} GB/s; adapter: {adapter or 'none (base)'}")
     results: dict[str, dict] = {}
 
-    def record(name: str, engine: Engine, weight_bytes: int, merged: bool = False) -> None:
-        if adapter and not merged:
+    def record(name: str, engine: Engine, weight_bytes: int, with_adapter: bool = True) -> None:
+        """`with_adapter=False`: the weights already hold the adapter (merged), or the bare base is the point."""
+        if adapter and with_adapter:
             engine.load(adapter, ADAPTER)
-        r = measure(engine, None if merged else adapter, args.tokens, args.repeats)
+        r = measure(engine, adapter if with_adapter else None, args.tokens, args.repeats)
         ceiling = bandwidth * 1e9 / weight_bytes
         r |= {"weights_mb": weight_bytes / 2**20, "ceiling_tokens_per_s": ceiling, "share_of_ceiling": r["tokens_per_s"] / ceiling}
         results[name] = r
@@ -114,7 +117,7 @@ def main() -> int:
         int8 = torch.ao.quantization.quantize_dynamic(fresh, {torch.nn.Linear}, dtype=torch.qint8)
         linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
         record("transformers dynamic int8 (merged)", TransformersEngine(int8, tokenizer, system, args.tokens),
-               fp32_bytes - 3 * linear, merged=True)
+               fp32_bytes - 3 * linear, with_adapter=False)
     except (AttributeError, RuntimeError, NotImplementedError) as e:
         print(f"transformers dynamic int8: not available here ({e})")
     del model
@@ -127,6 +130,8 @@ def main() -> int:
         ggufs[f"llama.cpp {dtype.upper()}"] = path
     for name, path in ggufs.items():
         engine = LlamaCppEngine(path, tokenizer, system, args.tokens, threads=args.threads, cache_dir=work)
+        if adapter and path == BASE.path():  # what an unmerged LoRA adds to every token
+            record(f"{name}, bare base", engine, path.stat().st_size, with_adapter=False)
         record(name, engine, path.stat().st_size)
         del engine
 
