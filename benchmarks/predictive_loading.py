@@ -115,13 +115,14 @@ def main() -> int:
         on_demand = replay(engine, events, budget, False, args.min_probability)
         predictive = replay(engine, events, budget, True, args.min_probability)
         saved = (on_demand["misses"] - predictive["misses"]) * cold_ms
+        per_request = saved / max(1, predictive["requests"])
         result["traces"][f"{concurrent}_at_once"] = {
             "turns": len(events), "on_demand": on_demand, "predictive": predictive, "latency_saved_ms_total": saved,
-            "latency_saved_ms_per_request": saved / max(1, predictive["requests"])}
+            "latency_saved_ms_per_request": per_request}
         print(f"{concurrent} user(s) at once, {len(events)} turns, {predictive['requests']} specialist requests")
         print(f"  on demand only : hit rate {on_demand['hit_rate']:.1%} ({on_demand['misses']} cold loads)")
         print(f"  with prediction: hit rate {predictive['hit_rate']:.1%} ({predictive['misses']} cold loads)")
-        print(f"  latency saved  : {saved:.0f} ms in all, {saved / max(1, predictive['requests']):.2f} ms per specialist request")
+        print(f"  latency saved  : {saved:.0f} ms in all, {per_request:.2f} ms per specialist request")
     atomic_write_json(args.out, result)
     print(f"written to {args.out}")
     return 0
