@@ -230,6 +230,25 @@ class SFTConfig(_Strict):
     lora: LoraSettings = LoraSettings()
 
 
+class EvaluationConfig(_Strict):
+    """`pz2 eval compare`: the seed's three architectures and the router's quality curve."""
+
+    quality_metric: Literal["semscore", "rouge_l", "chrf", "bleu"] = Field(
+        "semscore",
+        description="The per-answer quality the routing curve and PGR use. SemScore (cosine of MiniLM "
+        "embeddings of answer and reference) follows meaning, not wording: a correct answer in other "
+        "words still scores, which ROUGE-L and BLEU miss (Aynetdinov & Akbik 2024).",
+    )
+    limit: int | None = Field(
+        40, ge=1, description="Rows per test file and category (null = all); about 7 answers per row are generated."
+    )
+    short_answer_words: int = Field(
+        5, ge=1, le=50, description="A reference of at most this many words is a short fact: factual accuracy applies."
+    )
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="Resamples for the 95 % intervals.")
+    seed: int = Field(0, ge=0, description="Which rows `limit` draws, and the bootstrap's resamples.")
+
+
 class TrainingConfig(_Strict):
     """Everything in `training_config.yaml`."""
 
@@ -237,6 +256,7 @@ class TrainingConfig(_Strict):
     validation: ValidationConfig = ValidationConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     sft: SFTConfig = SFTConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named overlays on `sft` (`--profile quick`); each key must be an `sft` key.",

@@ -69,6 +69,7 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     if decisions.is_file():
         entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),
                              rows=_rows(decisions)))
+    entries += _latest_comparison(ws)
     if ws.checkpoints.is_dir():
         for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
             entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
@@ -76,6 +77,31 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     if base.is_dir():
         entries.append(Entry("base", base.name, str(base), _size(base), _modified(base)))
     return entries
+
+
+def _latest_comparison(ws: Workspace) -> list[Entry]:
+    """The newest `pz2 eval compare` run: one entry per architecture and per model, and the router."""
+    runs = sorted(ws.eval_logs.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if ws.eval_logs.is_dir() else []
+    if not runs:
+        return []
+    path = runs[-1]
+    name, size, modified = path.parent.name, _size(path.parent), _modified(path)
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        metric = m["quality_metric"]
+        out = [Entry("eval", f"{name} {arch}", str(path), size, modified, rows=m["rows"], metrics={
+            metric: a["quality"]["all"][metric], "factual_accuracy": a["quality"]["all"]["factual_accuracy"],
+            "p50_ms": a["latency"]["total_ms"]["p50"], "escalation_rate": a["escalation_rate"]})
+            for arch, a in m["architectures"].items()]
+        out += [Entry("eval", f"{name} model {model}", str(path), size, modified, rows=x["rows"], metrics={
+            metric: x["quality"]["all"][metric], "factual_accuracy": x["quality"]["all"]["factual_accuracy"],
+            "perplexity": x["perplexity"]}) for model, x in m["models"].items()]
+        r = m["router"]
+        out.append(Entry("eval", f"{name} router", str(path), size, modified, rows=r["rows"],
+                         metrics={k: r[k] for k in ("apgr", "cpt50", "cpt80", "threshold") if r.get(k) is not None}))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return [Entry("eval", name, str(path), size, modified, metrics={"error": f"metrics.json unreadable ({e})"})]
+    return out
 
 
 def as_dicts(entries: list[Entry]) -> list[dict]:

@@ -35,3 +35,40 @@ def print_validation(console: Console, report: ValidationReport, lang: str = "en
     summary = (f"오류 {len(report.errors)}개, 경고 {len(report.warnings)}개" if ko
                else f"{len(report.errors)} errors, {len(report.warnings)} warnings")
     console.print(f"[{'green' if report.ok else 'red'}]{summary}[/]")
+
+
+def print_comparison(console: Console, metrics: dict) -> None:
+    """The seed's table with measured figures, then one line per architecture and the router's measures."""
+    from pz2.evaluation.compare_report import fmt
+
+    metric = metrics["quality_metric"]
+    table = Table(title=f"the seed's table, measured ({metrics['rows']} rows, {metrics['engine']} engine)")
+    for col in ("property", "measured as", "hybrid", "separated", "unified"):
+        table.add_column(col)
+    for row in metrics["seed_table"]:
+        table.add_row(row["property"], row["measure"], *(
+            f"{'⭐' * row[a]['stars']} {fmt(row[a]['value'], 2) if row[a]['value'] is not None else ''}"
+            for a in ("hybrid", "separated", "unified")))
+    console.print(table)
+    table = Table(title=f"architectures: quality ({metric}) per category, latency, escalation")
+    categories = [c for c in metrics["architectures"]["unified"]["quality"] if c != "all"] + ["all"]
+    for col in ("architecture", *categories, "factual", "answer p50 ms", "p95 ms", "escalation", "loads", "peak RSS MB"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for name, a in metrics["architectures"].items():
+        q, lat = a["quality"], a["latency"]["total_ms"]
+        table.add_row(name, *(fmt(q[c][metric]) for c in categories), fmt(q["all"]["factual_accuracy"]),
+                      fmt(lat["p50"], 0), fmt(lat["p95"], 0), f"{a['escalation_rate']:.2f}", str(a["specialist_loads"]),
+                      f"{a['peak_rss_mb']:.0f}")
+    console.print(table)
+    r = metrics["router"]
+    if r.get("note"):
+        console.print(f"router: {r['note']}")
+    if "configured" in r:
+        console.print(f"router ({r['rows']} escalatable rows): APGR {fmt(r['apgr'])} (random 0.5, oracle "
+                      f"{fmt(r['oracle_apgr'])}), CPT(50%) {fmt(r['cpt50'])}, CPT(80%) {fmt(r['cpt80'])}; threshold "
+                      f"{r['threshold']:.2f} escalates {r['configured']['escalation_rate']:.0%} with PGR "
+                      f"{fmt(r['configured']['pgr'])}; the hybrid as configured {r['hybrid']['escalation_rate']:.0%} "
+                      f"with PGR {fmt(r['hybrid']['pgr'])}")
+    missed = [k for k, t in metrics["targets"].items() if not t["met"]]
+    console.print("targets: " + ", ".join(f"{k} {fmt(t['value'])} ({t['target']})" for k, t in metrics["targets"].items())
+                  + (f"; missed: {', '.join(missed)}" if missed else "; all met"))

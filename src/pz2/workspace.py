@@ -16,6 +16,7 @@ class Workspace:
     """Paths under one workspace root; nothing is created until a command writes there."""
 
     root: Path
+    models_dir: Path | None = None   # a models folder elsewhere (`pz2 eval compare --models`)
 
     @property
     def configs(self) -> Path:
@@ -32,7 +33,7 @@ class Workspace:
 
     @property
     def models(self) -> Path:
-        return self.root / "models"
+        return self.models_dir or self.root / "models"
 
     @property
     def unified_model(self) -> Path:
@@ -50,6 +51,11 @@ class Workspace:
     def assistant_logs(self) -> Path:
         """Where the assistant appends one routing record per turn."""
         return self.root / "logs" / "assistant"
+
+    @property
+    def eval_logs(self) -> Path:
+        """One folder per `pz2 eval compare` run."""
+        return self.root / "logs" / "eval"
 
     @property
     def training_logs(self) -> Path:

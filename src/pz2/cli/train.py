@@ -98,6 +98,54 @@ def eval_generation_cmd(
                   f"({m['seconds']:.0f} s)\nreport: {result.files['report.md']}")
 
 
+class QualityMetric(str, Enum):
+    semscore = "semscore"
+    rouge_l = "rouge_l"
+    chrf = "chrf"
+    bleu = "bleu"
+
+
+@eval_app.command("compare")
+def eval_compare_cmd(
+    ctx: typer.Context,
+    data: Annotated[list[Path] | None, typer.Option(help="unified_* or dialogue_* JSONL; repeat for several "
+                                                        "(default: unified_test.jsonl + the human-written test split).")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Rows per file and category; 0 = all (config: evaluation.limit).")] = None,
+    models: Annotated[Path | None, typer.Option(help="Folder with unified_model/, qna_specialist/, technical_specialist/ "
+                                                     "(default: the workspace's models/).")] = None,
+    quality_metric: Annotated[QualityMetric | None, typer.Option(help="Quality the routing curve uses "
+                                                                      "(config: evaluation.quality_metric).")] = None,
+    engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Which rows --limit draws (config: evaluation.seed).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Report folder (default: logs/eval/compare-<time>).")] = None,
+) -> None:
+    """Unified vs separated vs hybrid on the same held-out rows: quality, latency, memory, the routing curve.
+
+    Example: [bold]pz2 eval compare --limit 10[/]   (bring your own rows: [bold]--data my_test.jsonl[/])
+    """
+    import time
+
+    from pz2.evaluation.compare import compare
+    from pz2.views import print_comparison
+
+    ws = _ws(ctx)
+    if models is not None:
+        if not models.is_dir():
+            raise UsageError(f"{models}: no such models folder")
+        ws = type(ws)(ws.root, models)
+    for path in data or []:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    ecfg = ws.training_config({"evaluation.limit": limit, "evaluation.quality_metric": quality_metric and quality_metric.value,
+                               "evaluation.seed": seed}).evaluation
+    if limit == 0:
+        ecfg = ecfg.model_copy(update={"limit": None})
+    out = output or ws.eval_logs / time.strftime("compare-%Y%m%d-%H%M%S")
+    result = compare(ws, ecfg, out, data or None, overrides={"runtime.engine.backend": engine})
+    print_comparison(console, result.metrics)
+    console.print(f"report: {result.files['report.md']}")
+
+
 @app.command("export")
 def export_cmd(
     ctx: typer.Context,

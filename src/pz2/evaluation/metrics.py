@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -94,3 +95,21 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, names: list[st
         labels=list(names),
         rows=int(len(labels)),
     )
+
+
+def bootstrap_interval(statistic: Callable[..., float], *arrays: np.ndarray, resamples: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(*arrays)`, resampling rows with replacement."""
+    n = len(arrays[0])
+    rng = np.random.default_rng(seed)
+    values = [statistic(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(resamples, n))]
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def percentiles(values: list[float], qs: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
+    """{"p50": …, "p95": …} of the values (None when there are none)."""
+    if not values:
+        return {f"p{q}": None for q in qs}
+    return {f"p{q}": float(v) for q, v in zip(qs, np.percentile(values, qs), strict=True)}

@@ -1,54 +1,81 @@
-"""Reference-based text metrics for generated answers: ROUGE-L and chrF, sentence level.
+"""Reference-based text metrics for one answer, from the standard packages.
 
-Small and dependency-free; they follow the usual definitions (ROUGE-L F1 over lowercased word
-tokens; chrF with character n-grams 1..6, spaces removed, beta = 2, as sacrebleu's default).
+ROUGE-L (F1 of the longest common subsequence of words) comes from Google's `rouge-score`, chrF
+and BLEU from `sacrebleu`, so the numbers mean what they mean in papers; all are rescaled to 0..1.
+Factual accuracy follows the SQuAD convention: an answer is right when the normalised reference
+(lowercase, no punctuation, no articles) appears in the normalised answer as whole words.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+import string
+from functools import cache
+from typing import Any
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
 _WORD = re.compile(r"\w+")
 
 
-def _lcs(a: list[str], b: list[str]) -> int:
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, start=1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
+@cache
+def _rouge() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def _both_empty(prediction: str, reference: str) -> bool | None:
+    """True when both are empty (identical answers), False when one is; None when neither is."""
+    p, r = not prediction.strip(), not reference.strip()
+    return (p and r) if (p or r) else None
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """F1 of the longest common subsequence of words."""
-    p, r = _WORD.findall(prediction.lower()), _WORD.findall(reference.lower())
-    if not p or not r:
-        return float(p == r)
-    lcs = _lcs(p, r)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(p), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F1 over lowercased word tokens (rouge-score's tokenizer, no stemming)."""
+    empty = _both_empty(prediction, reference)
+    if empty is not None:
+        return float(empty)
+    return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
 
 
-def chrf(prediction: str, reference: str, order: int = 6, beta: float = 2.0) -> float:
-    """Character n-gram F-score (0..1), recall weighted `beta` times as much as precision."""
-    p, r = "".join(prediction.split()), "".join(reference.split())
-    precisions, recalls = [], []
-    for n in range(1, order + 1):
-        pc = Counter(p[i : i + n] for i in range(len(p) - n + 1))
-        rc = Counter(r[i : i + n] for i in range(len(r) - n + 1))
-        if not pc or not rc:
-            continue
-        overlap = sum((pc & rc).values())
-        precisions.append(overlap / sum(pc.values()))
-        recalls.append(overlap / sum(rc.values()))
-    if not precisions:
-        return float(p == r)
-    prec, rec = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
-    if prec + rec == 0:
-        return 0.0
-    return (1 + beta**2) * prec * rec / (beta**2 * prec + rec)
+def chrf(prediction: str, reference: str) -> float:
+    """chrF (character n-grams 1..6, beta 2: recall weighs twice precision), sacrebleu's sentence score."""
+    from sacrebleu.metrics import CHRF
+
+    empty = _both_empty(prediction, reference)
+    if empty is not None:
+        return float(empty)
+    return CHRF().sentence_score(prediction, [reference]).score / 100
+
+
+def bleu(prediction: str, reference: str) -> float:
+    """Sentence BLEU with sacrebleu's default exponential smoothing (short answers have few 4-grams)."""
+    from sacrebleu.metrics import BLEU
+
+    empty = _both_empty(prediction, reference)
+    if empty is not None:
+        return float(empty)
+    return min(1.0, BLEU(effective_order=True).sentence_score(prediction, [reference]).score / 100)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lowercase, punctuation and articles removed, spaces folded."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def contains_answer(prediction: str, reference: str) -> bool:
+    """The normalised reference occurs in the normalised prediction, on word boundaries."""
+    ref = normalize_answer(reference)
+    return bool(ref) and f" {ref} " in f" {normalize_answer(prediction)} "
+
+
+def repeats_ngram(text: str, n: int = 4) -> bool:
+    """Some word n-gram occurs twice: the looping ("Click the button again" x5) a reader notices."""
+    words = _WORD.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def words(text: str) -> int:
+    return len(_WORD.findall(text))

@@ -92,8 +92,9 @@ class Assistant:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_workspace(cls, ws: Workspace, overrides: dict | None = None) -> Assistant:
-        """The assistant over the workspace's trained models, as configured in model_config.yaml."""
+    def from_workspace(cls, ws: Workspace, overrides: dict | None = None, log: bool = True) -> Assistant:
+        """The assistant over the workspace's trained models, as configured in model_config.yaml;
+        `log=False` keeps its turns out of the decisions log (an evaluation is not usage)."""
         cfg = ws.model_config(overrides)
         if not (ws.classifier / "pz2_classifier.json").exists():
             raise ModelError(f"{ws.classifier}: no classifier; the router needs it (`pz2 train classifier`)")
@@ -108,7 +109,7 @@ class Assistant:
             logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
         specialists = {kind: ws.specialist(kind) for kind in SPECIALISTS}
         assistant = cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
-                        ws.assistant_logs / "decisions.jsonl")
+                        ws.assistant_logs / "decisions.jsonl" if log else None)
         assistant.warm_up()
         return assistant
 

@@ -22,6 +22,7 @@ from torch import nn
 from pz2.data.schema import LABELS
 from pz2.errors import ModelError
 from pz2.evaluation.metrics import softmax
+from pz2.models.sentence import mean_pool
 
 META_FILE = "pz2_classifier.json"
 HEAD_FILE = "head.safetensors"
@@ -43,12 +44,6 @@ def english_coverage(text: str) -> float:
         return 0.0
     latin = sum(1 for c in letters if c.isascii() or unicodedata.name(c, "").startswith("LATIN"))
     return latin / len(letters)
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token vectors that are not padding: all-MiniLM-L6-v2's sentence embedding."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)                     # (B, T, 1)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)      # (B, H)
 
 
 class SetFitClassifier(nn.Module):

@@ -41,6 +41,7 @@ class SpecialistPool:
         self._pins: dict[str, int] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pz2-preload")
         self.load_times: dict[str, float] = {}
+        self.loads = 0                      # cold loads so far, preloads included
         self.evictions: list[str] = []
 
     def state(self, name: str) -> str:
@@ -119,6 +120,7 @@ class SpecialistPool:
             raise SpecialistUnavailable(f"{name} specialist unavailable: {self._errors[name]}") from e
         with self._cond:
             self.load_times[name] = time.perf_counter() - start
+            self.loads += 1
             self._state[name] = LOADED
             self._errors.pop(name, None)
             self._lru[name] = size

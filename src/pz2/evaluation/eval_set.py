@@ -1,0 +1,106 @@
+"""The held-out rows an evaluation answers: questions with their category and reference answers.
+
+By default: `unified_test.jsonl` (unseen topics) and the human-written test split of `pz2 data
+import`. Any JSONL in the seed's unified or dialogue format works too; its fields are checked
+by the validator, so a broken row stops with its line number. A generated question's detailed
+answer (`dialogue_<category>_<split>.jsonl` beside a unified file) is a second reference.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pz2.data.loading import EVALUATION_TOLERATES, load_rows
+from pz2.data.real import import_real
+from pz2.data.schema import LABELS, FileKind, file_info, normalize, parse_unified
+from pz2.errors import DatasetError
+from pz2.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    id: str                        # "<file name>#<row number>"
+    category: str | None           # the true category; None when the file does not say (the classifier's is used)
+    question: str
+    references: tuple[str, ...]    # the file's own reference first
+    source: str                    # "generated" or the corpus the row came from
+
+
+def default_files(ws: Workspace) -> list[Path]:
+    """unified_test.jsonl and the human-written dialogue test files (imported on demand)."""
+    if not any(ws.real_datasets.glob("dialogue_*_test.jsonl")):
+        import_real(ws.real_datasets)
+    return [ws.datasets / "unified_test.jsonl", *sorted(ws.real_datasets.glob("dialogue_*_test.jsonl"))]
+
+
+def _kind(path: Path) -> FileKind:
+    """The file's kind from its name, else from the fields of its first row."""
+    info = file_info(path)
+    if info is not None:
+        kind = info.kind
+    else:
+        if not path.is_file():
+            raise DatasetError(path, None, "file not found")
+        with path.open("rb") as f:
+            first = next((line for line in f if line.strip()), b"{}")
+        try:
+            fields = json.loads(first)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            fields = {}
+        kind = FileKind.UNIFIED if isinstance(fields, dict) and "category" in fields else FileKind.DIALOGUE
+    if kind is FileKind.CLASSIFICATION:
+        raise DatasetError(path, None, "a classification file has no reference answers; give a unified_* or "
+                           "dialogue_* file (`input_text`, `target_text`)")
+    return kind
+
+
+def _detailed_answers(path: Path) -> dict[str, str]:
+    """Normalised question -> detailed answer, from the dialogue files beside a unified file."""
+    info = file_info(path)
+    if info is None or info.kind is not FileKind.UNIFIED:
+        return {}
+    out = {}
+    for category in LABELS:
+        sibling = path.with_name(f"dialogue_{category}_{info.split}.jsonl")
+        if sibling.is_file():
+            out |= {normalize(r["input_text"]): r["target_text"]
+                    for r in load_rows(sibling, FileKind.DIALOGUE, tolerate=EVALUATION_TOLERATES)}
+    return out
+
+
+def load_file(path: Path) -> list[EvalRow]:
+    kind = _kind(path)
+    rows = load_rows(path, kind, tolerate=EVALUATION_TOLERATES)
+    detailed = _detailed_answers(path)
+    info = file_info(path)
+    out = []
+    for number, r in enumerate(rows, start=1):
+        question = parse_unified(r["input_text"])[1] if kind is FileKind.UNIFIED else r["input_text"]
+        category = r["category"] if kind is FileKind.UNIFIED else (info.category if info else None)
+        refs = [r["target_text"]]
+        extra = detailed.get(normalize(question))
+        if extra and extra != refs[0]:
+            refs.append(extra)
+        out.append(EvalRow(f"{path.name}#{number}", category, question, tuple(refs), r.get("source", "unknown")))
+    return out
+
+
+def load_eval_rows(paths: list[Path], limit: int | None, seed: int) -> list[EvalRow]:
+    """Every file's rows; with `limit`, at most that many per file and category, drawn by `seed`."""
+    out: list[EvalRow] = []
+    for path in paths:
+        groups: dict[str | None, list[EvalRow]] = defaultdict(list)
+        for row in load_file(path):
+            groups[row.category].append(row)
+        for category in sorted(groups, key=str):
+            rows = groups[category]
+            if limit is not None and len(rows) > limit:
+                rows = random.Random(f"{seed}:{path.name}:{category}").sample(rows, limit)
+            out += rows
+    if not out:
+        raise DatasetError(paths[0] if paths else Path("."), None, "no rows to evaluate")
+    return out
