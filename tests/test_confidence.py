@@ -36,6 +36,17 @@ def test_fitted_probabilities_are_calibrated_on_new_data() -> None:
     assert y_new[below].mean() < 0.7 <= y_new[~below].mean()  # "< 0.70" means what it says
 
 
+def test_the_ece_comes_with_a_bootstrap_interval_that_narrows_with_more_rows() -> None:
+    widths = []
+    for n in (400, 4000):
+        x, y, _ = synthetic(n, 5)
+        m = ConfidenceModel.fit(x, y, 48, 0.3).metrics
+        lo, hi = m["ece_ci95"]
+        assert 0 <= lo < hi and lo <= m["ece"] + 0.02   # the percentile interval sits around the estimate
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
 def test_saved_model_loads_to_the_same_predictions_and_refuses_other_features(tmp_path: Path) -> None:
     x, y, _ = synthetic(300, 2)
     model = ConfidenceModel.fit(x, y, 48, 0.3)

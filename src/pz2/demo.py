@@ -3,8 +3,9 @@
 Generate the data, validate it, prepare the embedded base and let it answer once, train the
 conversation-type classifier and label the seed's example sentences with it, fine-tune the
 unified model and both specialists (quick profile) and let each answer, fit the router's
-confidence, then play the seed's five scenarios through the hybrid assistant, printing route,
-reason, confidence and latency per turn.
+confidence, play the seed's five scenarios through the hybrid assistant, printing route,
+reason, confidence and latency per turn, and end with the seed's comparison of hybrid, separated
+and unified, measured on a few held-out rows per category (`pz2 eval compare` runs it at size).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from pz2.data.generate import SEED_EXAMPLES, generate
 from pz2.data.validate import validate_directory
+from pz2.evaluation.compare import compare
 from pz2.models.base import greedy_reply, load_base
 from pz2.models.loading import load_for_generation
 from pz2.models.prepare import base_token_counter, prepare_base
@@ -25,9 +27,11 @@ from pz2.runtime.classifier import ConversationClassifier
 from pz2.training.classifier import train_classifier
 from pz2.training.confidence_fit import fit_confidence
 from pz2.training.sft import train_sft
-from pz2.views import print_validation, rows_table
+from pz2.views import print_comparison, print_validation, rows_table
 from pz2.workspace import Workspace
 
+# Rows per test file and category in the demo's comparison: about 25 rows, 2-3 minutes on 2 cores.
+DEMO_COMPARE_LIMIT = 5
 # The seed's five scenarios (사용 시나리오): (scenario, message). Scenario 2's second turn accepts the offer.
 SCENARIOS: list[tuple[str, str]] = [
     ("1 general question", "오늘 날씨 어때?"),
@@ -126,11 +130,18 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
 
     console.print(Rule("7. fit the router's confidence: P(the unified answer is good)"))
-    confidence, path = fit_confidence(ws, limit=200)
+    confidence, path = fit_confidence(ws, limit=400)
     c = confidence.metrics
     console.print(f"{c['rows']} validation answers, {c['good_rate']:.0%} good (ROUGE-L >= {confidence.good_rouge_l}): "
-                  f"out-of-fold ECE {c['ece']:.3f}, AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
+                  f"out-of-fold ECE {c['ece']:.3f} (95% CI {c['ece_ci95'][0]:.3f}-{c['ece_ci95'][1]:.3f}), "
+                  f"AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
 
     console.print(Rule("8. the hybrid assistant plays the seed's five scenarios"))
     turns = play_scenarios(ws, console)
+
+    console.print(Rule(f"9. hybrid vs separated vs unified, measured ({DEMO_COMPARE_LIMIT} rows per file and category)"))
+    ecfg = train_cfg.evaluation.model_copy(update={"limit": DEMO_COMPARE_LIMIT})
+    comparison = compare(ws, ecfg, ws.eval_logs / time.strftime("demo-%Y%m%d-%H%M%S"))
+    print_comparison(console, comparison.metrics)
+    console.print(f"report: {comparison.files['report.md']}  (at size: [bold]pz2 eval compare[/])")
     return validation.ok and bool(answer) and len(turns) == len(SCENARIOS)

@@ -197,6 +197,8 @@ MENU: list[tuple[str, str, list[list[str]]]] = [
      [["data", "generate"], ["data", "validate"], ["train", "unified", "--profile", "{profile}"]]),
     ("10", "fit the confidence model (router)", [["train", "confidence"]]),
     ("11", "evaluate: classifier and unified model", [["eval", "classifier"], ["eval", "generation", "--limit", "50"]]),
+    ("12", "compare hybrid, separated and unified (quality, speed, memory, routing curve)",
+     [["eval", "compare", "--limit", "10"]]),
 ]
 
 

@@ -47,7 +47,7 @@ def collect(engine: Engine, classifier: ConversationClassifier, adapter: str | N
     return np.array(xs), np.array(ys), rows
 
 
-def fit_confidence(ws: Workspace, limit: int | None = 300, good_rouge_l: float = 0.3, seed: int = 0,
+def fit_confidence(ws: Workspace, limit: int | None = 400, good_rouge_l: float = 0.3, seed: int = 0,
                    overrides: dict | None = None, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
     """Fit on up to `limit` rows of unified_validation.jsonl; writes confidence.json beside the adapter."""
     cfg = ws.model_config(overrides)
