@@ -73,3 +73,31 @@ def test_a_reinstalled_identical_gguf_reuses_the_conversion(workspace, tmp_path:
         assert prepare_base(cfg).cached
     finally:
         os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_the_shipped_quantized_base_answers_with_a_lora_adapter_in_llama_cpp(workspace, tmp_path: Path) -> None:
+    """On a CPU with AMX, llama.cpp put the Q4_1 weights in an AMX buffer that LoRA cannot use and
+    the process died decoding (a segfault, not an exception): run it in a child process."""
+    import subprocess
+    import sys
+
+    from pz2.models.prepare import prepare_base
+    from tests.conftest import random_adapter
+
+    cfg = workspace.model_config()
+    adapter = random_adapter(prepare_base(cfg).path, tmp_path / "adapter", seed=1)
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from pz2.workspace import Workspace\n"
+        "from pz2.runtime.engine_llamacpp import LlamaCppEngine\n"
+        f"engine = LlamaCppEngine.from_config(Workspace(Path({str(workspace.root)!r})).model_config())\n"
+        f"engine.load('a', Path({str(adapter)!r}))\n"
+        "plain = engine.generate('What is the capital of France?', None, 8)\n"
+        "tuned = engine.generate('What is the capital of France?', 'a', 8)\n"
+        "print(len(plain.token_ids), len(tuned.token_ids), 'Paris' in plain.text)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain, tuned, paris = out.stdout.split()[-3:]
+    assert int(plain) > 0 and int(tuned) > 0 and paris == "True"

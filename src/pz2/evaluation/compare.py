@@ -284,12 +284,15 @@ def compare(ws: Workspace, ecfg: EvaluationConfig, out_dir: Path, data: list[Pat
     refs = [r.references for r in rows]
 
     def score(texts: dict[int, str]) -> dict[int, dict]:
+        """Row index -> metrics of the answer given to that row."""
         idx = sorted(texts)
-        return dict(zip(idx, aq.score_answers(encoder, [texts[i] for i in idx], [refs[i] for i in idx],
-                                              ecfg.short_answer_words), strict=True))
+        scored = aq.score_answers(encoder, [texts[i] for i in idx], [refs[i] for i in idx], ecfg.short_answer_words)
+        return dict(zip(idx, scored, strict=True))
 
-    arch_scores = {name: [s for _, s in sorted(score(dict(enumerate(a.text for a in runs[name].answers))).items())]
-                   for name in ARCHITECTURES}
+    arch_scores = {}
+    for name in ARCHITECTURES:
+        by_row = score(dict(enumerate(a.text for a in runs[name].answers)))
+        arch_scores[name] = [by_row[i] for i in range(len(rows))]
     model_scores = {name: score(answers[name]) for name in MODELS}
     metric = ecfg.quality_metric
     arch = {name: _architecture_metrics(runs[name], arch_scores[name], categories) for name in ARCHITECTURES}

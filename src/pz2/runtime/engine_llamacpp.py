@@ -84,11 +84,27 @@ class LlamaCppEngine(Engine):
                    e.context_length, e.threads, cfg.cache_dir)
 
     def _open(self, gguf: Path) -> Any:
+        """The model without llama.cpp's extra weight buffers. On a CPU with AMX, quantized weights
+        go to an AMX buffer that LoRA cannot use ("cannot use buft 'AMX', fallback to CPU"), and
+        decoding then crashes the process (general protection fault in libggml-cpu, seen with the
+        shipped Q4_1 base). Llama() has no switch for `use_extra_bufts`, so its default model
+        parameters are wrapped while it is built; the weights are the same, only their layout differs."""
+        params = self.lib.llama_cpp
+        defaults = params.llama_model_default_params
+
+        def without_extra_buffers() -> Any:
+            p = defaults()
+            p.use_extra_bufts = False
+            return p
+
+        params.llama_model_default_params = without_extra_buffers
         try:
             return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=self.threads,
                                   n_threads_batch=self.threads, n_batch=512, logits_all=False, verbose=False)
         except ValueError as e:
             raise ModelError(f"{gguf}: llama.cpp cannot load it ({e})") from None
+        finally:
+            params.llama_model_default_params = defaults
 
     def lora_gguf(self, adapter: Path) -> Path:
         """The adapter as GGUF LoRA, converted once per adapter content."""
