@@ -63,9 +63,9 @@ def test_architectures_route_as_defined_and_figures_match_the_rows(comparison) -
         sum(r["predicted"] != "general" for r in rows) / len(rows))
     assert m["architectures"]["hybrid"]["escalation_rate"] == pytest.approx(sum(a["escalated"] for a in hybrid) / len(rows))
     # general never escalates in the hybrid
-    assert not any(a["escalated"] for r, a in zip(rows, hybrid) if r["predicted"] == "general")
+    assert not any(a["escalated"] for r, a in zip(rows, hybrid, strict=True) if r["predicted"] == "general")
     # greedy decoding: a hybrid answer left to the unified model is the unified model's answer
-    for r, h in zip(rows, hybrid):
+    for r, h in zip(rows, hybrid, strict=True):
         if not h["escalated"]:
             assert h["text"] == r["architectures"]["unified"]["text"]
     assert m["architectures"]["separated"]["specialist_loads"] <= 2

@@ -53,3 +53,11 @@ def test_no_gap_means_no_ratio_and_says_why() -> None:
     assert c.apgr is None and c.cpt50 is None and all(p.pgr is None for p in c.points)
     assert "not better" in c.note
     assert pgr(0.5, 0.5, 0.5) is None and pgr(0.75, 0.5, 1.0) == 0.5
+
+
+def test_withdrawn_ratios_keep_the_curve_and_say_why() -> None:
+    from pz2.evaluation.routing_curve import without_ratios
+
+    c = without_ratios(threshold_curve(np.array([0.0, 1.0]), np.array([1.0, 1.0]), np.array([0.3, 0.6])), "noise")
+    assert c.apgr is None and c.cpt50 is None and c.note == "noise"
+    assert [p.quality for p in c.points] == [0.5, 1.0, 1.0] and all(p.pgr is None for p in c.points)

@@ -39,7 +39,7 @@ def print_validation(console: Console, report: ValidationReport, lang: str = "en
 
 def print_comparison(console: Console, metrics: dict) -> None:
     """The seed's table with measured figures, then one line per architecture and the router's measures."""
-    from pz2.evaluation.compare_report import fmt
+    from pz2.evaluation.compare_report import figure, fmt
 
     metric = metrics["quality_metric"]
     table = Table(title=f"the seed's table, measured ({metrics['rows']} rows, {metrics['engine']} engine)")
@@ -47,18 +47,19 @@ def print_comparison(console: Console, metrics: dict) -> None:
         table.add_column(col)
     for row in metrics["seed_table"]:
         table.add_row(row["property"], row["measure"], *(
-            f"{'⭐' * row[a]['stars']} {fmt(row[a]['value'], 2) if row[a]['value'] is not None else ''}"
+            f"{'⭐' * row[a]['stars']} {figure(row[a]['value'])}"
             for a in ("hybrid", "separated", "unified")))
     console.print(table)
-    table = Table(title=f"architectures: quality ({metric}) per category, latency, escalation")
+    table = Table(title=f"architectures: {metric} per category, whole-answer latency, escalation")
     categories = [c for c in metrics["architectures"]["unified"]["quality"] if c != "all"] + ["all"]
-    for col in ("architecture", *categories, "factual", "answer p50 ms", "p95 ms", "escalation", "loads", "peak RSS MB"):
-        table.add_column(col, justify="left" if col == "architecture" else "right")
+    short = {"general": "gen.", "technical": "tech."}
+    table.add_column("", no_wrap=True)
+    for col in (*(short.get(c, c) for c in categories), "p50 ms", "p95 ms", "escal.", "loads", "RSS MB"):
+        table.add_column(col, justify="right")
     for name, a in metrics["architectures"].items():
         q, lat = a["quality"], a["latency"]["total_ms"]
-        table.add_row(name, *(fmt(q[c][metric]) for c in categories), fmt(q["all"]["factual_accuracy"]),
-                      fmt(lat["p50"], 0), fmt(lat["p95"], 0), f"{a['escalation_rate']:.2f}", str(a["specialist_loads"]),
-                      f"{a['peak_rss_mb']:.0f}")
+        table.add_row(name, *(fmt(q[c][metric], 2) for c in categories), fmt(lat["p50"], 0), fmt(lat["p95"], 0),
+                      f"{a['escalation_rate']:.2f}", str(a["specialist_loads"]), f"{a['peak_rss_mb']:.0f}")
     console.print(table)
     r = metrics["router"]
     if r.get("note"):

@@ -20,7 +20,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from pz2.evaluation.architectures import ARCHITECTURES, RUN_ORDER, UNIFIED, Answ
 from pz2.evaluation.eval_set import EvalRow, default_files, load_eval_rows
 from pz2.evaluation.metrics import bootstrap_interval, classification_metrics, expected_calibration_error, percentiles
 from pz2.evaluation.model_loss import reference_losses, summarize_losses
-from pz2.evaluation.routing_curve import RoutingCurve, oracle_curve, pgr, point_at, threshold_curve
+from pz2.evaluation.routing_curve import RoutingCurve, oracle_curve, pgr, point_at, threshold_curve, without_ratios
 from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 from pz2.models.chat import ChatExample
@@ -160,8 +160,20 @@ def _curve_dict(curve: RoutingCurve, max_points: int = 201) -> dict[str, Any]:
     return d | {"curve": points}
 
 
+def _significant(curve: RoutingCurve, weak: np.ndarray, strong: np.ndarray, ecfg: EvaluationConfig) -> RoutingCurve:
+    """PGR divides by the specialists' gain; when its 95 % paired bootstrap interval reaches zero the
+    gain may be noise, and so would every ratio be (0.001 of gain turns any wobble into +-30 % PGR)."""
+    if curve.apgr is None or len(weak) < 2:
+        return curve
+    lo, hi = bootstrap_interval(lambda d: float(d.mean()), strong - weak, resamples=ecfg.bootstrap, seed=ecfg.seed)
+    if lo > 0:
+        return curve
+    return without_ratios(curve, f"the specialists are not reliably better here: gain {curve.q_strong - curve.q_weak:+.4f} "
+                          f"(95 % interval {lo:+.4f} to {hi:+.4f}); PGR, APGR and CPT would measure noise")
+
+
 def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], scores: dict[str, list[dict]],
-            labels: list[str]) -> tuple[dict[str, Any], dict[str, RoutingCurve]]:
+            labels: list[str], ecfg: EvaluationConfig) -> tuple[dict[str, Any], dict[str, RoutingCurve]]:
     """The confidence router's curve on the rows it can escalate, overall and per specialist."""
     threshold = cfg.runtime.router.confidence_threshold
     unified = runs[UNIFIED].answers
@@ -174,24 +186,25 @@ def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], sco
     weak = np.array([scores["unified"][i][metric] for i in rows])
     strong = np.array([scores["separated"][i][metric] for i in rows])
     conf = np.array([unified[i].confidence for i in rows])
-    curve = threshold_curve(weak, strong, conf)
+    curve = _significant(threshold_curve(weak, strong, conf), weak, strong, ecfg)
     oracle = oracle_curve(weak, strong)
+    ratios = curve.apgr is not None
     configured = point_at(weak, strong, conf, threshold)
     hybrid_q = float(np.mean([scores["hybrid"][i][metric] for i in rows])) if rows else 0.0
     hybrid_rate = float(np.mean([runs["hybrid"].answers[i].escalated for i in rows])) if rows else 0.0
     out |= _curve_dict(curve) | {
-        "configured": asdict(configured),
+        "configured": asdict(configured) | ({} if ratios else {"pgr": None}),
         "hybrid": {"escalation_rate": hybrid_rate, "quality": hybrid_q,
-                   "pgr": pgr(hybrid_q, curve.q_weak, curve.q_strong)},
+                   "pgr": pgr(hybrid_q, curve.q_weak, curve.q_strong) if ratios else None},
         "random_apgr": 0.5 if curve.apgr is not None else None,
         "oracle_apgr": oracle.apgr,
         "per_category": {},
     }
     for kind in SPECIALISTS:
         sub = [j for j, i in enumerate(rows) if labels[i] == kind]
-        c = threshold_curve(weak[sub], strong[sub], conf[sub])
-        out["per_category"][kind] = {k: v for k, v in _curve_dict(c).items() if k != "curve"} | {
-            "configured": asdict(point_at(weak[sub], strong[sub], conf[sub], threshold))}
+        c = _significant(threshold_curve(weak[sub], strong[sub], conf[sub]), weak[sub], strong[sub], ecfg)
+        point = asdict(point_at(weak[sub], strong[sub], conf[sub], threshold)) | ({} if c.apgr is not None else {"pgr": None})
+        out["per_category"][kind] = {k: v for k, v in _curve_dict(c).items() if k != "curve"} | {"configured": point}
     return out, {"router (confidence)": curve, "oracle": oracle}
 
 
@@ -212,11 +225,11 @@ def _confidence_calibration(runs: dict[str, ArchitectureRun], rows: list[EvalRow
             "good_rouge_l": good_rouge_l, "p": p.tolist(), "y": y.tolist()}
 
 
-def _targets(arch: dict[str, dict], router: dict[str, Any], categories: list[str], runs: dict[str, ArchitectureRun],
-             metric: str) -> dict[str, Any]:
+def _targets(arch: dict[str, dict], router: dict[str, Any], categories: list[str],
+             runs: dict[str, ArchitectureRun]) -> dict[str, Any]:
     """The issue's targets, each as measured, with whether it was met."""
-    q = {name: arch[name]["quality"]["all"][metric] for name in ARCHITECTURES}
-    hybrid_pgr = pgr(q["hybrid"], q["unified"], q["separated"])
+    # the hybrid's PGR over the escalatable rows: the general rows are the unified answer in all three
+    hybrid_pgr = router["hybrid"]["pgr"] if "hybrid" in router else None
     sep_rate = arch["separated"]["escalation_rate"]
     share = arch["hybrid"]["escalation_rate"] / sep_rate if sep_rate else None
     general = [i for i, c in enumerate(categories) if c == GENERAL]
@@ -296,7 +309,7 @@ def compare(ws: Workspace, ecfg: EvaluationConfig, out_dir: Path, data: list[Pat
     model_scores = {name: score(answers[name]) for name in MODELS}
     metric = ecfg.quality_metric
     arch = {name: _architecture_metrics(runs[name], arch_scores[name], categories) for name in ARCHITECTURES}
-    router, curves = _router(cfg, metric, runs, arch_scores, labels)
+    router, curves = _router(cfg, metric, runs, arch_scores, labels, ecfg)
     models = {}
     for name in MODELS:
         idx = sorted(answers[name])
@@ -310,7 +323,7 @@ def compare(ws: Workspace, ecfg: EvaluationConfig, out_dir: Path, data: list[Pat
     confidence = _confidence_calibration(runs, rows, labels, good_rouge_l, ecfg)
     metrics: dict[str, Any] = {
         "schema_version": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "engine": engine_name,
         "quality_metric": metric,
         "rows": len(rows),
@@ -324,7 +337,7 @@ def compare(ws: Workspace, ecfg: EvaluationConfig, out_dir: Path, data: list[Pat
         "classifier": {k: v for k, v in clf.to_dict().items() if k != "per_class"},
         "confidence": {k: v for k, v in confidence.items() if k not in ("p", "y")} if confidence else None,
         "seed_table": seed_table(arch, metric),
-        "targets": _targets(arch, router, categories, runs, metric),
+        "targets": _targets(arch, router, categories, runs),
         "seconds": round(time.perf_counter() - started, 1),
     }
     _validate(metrics)

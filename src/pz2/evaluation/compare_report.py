@@ -22,6 +22,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def figure(value: float | None) -> str:
+    """A measured figure beside the seed's stars: whole numbers for ms and MB, two decimals for the rest."""
+    return "" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def _cell(text: str, width: int = 140) -> str:
     text = " ".join(text.split()).replace("|", "/")
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -31,7 +36,7 @@ def seed_table_lines(metrics: dict[str, Any]) -> list[str]:
     lines = ["| property | measured as | " + " | ".join(NAMES[a] for a in ("hybrid", "separated", "unified")) + " |",
              "|---|---|---|---|---|"]
     for row in metrics["seed_table"]:
-        cells = [f"{'⭐' * row[a]['stars']} {fmt(row[a]['value'], 2) if row[a]['value'] is not None else ''}".strip()
+        cells = [f"{'⭐' * row[a]['stars']} {figure(row[a]['value'])}".strip()
                  for a in ("hybrid", "separated", "unified")]
         lines.append(f"| {row['property']} | {row['measure']} | " + " | ".join(cells) + " |")
     return lines

@@ -16,7 +16,7 @@ has no meaning: the measures are None and `note` says why.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -102,6 +102,12 @@ def oracle_curve(q_weak: np.ndarray, q_strong: np.ndarray) -> RoutingCurve:
     rank = np.empty(len(q_weak))
     rank[np.argsort(-(q_strong - q_weak), kind="stable")] = np.arange(len(q_weak))
     return threshold_curve(q_weak, q_strong, rank)
+
+
+def without_ratios(curve: RoutingCurve, note: str) -> RoutingCurve:
+    """The same curve with PGR and its measures withdrawn, and why: for a gap that may be noise."""
+    return replace(curve, points=[replace(p, pgr=None) for p in curve.points], apgr=None, cpt50=None, cpt80=None,
+                   note=note)
 
 
 def point_at(q_weak: np.ndarray, q_strong: np.ndarray, score: np.ndarray, threshold: float) -> CurvePoint:
