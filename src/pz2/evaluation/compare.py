@@ -197,7 +197,7 @@ def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], sco
         "hybrid": {"escalation_rate": hybrid_rate, "quality": hybrid_q,
                    "pgr": pgr(hybrid_q, curve.q_weak, curve.q_strong) if ratios else None},
         "random_apgr": 0.5 if curve.apgr is not None else None,
-        "oracle_apgr": oracle.apgr,
+        "oracle_apgr": oracle.apgr if ratios else None,
         "per_category": {},
     }
     for kind in SPECIALISTS:
