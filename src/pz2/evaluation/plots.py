@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,8 @@ def routing_curve_plot(curves: dict[str, list[tuple[float, float]]], marks: dict
     styles = {"random": {"linestyle": "--", "color": "gray"}, "oracle": {"linestyle": ":", "color": "green"}}
     for name, points in curves.items():
         ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **styles.get(name, {"marker": "."}))
-    for name, (rate, quality) in marks.items():
-        ax.scatter([rate], [quality], s=70, zorder=5, label=name)
+    for (name, (rate, quality)), marker in zip(marks.items(), itertools.cycle("oXs^"), strict=False):
+        ax.scatter([rate], [quality], s=70, marker=marker, zorder=5, label=name)  # distinct shapes: points may coincide
     ax.set_xlabel("escalation rate (share of answers from a specialist)")
     ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
