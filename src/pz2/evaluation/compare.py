@@ -36,7 +36,7 @@ from pz2.evaluation import plots
 from pz2.evaluation.compare_report import fmt, markdown
 from pz2.evaluation.architectures import ARCHITECTURES, RUN_ORDER, UNIFIED, Answer, ArchitectureRun, run_architecture
 from pz2.evaluation.eval_set import EvalRow, default_files, load_eval_rows
-from pz2.evaluation.metrics import bootstrap_interval, classification_metrics, expected_calibration_error, percentiles
+from pz2.evaluation.metrics import binary_ece, bootstrap_interval, classification_metrics, percentiles
 from pz2.evaluation.model_loss import reference_losses, summarize_losses
 from pz2.evaluation.routing_curve import RoutingCurve, oracle_curve, pgr, point_at, threshold_curve, without_ratios
 from pz2.evaluation.text_metrics import rouge_l
@@ -216,12 +216,8 @@ def _confidence_calibration(runs: dict[str, ArchitectureRun], rows: list[EvalRow
         return None
     p = np.array([runs[UNIFIED].answers[i].confidence for i in idx])
     y = np.array([rouge_l(runs[UNIFIED].answers[i].text, rows[i].references[0]) >= good_rouge_l for i in idx], dtype=int)
-
-    def ece(p: np.ndarray, y: np.ndarray) -> float:
-        return expected_calibration_error(np.stack([1 - p, p], axis=1), y)
-
-    return {"rows": len(idx), "good_rate": float(y.mean()), "ece": ece(p, y),
-            "ece_ci95": list(bootstrap_interval(ece, p, y, resamples=ecfg.bootstrap, seed=ecfg.seed)),
+    return {"rows": len(idx), "good_rate": float(y.mean()), "ece": binary_ece(p, y),
+            "ece_ci95": list(bootstrap_interval(binary_ece, p, y, resamples=ecfg.bootstrap, seed=ecfg.seed)),
             "good_rouge_l": good_rouge_l, "p": p.tolist(), "y": y.tolist()}
 
 
@@ -398,9 +394,3 @@ def _plots(folder: Path, metrics: dict[str, Any], runs: dict[str, ArchitectureRu
         curve = {}
     plots.reliability_diagram(curve, folder / "reliability.png", "Confidence of the unified answer")
     plots.confusion_matrix_plot(clf.confusion, clf.labels, folder / "confusion_matrix.png", "Classifier on the rows")
-
-
-def latest_run(root: Path) -> Path | None:
-    """The newest comparison folder under `root` (logs/eval/), by its metrics.json."""
-    runs = sorted(root.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
-    return runs[-1].parent if runs else None

@@ -97,6 +97,11 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, names: list[st
     )
 
 
+def binary_ece(p: np.ndarray, y: np.ndarray) -> float:
+    """ECE of probabilities `p` that outcomes `y` (0/1) are 1: the two-class form of the above."""
+    return expected_calibration_error(np.stack([1 - p, p], axis=1), np.asarray(y).astype(int))
+
+
 def bootstrap_interval(statistic: Callable[..., float], *arrays: np.ndarray, resamples: int = 1000,
                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic(*arrays)`, resampling rows with replacement."""

@@ -128,17 +128,13 @@ def binary_metrics(p: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: in
     """ECE (15 bins) with its 95 % bootstrap interval, Brier score, AUC and base rate of P(good)
     predictions against outcomes. The interval says how much of an ECE is the sample's luck: on
     a few hundred answers, a perfectly calibrated model still shows an ECE of a few points."""
-    from pz2.evaluation.metrics import bootstrap_interval, expected_calibration_error
+    from pz2.evaluation.metrics import binary_ece, bootstrap_interval
 
-    def ece(p: np.ndarray, y: np.ndarray) -> float:
-        return expected_calibration_error(np.stack([1 - p, p], axis=1), y.astype(int))
-
-    probs = np.stack([1 - p, p], axis=1)
     pos, neg = p[y == 1], p[y == 0]
     auc = float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()) if len(pos) and len(neg) else None
     below = p < 0.7
-    return {"rows": len(y), "good_rate": float(y.mean()), "ece": expected_calibration_error(probs, y.astype(int)),
-            "ece_ci95": list(bootstrap_interval(ece, p, y, resamples=resamples, seed=seed)),
+    return {"rows": len(y), "good_rate": float(y.mean()), "ece": binary_ece(p, y),
+            "ece_ci95": list(bootstrap_interval(binary_ece, p, y, resamples=resamples, seed=seed)),
             "brier": float(((p - y) ** 2).mean()), "auc": auc,
             "good_rate_when_below_0.70": float(y[below].mean()) if below.any() else None,
             "good_rate_when_at_least_0.70": float(y[~below].mean()) if (~below).any() else None}
