@@ -122,8 +122,9 @@ def test_a_missing_data_file_or_models_folder_is_one_line(cli, tmp_path: Path) -
         assert len(result.output.strip().splitlines()) == 1
 
 
-def test_untrained_models_are_named_with_the_command_that_trains_them(cli, small_data: Path) -> None:
-    result = cli("eval", "compare", "--limit", "1")
+@pytest.mark.parametrize("limit", ["1", "0"])  # 0 = every row: it must reach the models, not fail as a config value
+def test_untrained_models_are_named_with_the_command_that_trains_them(cli, small_data: Path, limit: str) -> None:
+    result = cli("eval", "compare", "--limit", limit)
     assert result.exit_code == 1 and "pz2 train" in result.output and "Traceback" not in result.output
 
 

@@ -136,7 +136,7 @@ def eval_compare_cmd(
     for path in data or []:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
-    ecfg = ws.training_config({"evaluation.limit": limit, "evaluation.quality_metric": quality_metric and quality_metric.value,
+    ecfg = ws.training_config({"evaluation.limit": limit or None, "evaluation.quality_metric": quality_metric and quality_metric.value,
                                "evaluation.seed": seed}).evaluation
     if limit == 0:
         ecfg = ecfg.model_copy(update={"limit": None})
