@@ -80,10 +80,46 @@ class PoolConfig(_Strict):
     )
 
 
+class RetrievalConfig(_Strict):
+    """What a specialist turn takes from the knowledge base (`pz2 kb build`)."""
+
+    top_k: int = Field(3, ge=1, le=20, description="Passages put into a specialist's prompt, best first.")
+    min_similarity: float = Field(
+        0.35, ge=-1, le=1,
+        description="A passage whose cosine similarity to the question is below this is not a source; with "
+        "none left, the specialist says it has no source instead of citing one.",
+    )
+    max_passage_tokens: int = Field(
+        600, ge=32, le=16_384, description="Base-tokenizer tokens of passages in one prompt; the last ones are cut to fit."
+    )
+    candidates: int = Field(50, ge=1, le=10_000, description="Hits taken from each of the dense and BM25 lists before fusing.")
+    unified: bool = Field(
+        False, description="Ground the unified model's answers too: longer prompts, so slower (see `pz2 eval kb`)."
+    )
+
+
 class RuntimeConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     router: RouterConfig = RouterConfig()
     pool: PoolConfig = PoolConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+
+class KnowledgeConfig(_Strict):
+    """The knowledge base `pz2 kb build` indexes into `finetuning/knowledge/`."""
+
+    collections: list[Literal["banks", "corpora", "python_docs", "cheat"]] = Field(
+        ["banks", "corpora", "python_docs", "cheat"],
+        description="Built-in human-written collections (licences in the README and the index manifest).",
+    )
+    paths: list[Path] = Field(
+        [], description="Folders or files of your own documents (Markdown, text, HTML, PDF), indexed with the collections."
+    )
+    chunk_chars: int = Field(
+        1000, ge=100, le=20_000, description="Longest passage in characters (about 250 tokens): a topic's answer fits in one."
+    )
+    overlap: bool = Field(True, description="A passage's last paragraph also opens the next one of its section.")
+    max_file_mb: float = Field(20, gt=0, description="Larger files are skipped with a message.")
 
 
 class ModelConfig(_Strict):
@@ -111,6 +147,7 @@ class ModelConfig(_Strict):
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
     runtime: RuntimeConfig = RuntimeConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
 
 
 class DataConfig(_Strict):

@@ -48,6 +48,11 @@ class Workspace:
         return self.models / f"{kind}_specialist"
 
     @property
+    def knowledge(self) -> Path:
+        """The knowledge base `pz2 kb build` writes and specialists retrieve from."""
+        return self.root / "knowledge"
+
+    @property
     def assistant_logs(self) -> Path:
         """Where the assistant appends one routing record per turn."""
         return self.root / "logs" / "assistant"

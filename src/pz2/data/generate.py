@@ -174,6 +174,31 @@ def _draw(topics: list[_Topic], n: int, seen: set[str], rng: random.Random) -> l
     return out
 
 
+def _plan(cfg: DataConfig) -> tuple[random.Random, list[_Topic], set[str], dict[str, str]]:
+    """The topics and their splits, and the generator in the state the drawing continues from."""
+    rng = random.Random(cfg.seed)
+    topics = _topics(rng)
+    pinned = {t.key for t in topics if t.pinned}
+    return rng, topics, pinned, _assign_splits(topics, cfg, pinned, rng)
+
+
+def topic_splits(cfg: DataConfig) -> dict[str, str]:
+    """Topic key ("qna:<subject>", "technical:<tool>:<task>") -> the split `generate` puts it in."""
+    return _plan(cfg)[3]
+
+
+def topic_documents() -> dict[str, tuple[str, str]]:
+    """Topic key -> (title, text) of each qna and technical topic: its specialist answer as a
+    document, without any of the questions that ask for it."""
+    out: dict[str, tuple[str, str]] = {}
+    for t in _topics(random.Random(0)):
+        if t.category != "general":
+            parts = t.key.split(":", 2)
+            title = parts[1] if t.category == "qna" else f"{parts[1]}: {parts[2]}"
+            out[t.key] = (title, t.reply(random.Random(0))[1])
+    return out
+
+
 @dataclass
 class GenerationReport:
     out_dir: Path
@@ -186,10 +211,7 @@ class GenerationReport:
 def generate(cfg: DataConfig, system_prompt: str, out_dir: Path) -> GenerationReport:
     """Write the seed's nine files (and the held-out dialogue splits) to `out_dir`; deterministic for a given `cfg`."""
     start = time.perf_counter()
-    rng = random.Random(cfg.seed)
-    topics = _topics(rng)
-    pinned = {t.key for t in topics if t.pinned}
-    split_of = _assign_splits(topics, cfg, pinned, rng)
+    rng, topics, pinned, split_of = _plan(cfg)
     seen: set[str] = set()
     examples: list[Example] = []
     for category in LABELS:

@@ -1,0 +1,186 @@
+"""The documents a knowledge base is built from: built-in collections and the user's own files.
+
+Built-in collections are human-written text already on this machine (no download):
+- `banks`: each qna / technical topic's specialist answer (pz2's hand-written topic banks), as a
+  document titled by its topic, never with the questions that ask for it;
+- `corpora`: the qna and technical question/answer pairs of chatterbot-corpus, training split only,
+  so no held-out row of `pz2 data import` is in the index;
+- `python_docs`: the reference topics that ship with Python (`pydoc_data.topics`, what `help()` shows);
+- `cheat`: the per-command example sheets bundled in the `cheat` package (tar, git, ssh ...).
+
+A user file is read as Markdown, plain text, HTML or PDF. A file that cannot be read as text
+(binary, not UTF-8, empty, over the size limit) is skipped with a one-line reason; the others
+are indexed as if it were not there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pz2.config import KnowledgeConfig, TrainingConfig
+from pz2.data.schema import SPECIALIST_CATEGORIES
+
+# collection -> (what it is, its licence), recorded in the index manifest
+COLLECTIONS: dict[str, tuple[str, str]] = {
+    "banks": ("pz2 topic banks: specialist answers, hand-written", "Apache-2.0 (pz2)"),
+    "corpora": ("chatterbot-corpus question/answer pairs, training split", "BSD-3-Clause (chatterbot-corpus 1.3.3)"),
+    "python_docs": ("Python reference topics (pydoc_data.topics)", "PSF-2.0 (Python)"),
+    "cheat": ("per-command example sheets of the cheat package", "GPL-3.0 (cheat 2.5.1)"),
+}
+MARKDOWN = {".md", ".markdown"}
+TEXT = {".txt", ".rst", ".text"}
+HTML = {".html", ".htm"}
+PDF = {".pdf"}
+SUFFIXES = MARKDOWN | TEXT | HTML | PDF
+
+
+@dataclass(frozen=True)
+class Document:
+    path: str          # where it came from: a file path, or "<collection>:<name>" for built-ins
+    title: str
+    text: str
+    collection: str    # a key of COLLECTIONS, or "user"
+    markdown: bool     # headings start with '#': chunks break there
+    split: str = "train"  # a bank topic's split: RAFT rows draw passages from training topics only
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+def _bank_documents(training: TrainingConfig) -> Iterator[Document]:
+    from pz2.data.generate import topic_documents, topic_splits
+
+    splits = topic_splits(training.data)
+    for key, (title, text) in topic_documents().items():
+        category, name = key.split(":", 1)
+        yield Document(f"banks:{category}/{name}", title, f"# {title}\n\n{text}", "banks", True, splits[key])
+
+
+def _corpora_documents() -> Iterator[Document]:
+    from pz2.data.real import chatterbot_rows, split_of
+
+    by_file: dict[str, list[str]] = {}
+    for row in chatterbot_rows():
+        if row.category in SPECIALIST_CATEGORIES and row.reply and split_of(row.source) == "train":
+            by_file.setdefault(row.source.rsplit(":", 1)[0], []).append(f"Q: {row.text}\nA: {row.reply}")
+    for source, pairs in sorted(by_file.items()):
+        name = source.split(":")[-1]
+        yield Document(source, f"chatterbot {name}", "\n\n".join(pairs), "corpora", False)
+
+
+def _python_documents() -> Iterator[Document]:
+    from pydoc_data.topics import topics
+
+    for name, text in sorted(topics.items()):
+        first = text.strip().splitlines()[0] if text.strip() else name
+        yield Document(f"python_docs:{name}", f"Python: {first}", text, "python_docs", False)
+
+
+def _cheat_documents() -> Iterator[Document]:
+    """cheat installs its sheets as data files (`<prefix>/share/cheat/<command>`), found from its RECORD."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("cheat").files or []
+    except metadata.PackageNotFoundError:
+        return
+    sheets = sorted((f for f in files if f.parent.name == "cheat" and f.parent.parent.name == "share"),
+                    key=lambda f: f.name)
+    for f in sheets:
+        path = Path(str(f.locate()))
+        if path.is_file() and not f.name.startswith((".", "_")):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            yield Document(f"cheat:{f.name}", f"{f.name} command examples", text, "cheat", False)
+
+
+BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs": _python_documents,
+           "cheat": _cheat_documents}
+
+
+def builtin_documents(names: Iterable[str], training: TrainingConfig) -> list[Document]:
+    docs: list[Document] = []
+    for name in names:
+        source = BUILTIN[name]
+        docs += source(training) if name == "banks" else source()
+    return docs
+
+
+def _html_text(raw: str) -> tuple[str, str | None]:
+    """Visible text, headings as Markdown headings so chunks break there; and the page title."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(raw, "html.parser")
+    for tag in soup(["script", "style", "noscript"]):
+        tag.decompose()
+    for level in range(1, 7):
+        for h in soup.find_all(f"h{level}"):
+            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
+    title = soup.title.get_text(strip=True) if soup.title else None
+    lines = (line.strip() for line in soup.get_text("\n").splitlines())
+    return "\n".join(lines), title
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise ValueError(f"not a readable PDF ({e})") from None
+
+
+def read_document(path: Path, max_bytes: int) -> Document | Skipped:
+    """One user file as a Document, or the reason it is skipped."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        return Skipped(str(path), f"not a document type pz2 reads ({', '.join(sorted(SUFFIXES))})")
+    size = path.stat().st_size
+    if size == 0:
+        return Skipped(str(path), "empty file")
+    if size > max_bytes:
+        return Skipped(str(path), f"{size / 1e6:.1f} MB is over knowledge.max_file_mb")
+    try:
+        if suffix in PDF:
+            text, title = _pdf_text(path), None
+        else:
+            raw = path.read_bytes()
+            if b"\x00" in raw[:8192]:
+                return Skipped(str(path), "binary content (NUL bytes), not text")
+            try:
+                decoded = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                return Skipped(str(path), f"not UTF-8 (byte {e.start}); convert it to UTF-8")
+            text, title = _html_text(decoded) if suffix in HTML else (decoded, None)
+    except ValueError as e:
+        return Skipped(str(path), str(e))
+    if not text.strip():
+        return Skipped(str(path), "no text in it")
+    markdown = suffix in MARKDOWN | HTML
+    if title is None:
+        heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if markdown and ln.startswith("#")), None)
+        title = heading or path.stem.replace("_", " ").replace("-", " ")
+    return Document(str(path), title, text, "user", markdown)
+
+
+def user_documents(paths: Iterable[Path], cfg: KnowledgeConfig) -> tuple[list[Document], list[Skipped]]:
+    """Every document file under `paths` (files or folders, walked in name order)."""
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    max_bytes = int(cfg.max_file_mb * 1e6)
+    for root in paths:
+        root = root.expanduser()
+        if not root.exists():
+            skipped.append(Skipped(str(root), "no such file or folder"))
+            continue
+        files = [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        for path in files:
+            got = read_document(path, max_bytes)
+            (docs if isinstance(got, Document) else skipped).append(got)
+    return docs, skipped
