@@ -44,6 +44,16 @@ class EngineConfig(_Strict):
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Longest answer, in tokens.")
+    no_repeat_ngram_size: int = Field(
+        4, ge=0, le=32,
+        description="Never generate the same run of this many tokens twice in one answer (0 = off): greedy "
+        "decoding of a small model otherwise loops (\"Click the tool's button again\" ×5).",
+    )
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=3.0,
+        description="Divide the logit of each token already in the answer by this (1 = off; the prompt is "
+        "not penalised, so quoting a source stays free).",
+    )
 
 
 class RouterConfig(_Strict):

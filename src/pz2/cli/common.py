@@ -41,10 +41,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate
 models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier, the unified model and the specialists.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")
+kb_app = typer.Typer(no_args_is_help=True, help="Build and search the knowledge base the specialists answer from.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+app.add_typer(kb_app, name="kb")
 
 
 def _ws(ctx: typer.Context) -> Workspace:

@@ -3,7 +3,11 @@
 It owns the per-session memory the seed's scenarios need: the last question (so "네, 전문가 모드로
 해주세요" re-asks it of the specialist) and a pending expert-mode offer. Every turn returns, and
 appends to `logs/assistant/decisions.jsonl`, the routing record
-{route, reason, category, confidence, complexity, latency_ms, specialist_state}.
+{route, reason, category, confidence, complexity, latency_ms, specialist_state, sources}.
+
+A specialist answers from the knowledge base (`pz2 kb build`): the passages retrieved for the
+question go into its prompt, numbered, and `sources` lists them with whether the answer cited
+them. With none above the similarity floor it answers without sources and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pathlib import Path
 
 from pz2.config import RuntimeConfig
 from pz2.errors import ModelError
+from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, fit_passages, grounded_message, strip_citations
+from pz2.knowledge.index import MANIFEST
+from pz2.knowledge.retrieval import Retriever
 from pz2.runtime.classifier import ConversationClassifier, Prediction
 from pz2.runtime.complexity import complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
@@ -54,6 +61,8 @@ class Turn:
     specialist: str | None = None
     first_token_ms: float | None = None
     classifier: dict = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)   # passages in the answering prompt, with `cited`
+    retrieval_ms: float | None = None
 
     def record(self) -> dict:
         """The routing record, as logged and as returned by batch mode and the API."""
@@ -72,11 +81,41 @@ class _Session:
     offer: tuple[str, Prediction] | None = None
 
 
+@dataclass
+class _Grounding:
+    """What retrieval gave one generation: its passages, its time, and the no-source notice."""
+
+    passages: list[Passage] = field(default_factory=list)
+    searched: bool = False
+    ms: float | None = None
+
+    @property
+    def without_source(self) -> bool:
+        return self.searched and not self.passages
+
+    def prefix(self, piece: Callable[[str], None]) -> Callable[[str], None]:
+        """The stream of an answer with no source opens with the notice, before the first token."""
+        if self.without_source:
+            piece(NO_SOURCE + "\n\n")
+        return piece
+
+    def finish(self, answer: str) -> str:
+        if self.without_source:
+            return f"{NO_SOURCE}\n\n{strip_citations(answer)}"
+        return answer
+
+    def sources(self, answer: str) -> list[dict]:
+        used = set(cited(answer, self.passages))
+        return [p.source(p.n in used) for p in self.passages]
+
+
 class Assistant:
     def __init__(self, engine: Engine, classifier: ConversationClassifier, runtime: RuntimeConfig,
                  specialists: dict[str, Path], unified: Path | None = None,
-                 confidence: ConfidenceModel | None = None, log_path: Path | None = None) -> None:
+                 confidence: ConfidenceModel | None = None, log_path: Path | None = None,
+                 retriever: Retriever | None = None) -> None:
         self.engine = engine
+        self.retriever = retriever
         self.classifier = classifier
         self.runtime = runtime
         self.router = Router(runtime.router)
@@ -108,8 +147,13 @@ class Assistant:
         if not unified.exists():
             logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
         specialists = {kind: ws.specialist(kind) for kind in SPECIALISTS}
+        retriever = None
+        if (ws.knowledge / MANIFEST).is_file():
+            retriever = Retriever.load(ws.knowledge, cfg)
+        else:
+            logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
         assistant = cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
-                        ws.assistant_logs / "decisions.jsonl" if log else None)
+                        ws.assistant_logs / "decisions.jsonl" if log else None, retriever)
         assistant.warm_up()
         return assistant
 
@@ -154,16 +198,19 @@ class Assistant:
             return piece
 
         unified_answer = confidence = None
+        grounding = _Grounding()
         if decision is None or decision.route == UNIFIED:
-            gen = self.engine.stream(question, self.unified, on_text=listen(UNIFIED))
+            user = self._ground(question, grounding) if self.runtime.retrieval.unified else question
+            gen = self.engine.stream(user, self.unified, on_text=listen(UNIFIED))
             unified_answer = gen.text
             if decision is None:
                 confidence = self.confidence(gen, prediction) if self.confidence else None
                 decision = self.router.after(prediction, confidence)
         answer, specialist_state, specialist = unified_answer, "not needed", None
         if decision.route == SPECIALIST:
+            grounding = _Grounding()
             answer, decision, specialist_state, specialist, unified_answer = self._specialist(
-                question, decision, unified_answer, listen)
+                question, decision, unified_answer, listen, grounding)
         if decision.route == OFFER:
             state.offer = (question, prediction)
         state.last = (question, prediction)
@@ -173,20 +220,34 @@ class Assistant:
                     confidence, round(cx.score, 4), round((time.perf_counter() - start) * 1000, 1), specialist_state,
                     session, question, unified_answer, specialist,
                     round(first_token[0] * 1000, 1) if first_token else None,
-                    {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note})
+                    {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note},
+                    grounding.sources(answer or ""), grounding.ms)
         self._log(turn)
         return turn
 
+    def _ground(self, question: str, grounding: _Grounding) -> str:
+        """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
+        if self.retriever is None:
+            return question
+        found = self.retriever.passages(question)
+        grounding.ms = round(self.retriever.last_ms, 2)
+        grounding.passages = fit_passages(found, self.engine.tokenizer, self.runtime.retrieval.max_passage_tokens)
+        grounding.searched = True
+        return grounded_message(question, grounding.passages)
+
     def _specialist(self, question: str, decision: Route, unified_answer: str | None,
-                    listen: Callable[[str], Callable[[str], None]]) -> tuple[str, Route, str, str | None, str | None]:
-        """The specialist's answer, or the unified one with the reason when the specialist cannot load."""
+                    listen: Callable[[str], Callable[[str], None]],
+                    grounding: _Grounding) -> tuple[str, Route, str, str | None, str | None]:
+        """The specialist's grounded answer, or the unified one with the reason when the specialist cannot load."""
         name = decision.category
         try:
             with self.pool.use(name) as how:
-                gen = self.engine.stream(question, name, on_text=listen(name))
-            return gen.text, decision, f"{name}: {how}", name, unified_answer
+                user = self._ground(question, grounding)
+                gen = self.engine.stream(user, name, on_text=grounding.prefix(listen(name)))
+            return grounding.finish(gen.text), decision, f"{name}: {how}", name, unified_answer
         except SpecialistUnavailable as e:
             logger.warning("%s", e)
+            grounding.passages, grounding.searched = [], False
             if unified_answer is None:
                 unified_answer = self.engine.stream(question, self.unified, on_text=listen(UNIFIED)).text
             fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)

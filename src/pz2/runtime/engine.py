@@ -2,6 +2,8 @@
 
 Both engines share the greedy loop below, so they differ only in how a token's logits are
 computed; that is what makes "same prompt, same adapter, same answer" testable across them.
+Repetition control (a no-repeat n-gram rule and a repetition penalty on the answer's own
+tokens) lives in the loop too, so both engines still agree token for token.
 The loop records what the confidence estimate needs (each chosen token's log-probability and
 the entropy of its distribution) at the cost of one softmax per token.
 
@@ -42,6 +44,28 @@ class Generation:
         return len(self.token_ids) / self.total_s if self.total_s > 0 else 0.0
 
 
+BANNED = -1e30  # a logit no token can win with; finite, so the entropy stays a number
+
+
+def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size: int, penalty: float) -> np.ndarray:
+    """The logits with repeats of the answer so far discouraged: every token that would complete an
+    n-gram already in `ids` is banned (as transformers' `no_repeat_ngram_size`), and the logit of each
+    token already in `ids` is divided (positive) or multiplied (negative) by `penalty` (CTRL)."""
+    n = no_repeat_ngram_size
+    if penalty == 1.0 and (n == 0 or len(ids) < n):
+        return logits
+    logits = logits.copy()
+    if penalty != 1.0 and ids:
+        seen = np.unique(np.asarray(ids))
+        vals = logits[seen]
+        logits[seen] = np.where(vals > 0, vals / penalty, vals * penalty)
+    if n and len(ids) >= n:
+        prefix = ids[len(ids) - n + 1:]
+        banned = [ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix]
+        logits[banned] = BANNED
+    return logits
+
+
 def token_stats(logits: np.ndarray) -> tuple[int, float, float]:
     """(greedy token, its log-probability, entropy of the distribution), in float64 for stability."""
     x = logits.astype(np.float64)
@@ -74,10 +98,13 @@ class Engine:
 
     name = "engine"
 
-    def __init__(self, tokenizer: Any, system_prompt: str, max_new_tokens: int) -> None:
+    def __init__(self, tokenizer: Any, system_prompt: str, max_new_tokens: int,
+                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.repetition_penalty = repetition_penalty
         self.lock = threading.RLock()
         self.sizes: dict[str, int] = {}
         self.context_length = 1 << 30  # tokens of prompt + answer; engines with a fixed context set it
@@ -150,6 +177,7 @@ class Engine:
             first = 0.0
             finished = False
             for step in range(limit):
+                logits = control_repetition(logits, ids, self.no_repeat_ngram_size, self.repetition_penalty)
                 token, logp, entropy = token_stats(logits)
                 if step == 0:
                     first = time.perf_counter() - start

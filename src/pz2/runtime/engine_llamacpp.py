@@ -61,8 +61,9 @@ class LlamaCppEngine(Engine):
     name = "llamacpp"
 
     def __init__(self, gguf: Path, tokenizer: Any, system_prompt: str, max_new_tokens: int,
-                 context_length: int = 2048, threads: int = 0, cache_dir: Path = Path("~/.cache/pz2")) -> None:
-        super().__init__(tokenizer, system_prompt, max_new_tokens)
+                 context_length: int = 2048, threads: int = 0, cache_dir: Path = Path("~/.cache/pz2"),
+                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
+        super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
         self.lib = _llama_cpp()
         self.threads = threads or os.cpu_count() or 1
         self.context_length = context_length
@@ -81,7 +82,7 @@ class LlamaCppEngine(Engine):
     def from_config(cls, cfg: ModelConfig) -> LlamaCppEngine:
         e = cfg.runtime.engine
         return cls(base_gguf(cfg), tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens,
-                   e.context_length, e.threads, cfg.cache_dir)
+                   e.context_length, e.threads, cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty)
 
     def _open(self, gguf: Path) -> Any:
         """The model without llama.cpp's extra weight buffers. On a CPU with AMX, quantized weights

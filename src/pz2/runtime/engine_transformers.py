@@ -21,8 +21,9 @@ from pz2.runtime.engine import Engine
 class TransformersEngine(Engine):
     name = "transformers"
 
-    def __init__(self, base: Any, tokenizer: Any, system_prompt: str, max_new_tokens: int, trust_remote_code: bool = False) -> None:
-        super().__init__(tokenizer, system_prompt, max_new_tokens)
+    def __init__(self, base: Any, tokenizer: Any, system_prompt: str, max_new_tokens: int, trust_remote_code: bool = False,
+                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
+        super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
         self.model = base          # becomes a PeftModel with the first adapter
         self.full: dict[str, Any] = {}
         self.trust_remote_code = trust_remote_code
@@ -36,7 +37,9 @@ class TransformersEngine(Engine):
         if cfg.runtime.engine.threads:
             torch.set_num_threads(cfg.runtime.engine.threads)
         base, tokenizer = load_base(cfg)
-        engine = cls(base, tokenizer, cfg.system_prompt, cfg.runtime.engine.max_new_tokens, cfg.trust_remote_code)
+        e = cfg.runtime.engine
+        engine = cls(base, tokenizer, cfg.system_prompt, e.max_new_tokens, cfg.trust_remote_code,
+                     e.no_repeat_ngram_size, e.repetition_penalty)
         engine.context_length = cfg.runtime.engine.context_length
         return engine
 

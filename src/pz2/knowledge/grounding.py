@@ -1,0 +1,76 @@
+"""The grounded prompt and its citations: one format for RAFT training rows and for the runtime.
+
+A specialist sees numbered passages, then the question, and cites what it uses as [1], [2].
+Training and inference both build the user turn here, so the model is asked at run time
+exactly the way it learned to answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+INSTRUCTION = ("Answer from the sources above and cite each one you use as [1], [2]. "
+               "Ignore a source that does not answer the question.")
+NO_SOURCE = "I have no source for this in the knowledge base, so the answer below is unchecked."
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int              # its number in the prompt: what [n] cites
+    path: str
+    title: str
+    text: str
+    line_start: int = 0
+    line_end: int = 0
+    score: float = 0.0       # fused rank score
+    similarity: float = 0.0  # cosine to the question
+
+    def source(self, cited: bool) -> dict[str, Any]:
+        """The passage as the routing record lists it."""
+        d = asdict(self)
+        d.pop("text")
+        return {**d, "cited": cited}
+
+
+def fit_passages(passages: list[Passage], tokenizer: Any, max_tokens: int) -> list[Passage]:
+    """Passages in order until `max_tokens` of their text; the one that crosses the budget is cut
+    to fit (at a token boundary), the rest dropped."""
+    out: list[Passage] = []
+    left = max_tokens
+    for p in passages:
+        ids = tokenizer(p.text, add_special_tokens=False)["input_ids"]
+        if len(ids) > left:
+            if left >= 16:
+                text = tokenizer.decode(ids[:left], skip_special_tokens=True).rstrip() + " …"
+                out.append(Passage(**{**asdict(p), "text": text}))
+            break
+        out.append(p)
+        left -= len(ids)
+    return out
+
+
+def grounded_message(question: str, passages: list[Passage]) -> str:
+    """The user turn of a grounded specialist: the sources, the question, how to answer."""
+    if not passages:
+        return question
+    sources = "\n\n".join(f"[{p.n}] {p.title}\n{p.text}" for p in passages)
+    return f"Sources:\n{sources}\n\nQuestion: {question}\n\n{INSTRUCTION}"
+
+
+def cited(answer: str, passages: list[Passage]) -> list[int]:
+    """The passage numbers an answer cites, in order of first citation; numbers with no passage are ignored."""
+    numbers = {p.n for p in passages}
+    out: list[int] = []
+    for m in _CITATION.finditer(answer):
+        n = int(m.group(1))
+        if n in numbers and n not in out:
+            out.append(n)
+    return out
+
+
+def strip_citations(answer: str) -> str:
+    """An answer without [n] marks: an ungrounded answer must not cite what it was never given."""
+    return re.sub(r"\s*\[\d{1,2}\]", "", answer)
