@@ -93,14 +93,14 @@ class PoolConfig(_Strict):
 class RetrievalConfig(_Strict):
     """What a specialist turn takes from the knowledge base (`pz2 kb build`)."""
 
-    top_k: int = Field(3, ge=1, le=20, description="Passages put into a specialist's prompt, best first.")
+    top_k: int = Field(2, ge=1, le=20, description="Passages put into a specialist's prompt, best first (RAFT trains on as many).")
     min_similarity: float = Field(
         0.35, ge=-1, le=1,
         description="A passage whose cosine similarity to the question is below this is not a source; with "
         "none left, the specialist says it has no source instead of citing one.",
     )
     max_passage_tokens: int = Field(
-        600, ge=32, le=16_384, description="Base-tokenizer tokens of passages in one prompt; the last ones are cut to fit."
+        400, ge=32, le=16_384, description="Base-tokenizer tokens of passages in one prompt; the last ones are cut to fit."
     )
     candidates: int = Field(50, ge=1, le=10_000, description="Hits taken from each of the dense and BM25 lists before fusing.")
     unified: bool = Field(
@@ -258,7 +258,10 @@ class SFTConfig(_Strict):
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 = run all epochs.")
     batch_size: int = Field(8, ge=1, le=512, description="Examples per device per step.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=512)
-    max_length: int = Field(384, ge=16, le=8192, description="Tokens of prompt + answer; longer rows are cut from the end.")
+    max_length: int = Field(
+        768, ge=16, le=8192,
+        description="Tokens of prompt + answer (a RAFT row quotes two passages); longer rows are cut from the end.",
+    )
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
     logging_steps: int = Field(10, ge=1)
@@ -275,6 +278,19 @@ class SFTConfig(_Strict):
     )
     seed: int = Field(42, ge=0)
     lora: LoraSettings = LoraSettings()
+
+
+class RaftConfig(_Strict):
+    """Retrieval-augmented fine-tuning rows for the specialists (built when the knowledge base exists)."""
+
+    enabled: bool = Field(
+        True, description="Train the specialists on rows that quote retrieved passages (needs `pz2 kb build`)."
+    )
+    passages: int = Field(2, ge=1, le=10, description="Passages per row: the oracle and distractors, or distractors only.")
+    oracle_fraction: float = Field(
+        0.8, ge=0, le=1, description="Rows whose passages include the one holding the answer (RAFT's P)."
+    )
+    seed: int = Field(42, ge=0, description="Which rows get the oracle, and where it sits among the passages.")
 
 
 class EvaluationConfig(_Strict):
@@ -304,6 +320,7 @@ class TrainingConfig(_Strict):
     classifier: ClassifierConfig = ClassifierConfig()
     sft: SFTConfig = SFTConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    raft: RaftConfig = RaftConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named overlays on `sft` (`--profile quick`); each key must be an `sft` key.",

@@ -20,6 +20,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ko": "필드 `{field}` 의 타입은 {expected} 이어야 합니다 (현재 {got})",
     },
     "unknown_field": {"en": "unknown field `{field}` (ignored)", "ko": "알 수 없는 필드 `{field}` (무시됨)"},
+    "passages_shape": {
+        "en": "`passages` must be a list of objects with non-empty string `title`, `text` and `path` (item {item})",
+        "ko": "`passages` 는 비어 있지 않은 문자열 `title`, `text`, `path` 를 가진 객체의 목록이어야 합니다 (항목 {item})",
+    },
+    "citation_range": {
+        "en": "the answer cites [{n}] but the row has {count} passage(s)",
+        "ko": "답변이 [{n}] 을(를) 인용하지만 행에는 근거 문단이 {count}개뿐입니다",
+    },
     "label_range": {
         "en": "label {label} is not one of 0=qna, 1=technical, 2=general",
         "ko": "레이블 {label} 은(는) 0=qna, 1=technical, 2=general 중 하나가 아닙니다",

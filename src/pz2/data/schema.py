@@ -33,6 +33,9 @@ REQUIRED: dict[FileKind, dict[str, type]] = {
     FileKind.UNIFIED: {"input_text": str, "target_text": str, "category": str},
 }
 OPTIONAL: dict[str, type] = {"source": str}
+# A retrieval-augmented (RAFT) dialogue row also carries the passages its prompt quotes, as
+# [{"title", "text", "path"}], numbered from 1 in order; its answer cites them as [n].
+PASSAGE_FIELDS: tuple[str, ...] = ("title", "text", "path")
 
 # The seed's nine files, in the order it lists them.
 DEFAULT_FILES: tuple[str, ...] = (

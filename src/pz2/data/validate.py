@@ -7,6 +7,7 @@ warnings (imbalance, unknown fields) are reported but do not.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +17,17 @@ from typing import Any
 
 from pz2.config import ValidationConfig
 from pz2.data.messages import render
-from pz2.data.schema import DEFAULT_FILES, LABELS, OPTIONAL, REQUIRED, FileKind, file_info, normalize, user_text
+from pz2.data.schema import (
+    DEFAULT_FILES,
+    LABELS,
+    OPTIONAL,
+    PASSAGE_FIELDS,
+    REQUIRED,
+    FileKind,
+    file_info,
+    normalize,
+    user_text,
+)
 from pz2.fileio import parse_jsonl_line
 
 # Counts tokens of many texts at once; `None` skips the token limit.
@@ -133,7 +144,9 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
             got = "null" if row[name] is None else type(row[name]).__name__
             problems.append((Severity.ERROR, "wrong_type", {"field": name, "expected": _TYPE_NAMES[typ], "got": got}))
     for name, value in row.items():
-        if name in OPTIONAL:
+        if name == "passages" and kind is FileKind.DIALOGUE:
+            problems += _check_passages(value, row.get("target_text"))
+        elif name in OPTIONAL:
             if not isinstance(value, OPTIONAL[name]):
                 got = type(value).__name__
                 problems.append((Severity.ERROR, "wrong_type", {"field": name, "expected": "a string", "got": got}))
@@ -156,6 +169,20 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
         elif len(text) > cfg.max_chars:
             problems.append((Severity.ERROR, "too_long_chars", {"field": name, "chars": len(text), "limit": cfg.max_chars}))
     return problems
+
+
+def _check_passages(passages: Any, answer: Any) -> list[tuple[Severity, str, dict]]:
+    """A RAFT row's passages are well formed, and its answer cites only passages it has."""
+    if not isinstance(passages, list):
+        return [(Severity.ERROR, "passages_shape", {"item": "the field itself"})]
+    for i, p in enumerate(passages, start=1):
+        if not (isinstance(p, dict) and all(isinstance(p.get(f), str) and p[f].strip() for f in PASSAGE_FIELDS)):
+            return [(Severity.ERROR, "passages_shape", {"item": i})]
+    if isinstance(answer, str):
+        for n in sorted({int(m) for m in re.findall(r"\[(\d{1,2})\]", answer)}):
+            if not 1 <= n <= len(passages):
+                return [(Severity.ERROR, "citation_range", {"n": n, "count": len(passages)})]
+    return []
 
 
 def check_file(
@@ -189,7 +216,8 @@ def check_file(
                 issues.append(Issue(Severity.ERROR, "duplicate", path, lineno, {"first": seen[key]}))
             else:
                 seen[key] = lineno
-            texts.append((lineno, "\n".join(row[n] for n, t in REQUIRED[kind].items() if t is str)))
+            quoted = [p["text"] for p in row.get("passages", [])] if kind is FileKind.DIALOGUE else []
+            texts.append((lineno, "\n".join([*quoted, *(row[n] for n, t in REQUIRED[kind].items() if t is str)])))
     if report.rows == 0 and not issues:
         issues.append(Issue(Severity.ERROR, "file_empty", path, None))
     if count_tokens is not None and texts:

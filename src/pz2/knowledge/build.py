@@ -110,6 +110,7 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
         "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
     }
     index = KnowledgeIndex.create(chunks, matrix, manifest)
+    manifest["build_seconds"] = round(time.perf_counter() - start, 2)
     with atomic_directory(folder) as tmp:
         index.save(tmp)
     report.documents, report.chunks, report.embedded = len(docs), len(chunks), len(fresh)

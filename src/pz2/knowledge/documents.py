@@ -52,13 +52,18 @@ class Skipped:
     reason: str
 
 
+def bank_path(topic: str) -> str:
+    """The document path of a topic ("qna:gravity" -> "banks:qna/gravity")."""
+    category, name = topic.split(":", 1)
+    return f"banks:{category}/{name}"
+
+
 def _bank_documents(training: TrainingConfig) -> Iterator[Document]:
     from pz2.data.generate import topic_documents, topic_splits
 
     splits = topic_splits(training.data)
     for key, (title, text) in topic_documents().items():
-        category, name = key.split(":", 1)
-        yield Document(f"banks:{category}/{name}", title, f"# {title}\n\n{text}", "banks", True, splits[key])
+        yield Document(bank_path(key), title, f"# {title}\n\n{text}", "banks", True, splits[key])
 
 
 def _corpora_documents() -> Iterator[Document]:

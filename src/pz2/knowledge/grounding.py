@@ -74,3 +74,8 @@ def cited(answer: str, passages: list[Passage]) -> list[int]:
 def strip_citations(answer: str) -> str:
     """An answer without [n] marks: an ungrounded answer must not cite what it was never given."""
     return re.sub(r"\s*\[\d{1,2}\]", "", answer)
+
+
+def unsourced(answer: str) -> str:
+    """What a specialist says when no passage cleared the floor: that it has no source, then its answer."""
+    return f"{NO_SOURCE}\n\n{strip_citations(answer)}"

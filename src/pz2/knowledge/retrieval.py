@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from pz2.config import ModelConfig, RetrievalConfig
-from pz2.knowledge.grounding import Passage
+from pz2.knowledge.grounding import Passage, fit_passages, grounded_message
 from pz2.knowledge.index import Hit, KnowledgeIndex
 from pz2.models.sentence import SentenceEncoder
 
@@ -36,3 +37,8 @@ class Retriever:
         hits = [h for h in self.search(query) if h.similarity >= self.cfg.min_similarity]
         return [Passage(n, h.chunk.path, h.chunk.title, h.chunk.text, h.chunk.line_start, h.chunk.line_end,
                         h.score, h.similarity) for n, h in enumerate(hits, start=1)]
+
+    def ground(self, question: str, tokenizer: Any) -> tuple[str, list[Passage]]:
+        """The specialist's user turn for `question` and the passages in it (within the token budget)."""
+        passages = fit_passages(self.passages(question), tokenizer, self.cfg.max_passage_tokens)
+        return grounded_message(question, passages), passages

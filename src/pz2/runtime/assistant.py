@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pz2.config import RuntimeConfig
 from pz2.errors import ModelError
-from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, fit_passages, grounded_message, strip_citations
+from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, unsourced
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever
 from pz2.runtime.classifier import ConversationClassifier, Prediction
@@ -101,7 +101,7 @@ class _Grounding:
 
     def finish(self, answer: str) -> str:
         if self.without_source:
-            return f"{NO_SOURCE}\n\n{strip_citations(answer)}"
+            return unsourced(answer)
         return answer
 
     def sources(self, answer: str) -> list[dict]:
@@ -229,11 +229,9 @@ class Assistant:
         """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
         if self.retriever is None:
             return question
-        found = self.retriever.passages(question)
-        grounding.ms = round(self.retriever.last_ms, 2)
-        grounding.passages = fit_passages(found, self.engine.tokenizer, self.runtime.retrieval.max_passage_tokens)
-        grounding.searched = True
-        return grounded_message(question, grounding.passages)
+        message, grounding.passages = self.retriever.ground(question, self.engine.tokenizer)
+        grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
+        return message
 
     def _specialist(self, question: str, decision: Route, unified_answer: str | None,
                     listen: Callable[[str], Callable[[str], None]],

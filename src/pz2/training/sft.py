@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from pz2.config import ModelConfig, SFTConfig
+from pz2.config import ModelConfig, RaftConfig, SFTConfig
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.prepare import base_fingerprint
@@ -29,6 +29,7 @@ from pz2.training.sft_data import (
     data_files,
     load_examples,
     pack,
+    raft_files,
     subsample,
     tokenize,
 )
@@ -110,9 +111,10 @@ def _last_checkpoint(directory: Path) -> Path | None:
 
 def train_sft(
     ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, *, resume: bool = False,
-    output: Path | None = None, profile: str | None = None,
+    output: Path | None = None, profile: str | None = None, raft: RaftConfig | None = None,
 ) -> SFTResult:
-    """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved."""
+    """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved.
+    A specialist trains on RAFT rows (`raft`) when the knowledge base exists."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
@@ -121,12 +123,13 @@ def train_sft(
     output = output or output_dir(ws, kind)
     run_dir = ws.checkpoints / kind
 
-    # data: validated rows -> chat template -> ids with the prompt masked
-    train_path, val_path = data_files(ws, kind)
-    train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
-    val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
+    # data: validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked
     base = base_fingerprint(model_cfg)
     tokenizer = AutoTokenizer.from_pretrained(base["path"], trust_remote_code=model_cfg.trust_remote_code)
+    grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
+    train_path, val_path = grounded or data_files(ws, kind)
+    train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
+    val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
     train_features = tokenize(train_ex, tokenizer, cfg.max_length)
     if cfg.packing:
         train_features = pack(train_features, cfg.max_length)
@@ -204,7 +207,7 @@ def train_sft(
         "resumed_from": checkpoint.name if checkpoint else None,
     }
     manifest = {
-        "kind": kind, "profile": profile, "base_model": base,
+        "kind": kind, "profile": profile, "base_model": base, "raft": grounded is not None,
         "data": {str(p): sha256_file(p) for p in (train_path, val_path)},
         "config": cfg.model_dump(mode="json"), "system_prompt": model_cfg.system_prompt,
         "metrics": metrics, "wall_time_s": round(seconds, 1), "trainable_parameters": trainable,

@@ -10,9 +10,16 @@ from typing import Any
 
 import torch
 
+from pz2.config import ModelConfig, RaftConfig
 from pz2.data.loading import load_rows
 from pz2.data.schema import FileKind, parse_unified
+from pz2.errors import DatasetError
+from pz2.fileio import atomic_write_jsonl
+from pz2.knowledge.grounding import Passage, grounded_message
+from pz2.knowledge.index import MANIFEST, KnowledgeIndex
+from pz2.knowledge.raft import raft_file, raft_rows
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example
+from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -27,14 +34,49 @@ def data_files(ws: Workspace, kind: str) -> tuple[Path, Path]:
 
 
 def load_examples(path: Path, kind: str, system_prompt: str) -> list[ChatExample]:
-    """Validated rows as chat examples; a unified row keeps the system prompt written in it."""
+    """Validated rows as chat examples; a unified row keeps the system prompt written in it, a
+    RAFT row's user turn quotes its passages exactly as the runtime's grounded prompt does."""
     if kind == "unified":
         out = []
         for row in load_rows(path, FileKind.UNIFIED):
             system, user = parse_unified(row["input_text"])
             out.append(ChatExample(system or system_prompt, user, row["target_text"]))
         return out
-    return [ChatExample(system_prompt, r["input_text"], r["target_text"]) for r in load_rows(path, FileKind.DIALOGUE)]
+    return [ChatExample(system_prompt, grounded_message(r["input_text"], _passages(r)), r["target_text"])
+            for r in load_rows(path, FileKind.DIALOGUE)]
+
+
+def _passages(row: dict[str, Any]) -> list[Passage]:
+    return [Passage(n, p["path"], p["title"], p["text"]) for n, p in enumerate(row.get("passages", []), start=1)]
+
+
+def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfig, tokenizer: Any) -> tuple[Path, Path] | None:
+    """Build and validate a specialist's RAFT rows from its dialogue files and the knowledge base;
+    None (train on the plain rows) when RAFT is off or there is no knowledge base yet."""
+    if not raft.enabled:
+        return None
+    if not (ws.knowledge / MANIFEST).is_file():
+        logger.warning("%s: no knowledge base, so the %s specialist trains without passages (`pz2 kb build`, "
+                       "then train again)", ws.knowledge, kind)
+        return None
+    from pz2.config import ValidationConfig
+    from pz2.data.validate import Severity, check_file
+
+    index = KnowledgeIndex.load(ws.knowledge)
+    encoder = SentenceEncoder.load(model_cfg)
+    out = []
+    for source in data_files(ws, kind):
+        path = raft_file(ws.datasets, kind, source.name.removesuffix(".jsonl").rsplit("_", 1)[1])
+        rows = raft_rows(load_rows(source, FileKind.DIALOGUE), index, encoder, tokenizer, raft,
+                         model_cfg.runtime.retrieval)
+        atomic_write_jsonl(path, rows)
+        _, issues, _ = check_file(path, FileKind.DIALOGUE, ValidationConfig())
+        errors = [i for i in issues if i.severity is Severity.ERROR]
+        if errors:
+            raise DatasetError(path, errors[0].line, errors[0].message())
+        out.append(path)
+    logger.info("%s: RAFT rows with %d passages each in %s", kind, raft.passages, out[0].parent)
+    return out[0], out[1]
 
 
 def subsample(examples: list[ChatExample], n: int | None, seed: int) -> list[ChatExample]:

@@ -1,0 +1,235 @@
+"""`pz2 eval kb`: does the knowledge base make the answers right, and what does it cost?
+
+The rows are questions whose answer is in the knowledge base but whose text is not: by default
+48 written by hand for this evaluation (`grounded_questions.jsonl`: held-out bank topics, topics
+the specialists trained on, Python's reference and the cheat sheets), each with the short facts
+that make an answer right and the document that holds them. Measured, on the same rows:
+- retrieval: recall@k and MRR of the expected document, and the time a search takes;
+- per model (each specialist on its category, the unified model and the bare base on every
+  row), with and without retrieval: factual accuracy (an expected fact in the answer, SQuAD
+  normalisation), answers with a repeated word 4-gram, how often answers cite, citation
+  precision (a cited passage holds an expected fact), and the answer time.
+Before anything runs, the index is checked to hold none of the questions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pz2.config import ModelConfig
+from pz2.data.schema import SPECIALIST_CATEGORIES, normalize
+from pz2.errors import DatasetError, ModelError
+from pz2.evaluation.metrics import bootstrap_interval, percentiles
+from pz2.evaluation.text_metrics import contains_answer, repeats_ngram
+from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl, atomic_write_text, iter_jsonl
+from pz2.knowledge.grounding import cited, unsourced
+from pz2.knowledge.index import KnowledgeIndex
+from pz2.knowledge.retrieval import Retriever
+from pz2.runtime.engine import Engine
+from pz2.workspace import Workspace
+
+GROUNDED_QUESTIONS = Path(__file__).parent / "grounded_questions.jsonl"
+RECALL_AT = (1, 3, 5, 10)
+MODES = ("without", "with")
+
+
+@dataclass(frozen=True)
+class GroundedRow:
+    question: str
+    answers: tuple[str, ...]
+    category: str
+    source: str
+
+    def right(self, text: str) -> bool:
+        return any(contains_answer(text, a) for a in self.answers)
+
+
+def load_grounded(path: Path) -> list[GroundedRow]:
+    rows = []
+    for line, obj in iter_jsonl(path):
+        answers = obj.get("answers")
+        if not (isinstance(obj.get("question"), str) and isinstance(answers, list) and answers
+                and all(isinstance(a, str) for a in answers) and isinstance(obj.get("source"), str)):
+            raise DatasetError(path, line, "needs `question` (string), `answers` (non-empty list of strings), `source`")
+        if obj.get("category") not in SPECIALIST_CATEGORIES:
+            raise DatasetError(path, line, f"`category` must be one of {list(SPECIALIST_CATEGORIES)}")
+        rows.append(GroundedRow(obj["question"], tuple(answers), obj["category"], obj["source"]))
+    if not rows:
+        raise DatasetError(path, None, "no rows")
+    return rows
+
+
+def questions_in_index(index: KnowledgeIndex, questions: list[str]) -> list[str]:
+    """The questions whose normalised text occurs in some passage: any of them would measure lookup."""
+    passages = [normalize(c.text) for c in index.chunks]
+    return [q for q in questions if any(normalize(q) in p for p in passages)]
+
+
+def retrieval_metrics(retriever: Retriever, rows: list[GroundedRow]) -> tuple[dict[str, Any], list[int | None]]:
+    """Recall@k and MRR@10 of each row's expected document; the rank per row (None = not in the top 10)."""
+    ranks: list[int | None] = []
+    ms: list[float] = []
+    for row in rows:
+        hits = retriever.search(row.question, max(RECALL_AT))
+        ms.append(retriever.last_ms)
+        ranks.append(next((r for r, h in enumerate(hits, start=1) if h.chunk.path == row.source), None))
+    n = len(rows)
+    out: dict[str, Any] = {f"recall@{k}": sum(r is not None and r <= k for r in ranks) / n for k in RECALL_AT}
+    out["mrr@10"] = sum(1 / r for r in ranks if r is not None) / n
+    out["search_ms"] = percentiles(ms)
+    return out, ranks
+
+
+def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Retriever | None) -> dict[str, Any]:
+    """One answer as the runtime gives it: grounded (passages above the floor, or the no-source notice) or bare."""
+    start = time.perf_counter()
+    if retriever is None:
+        text, passages = engine.generate(row.question, adapter).text, []
+    else:
+        message, passages = retriever.ground(row.question, engine.tokenizer)
+        text = engine.generate(message, adapter).text
+        if not passages:
+            text = unsourced(text)
+    seconds = time.perf_counter() - start
+    numbers = cited(text, passages)
+    return {"text": text, "seconds": seconds, "right": row.right(text), "repeats": repeats_ngram(text),
+            "cited": numbers, "no_source": retriever is not None and not passages,
+            "cited_right": [row.right(p.text) for p in passages if p.n in numbers],
+            "passages": [p.source(p.n in numbers) for p in passages]}
+
+
+def _summary(answers: list[dict], resamples: int, seed: int) -> dict[str, Any]:
+    right = np.array([a["right"] for a in answers], dtype=float)
+    citing = [a for a in answers if a["cited"]]
+    pairs = [ok for a in citing for ok in a["cited_right"]]
+    return {
+        "n": len(answers),
+        "factual_accuracy": float(right.mean()),
+        "factual_accuracy_ci95": bootstrap_interval(np.mean, right, resamples=resamples, seed=seed),
+        "repeated_4gram": float(np.mean([a["repeats"] for a in answers])),
+        "citing": len(citing) / len(answers),
+        "citation_precision": sum(pairs) / len(pairs) if pairs else None,
+        "no_source": float(np.mean([a["no_source"] for a in answers])),
+        "answer_s": percentiles([a["seconds"] for a in answers]),
+    }
+
+
+def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: list[GroundedRow],
+                       models: tuple[str, ...] = ("specialists", "unified", "base"), resamples: int = 1000,
+                       seed: int = 0, advance: Any = None) -> dict[str, Any]:
+    """Measure and write `out_dir` (metrics.json, answers.jsonl, report.md); returns the metrics."""
+    from pz2.runtime.engine import build_engine
+
+    retriever = Retriever.load(ws.knowledge, cfg)
+    leaked = questions_in_index(retriever.index, [r.question for r in rows])
+    if leaked:
+        raise ModelError(f"{ws.knowledge}: the index holds {len(leaked)} evaluation question(s), e.g. {leaked[0]!r}; "
+                         "remove them from the documents")
+    retrieval, ranks = retrieval_metrics(retriever, rows)
+    engine = build_engine(cfg)
+    plan: list[tuple[str, str | None, list[int]]] = []   # (model, adapter, row indexes)
+    if "specialists" in models:
+        for kind in SPECIALIST_CATEGORIES:
+            if not ws.specialist(kind).exists():
+                raise ModelError(f"{ws.specialist(kind)}: no {kind} specialist (`pz2 train specialist --type {kind}`)")
+            engine.load(kind, ws.specialist(kind))
+            plan.append((kind, kind, [i for i, r in enumerate(rows) if r.category == kind]))
+    if "unified" in models:
+        engine.load("unified", ws.unified_model / "adapter")
+        plan.append(("unified", "unified", list(range(len(rows)))))
+    if "base" in models:
+        plan.append(("base", None, list(range(len(rows)))))
+    engine.generate("hello", None, max_new_tokens=1)
+    answers: dict[str, dict[str, dict[int, dict]]] = {}
+    for model, adapter, idx in plan:
+        answers[model] = {}
+        for mode in MODES:
+            answers[model][mode] = {}
+            for i in idx:
+                answers[model][mode][i] = _answer(engine, adapter, rows[i], retriever if mode == "with" else None)
+                if advance is not None:
+                    advance()
+    per_model = {m: {mode: _summary(list(a[mode].values()), resamples, seed) for mode in MODES}
+                 for m, a in answers.items()}
+    for m, modes in per_model.items():
+        without, with_ = modes["without"]["factual_accuracy"], modes["with"]["factual_accuracy"]
+        modes["gain"] = with_ / without if without else None
+        modes["added_ms_p50"] = 1000 * (modes["with"]["answer_s"]["p50"] - modes["without"]["answer_s"]["p50"])
+    specialist_with = [a for k in SPECIALIST_CATEGORIES if k in answers for a in answers[k]["with"].values()]
+    specialist_without = [a for k in SPECIALIST_CATEGORIES if k in answers for a in answers[k]["without"].values()]
+    manifest = retriever.index.manifest
+    metrics: dict[str, Any] = {
+        "rows": len(rows), "engine": engine.name, "questions_in_index": 0,
+        "knowledge": {"passages": len(retriever.index), "build_seconds": manifest.get("build_seconds"),
+                      "collections": {k: v["chunks"] for k, v in manifest.get("collections", {}).items()}},
+        "retrieval_config": cfg.runtime.retrieval.model_dump(),
+        "decoding": {"no_repeat_ngram_size": cfg.runtime.engine.no_repeat_ngram_size,
+                     "repetition_penalty": cfg.runtime.engine.repetition_penalty},
+        "retrieval": retrieval, "models": per_model,
+    }
+    if specialist_with:
+        spec = {mode: _summary(a, resamples, seed) for mode, a in (("without", specialist_without), ("with", specialist_with))}
+        metrics["specialists"] = spec
+        acc_with, acc_without = spec["with"]["factual_accuracy"], spec["without"]["factual_accuracy"]
+        metrics["targets"] = {
+            "factual_accuracy_with_retrieval >= 0.85": acc_with >= 0.85,
+            "factual_accuracy >= 1.5x without retrieval": acc_without == 0 and acc_with > 0 or acc_with >= 1.5 * acc_without,
+            "repeated_4gram <= 0.02": spec["with"]["repeated_4gram"] <= 0.02,
+            "retrieval p50 <= 30 ms": retrieval["search_ms"]["p50"] <= 30,
+        }
+    records = [{"question": r.question, "answers": list(r.answers), "category": r.category, "source": r.source,
+                "retrieval_rank": ranks[i],
+                **{f"{m}_{mode}": answers[m][mode][i] for m in answers for mode in MODES if i in answers[m][mode]}}
+               for i, r in enumerate(rows)]
+    with atomic_directory(out_dir) as tmp:
+        atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_jsonl(tmp / "answers.jsonl", records)
+        atomic_write_text(tmp / "report.md", report(metrics, records))
+    return metrics
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def report(metrics: dict[str, Any], records: list[dict]) -> str:
+    r = metrics["retrieval"]
+    lines = [
+        "# Grounded answers: with and without the knowledge base", "",
+        f"{metrics['rows']} questions whose answer is in the knowledge base ({metrics['knowledge']['passages']} passages); "
+        f"none of their texts is in the index. Engine: {metrics['engine']}; decoding {metrics['decoding']}.", "",
+        "## Retrieval", "",
+        "| recall@1 | recall@3 | recall@5 | recall@10 | MRR@10 | search p50 | search p95 |", "|---|---|---|---|---|---|---|",
+        f"| {_f(r['recall@1'])} | {_f(r['recall@3'])} | {_f(r['recall@5'])} | {_f(r['recall@10'])} | {_f(r['mrr@10'])} "
+        f"| {_f(r['search_ms']['p50'], 1)} ms | {_f(r['search_ms']['p95'], 1)} ms |", "",
+        "## Answers", "",
+        "| model | retrieval | n | factual accuracy (95 % CI) | repeated 4-gram | citing | citation precision | no source | answer p50 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, modes in metrics["models"].items():
+        for mode in MODES:
+            s = modes[mode]
+            lo, hi = s["factual_accuracy_ci95"]
+            lines.append(f"| {model} | {mode} | {s['n']} | {_f(s['factual_accuracy'])} ({_f(lo)}–{_f(hi)}) | "
+                         f"{_f(s['repeated_4gram'])} | {_f(s['citing'])} | {_f(s['citation_precision'])} | "
+                         f"{_f(s['no_source'])} | {_f(s['answer_s']['p50'])} s |")
+    lines += ["", "Gain (accuracy with / without) and time added per turn (p50):", ""]
+    lines += [f"- {m}: ×{_f(v['gain'])}, +{_f(v['added_ms_p50'], 0)} ms" for m, v in metrics["models"].items()]
+    if "targets" in metrics:
+        lines += ["", "## Targets", ""] + [f"- [{'x' if ok else ' '}] {name}" for name, ok in metrics["targets"].items()]
+    lines += ["", "## Samples", ""]
+    for rec in records[:: max(1, len(records) // 6)][:6]:
+        kind = rec["category"]
+        with_ = rec.get(f"{kind}_with")
+        if with_ is None:
+            continue
+        lines += [f"**{rec['question']}** (expected: {', '.join(rec['answers'])}; source {rec['source']}, "
+                  f"retrieved at rank {rec['retrieval_rank']})", "",
+                  f"- {kind} without: {' '.join(rec[f'{kind}_without']['text'].split())[:300]}",
+                  f"- {kind} with: {' '.join(with_['text'].split())[:300]}", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""Retrieval-augmented fine-tuning rows (RAFT, Zhang et al. 2024) for the specialists.
+
+Each specialist row gets the passages its prompt will quote at run time. In most rows
+(`oracle_fraction`) one of them is the passage holding the answer (its topic's document) and the
+others are distractors, and the answer cites the oracle as [n]; in the rest every passage is a
+distractor and the answer cites nothing, so the model learns both to use a passage and to
+ignore one that does not answer. Distractors are the index's own best hits for the question
+(hard negatives), drawn only from passages of training topics and of documents no evaluation
+row is built from: no validation or test answer reaches training through a distractor.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pz2.config import RaftConfig, RetrievalConfig
+from pz2.data.generate import topic_documents
+from pz2.knowledge.chunking import Chunk
+from pz2.knowledge.documents import bank_path
+from pz2.knowledge.grounding import Passage, fit_passages
+from pz2.knowledge.index import KnowledgeIndex
+from pz2.models.sentence import SentenceEncoder
+
+
+def bank_paths() -> dict[str, str]:
+    """A topic's specialist answer -> the path of its document in the index."""
+    return {text: bank_path(key) for key, (_, text) in topic_documents().items()}
+
+
+def cite(answer: str, n: int) -> str:
+    """The answer with [n] at the end of its first line (before a closing colon): where the
+    claim the source supports is made."""
+    first, sep, rest = answer.partition("\n")
+    first = f"{first[:-1]} [{n}]:" if first.endswith(":") else f"{first} [{n}]"
+    return first + sep + rest
+
+
+def _passage(n: int, c: Chunk) -> Passage:
+    return Passage(n, c.path, c.title, c.text, c.line_start, c.line_end)
+
+
+def raft_rows(rows: Iterable[dict[str, Any]], index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any,
+              cfg: RaftConfig, retrieval: RetrievalConfig) -> list[dict[str, Any]]:
+    """The rows with `passages` added (and the answer citing its oracle); a row whose answer has no
+    document (a human-written corpus row) gets distractors only."""
+    rows = list(rows)
+    rng = random.Random(cfg.seed)
+    paths = bank_paths()
+    first_of: dict[str, Chunk] = {}
+    for c in index.chunks:
+        first_of.setdefault(c.path, c)
+    vectors = encoder.embed([r["input_text"] for r in rows])
+    out = []
+    for row, vector in zip(rows, vectors, strict=True):
+        oracle_path = paths.get(row["target_text"])
+        hits = index.search(vector, row["input_text"], cfg.passages * 4 + 8, retrieval.candidates)
+        ranked = [h.chunk for h in hits]
+        distractors = [c for c in ranked if c.path != oracle_path and c.split == "train"]
+        oracle = None
+        if oracle_path in first_of and rng.random() < cfg.oracle_fraction:
+            oracle = next((c for c in ranked if c.path == oracle_path), first_of[oracle_path])
+        chosen = distractors[: cfg.passages - (oracle is not None)]
+        if oracle is not None:
+            chosen.insert(rng.randrange(len(chosen) + 1), oracle)
+        passages = fit_passages([_passage(n, c) for n, c in enumerate(chosen, start=1)], tokenizer,
+                                retrieval.max_passage_tokens)
+        answer = row["target_text"]
+        numbers = [p.n for p in passages if oracle is not None and p.path == oracle.path]
+        if numbers:
+            answer = cite(answer, numbers[0])
+        out.append({**row, "target_text": answer,
+                    "passages": [{"title": p.title, "text": p.text, "path": p.path} for p in passages]})
+    return out
+
+
+def raft_file(datasets: Path, kind: str, split: str) -> Path:
+    """Where a specialist's RAFT rows are written (`pz2 data validate` reads them as dialogue files)."""
+    return datasets / "raft" / f"dialogue_{kind}_{split}.jsonl"
