@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pz2.config import ModelConfig
+from pz2.knowledge.index import MANIFEST
 from pz2.models.prepare import prepared_base_dir
 from pz2.runtime.confidence import CONFIDENCE_FILE
 from pz2.workspace import Workspace
@@ -70,6 +71,7 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
         entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),
                              rows=_rows(decisions)))
     entries += _latest_comparison(ws)
+    entries += _knowledge(ws)
     if ws.checkpoints.is_dir():
         for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
             entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
@@ -79,15 +81,27 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     return entries
 
 
+def _latest_eval(ws: Workspace, key: str) -> tuple[Path, dict] | None:
+    """The newest evaluation run whose metrics.json has `key` ("architectures": compare, "retrieval": kb)."""
+    runs = sorted(ws.eval_logs.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if ws.eval_logs.is_dir() else []
+    for path in reversed(runs):
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(m, dict) and key in m:
+            return path, m
+    return None
+
+
 def _latest_comparison(ws: Workspace) -> list[Entry]:
     """The newest `pz2 eval compare` run: one entry per architecture and per model, and the router."""
-    runs = sorted(ws.eval_logs.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if ws.eval_logs.is_dir() else []
-    if not runs:
+    found = _latest_eval(ws, "architectures")
+    if found is None:
         return []
-    path = runs[-1]
+    path, m = found
     name, size, modified = path.parent.name, _size(path.parent), _modified(path)
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
         metric = m["quality_metric"]
         out = [Entry("eval", f"{name} {arch}", str(path), size, modified, rows=m["rows"], metrics={
             metric: a["quality"]["all"][metric], "factual_accuracy": a["quality"]["all"]["factual_accuracy"],
@@ -99,8 +113,32 @@ def _latest_comparison(ws: Workspace) -> list[Entry]:
         r = m["router"]
         out.append(Entry("eval", f"{name} router", str(path), size, modified, rows=r["rows"],
                          metrics={k: r[k] for k in ("apgr", "cpt50", "cpt80", "threshold") if r.get(k) is not None}))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         return [Entry("eval", name, str(path), size, modified, metrics={"error": f"metrics.json unreadable ({e})"})]
+    return out
+
+
+def _knowledge(ws: Workspace) -> list[Entry]:
+    """The knowledge index (`pz2 kb build`) and the newest `pz2 eval kb` run."""
+    out = []
+    manifest = ws.knowledge / MANIFEST
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+            metrics = {"documents": len(m["documents"]), "skipped": len(m["skipped"]), "built": m["built"],
+                       **{name: c["chunks"] for name, c in m["collections"].items()}}
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            metrics, m = {"error": f"manifest unreadable ({e}); rebuild with `pz2 kb build`"}, {}
+        out.append(Entry("knowledge", "index", str(ws.knowledge), _size(ws.knowledge), _modified(manifest),
+                         rows=m.get("chunks"), metrics=metrics))
+    found = _latest_eval(ws, "retrieval")
+    if found is not None:
+        path, m = found
+        metrics = {k: m["retrieval"].get(k) for k in ("recall@1", "recall@3", "mrr@10")}
+        for name, modes in m.get("models", {}).items():
+            metrics[f"{name} factual"] = f"{modes['without']['factual_accuracy']:.2f}→{modes['with']['factual_accuracy']:.2f}"
+        out.append(Entry("eval", f"{path.parent.name} grounding", str(path), _size(path.parent), _modified(path),
+                         rows=m.get("rows"), metrics=metrics))
     return out
 
 

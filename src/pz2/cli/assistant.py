@@ -19,7 +19,8 @@ from pz2.errors import DatasetError, Pz2Error, UsageError
 from pz2.workspace import Workspace
 
 HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text)   [bold]/status[/]  models and pool\n"
-        "[bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   [bold]/quit[/]  leave")
+        "[bold]/sources[/]  the last answer's passages   [bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   "
+        "[bold]/quit[/]  leave")
 DECLINES = {"no", "n", "nope", "no thanks", "아니요", "아니", "아뇨", "괜찮아요", "됐어요"}
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -32,6 +33,31 @@ class Mode(str, Enum):
 
 def routing_line(turn: Any) -> str:
     return f"[dim]{escape(turn.summary())}[/]"
+
+
+def source_lines(sources: list[dict]) -> list[str]:
+    """One line per passage of an answer: its number, title, where it is, and whether the answer cited it."""
+    return [f"[dim]  [{s['n']}] {escape(s['title'])} · {escape(s['path'])}:{s['line_start']}-{s['line_end']} · "
+            f"similarity {s['similarity']:.2f}{' · cited' if s['cited'] else ''}[/]" for s in sources]
+
+
+def print_footer(out: Console, turn: Any) -> None:
+    """Under an answer: the sources it was given (cited or not), then its routing record."""
+    if turn.sources:
+        out.print("[dim]sources:[/]")
+        for line in source_lines(turn.sources):
+            out.print(line, soft_wrap=True)
+    out.print(routing_line(turn), soft_wrap=True)
+
+
+def print_sources(out: Console, turn: Any) -> None:
+    """`/sources`: the passages the last answer was given, with their text."""
+    if turn is None or not turn.sources:
+        out.print("[dim]the last answer had no sources[/]")
+        return
+    for passage, line in zip(turn.passages, source_lines(turn.sources), strict=True):
+        out.print(line, soft_wrap=True)
+        out.print(escape(passage.text), highlight=False)
 
 
 class _Screen:
@@ -67,6 +93,7 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
     out.print(f"[bold]pz2 hybrid assistant[/] · engine {assistant.engine.name} · {HELP}")
     screen = _Screen(out)
     expert_next = False
+    last = None
     while True:
         line = _ask_line(out, "[bold green]you ▸[/] ")
         if line is None or line.strip() in ("/quit", "/exit", "/q"):
@@ -83,6 +110,9 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
             continue
         if text == "/ft":
             finetune_menu(ws, out)
+            continue
+        if text == "/sources":
+            print_sources(out, last)
             continue
         if text.startswith("/expert"):
             text = text[len("/expert"):].strip()
@@ -107,9 +137,10 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
         finally:
             expert_next = False
         screen.end()
+        last = turn
         if not turn.answer:
             out.print("[dim](empty answer)[/]")
-        out.print(routing_line(turn), soft_wrap=True)
+        print_footer(out, turn)
         if turn.route == "offer":
             lang = "ko" if _HANGUL.search(turn.question) else "en"
             out.print(f"[bold yellow]{OFFER_TEXT[lang]}[/] [dim](yes / 네 · no)[/]")
@@ -174,7 +205,7 @@ def chat(
                 typer.echo(json.dumps(turn.record(), ensure_ascii=False))
             else:
                 console.print()
-                console.print(routing_line(turn), soft_wrap=True)
+                print_footer(console, turn)
         else:
             n = batch(assistant, input, output)
             err_console.print(f"{n} answers with their routing written to {output}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pz2.config import KnowledgeConfig, TrainingConfig
-from pz2.data.schema import SPECIALIST_CATEGORIES
+from pz2.data.schema import SPECIALIST_CATEGORIES, normalize
 
 # collection -> (what it is, its licence), recorded in the index manifest
 COLLECTIONS: dict[str, tuple[str, str]] = {
@@ -69,9 +69,12 @@ def _bank_documents(training: TrainingConfig) -> Iterator[Document]:
 def _corpora_documents() -> Iterator[Document]:
     from pz2.data.real import chatterbot_rows, split_of
 
+    rows = chatterbot_rows()
+    held_out = {normalize(r.text) for r in rows if split_of(r.source) != "train"}  # a question asked twice in the corpus
     by_file: dict[str, list[str]] = {}
-    for row in chatterbot_rows():
-        if row.category in SPECIALIST_CATEGORIES and row.reply and split_of(row.source) == "train":
+    for row in rows:
+        if (row.category in SPECIALIST_CATEGORIES and row.reply and split_of(row.source) == "train"
+                and normalize(row.text) not in held_out):
             by_file.setdefault(row.source.rsplit(":", 1)[0], []).append(f"Q: {row.text}\nA: {row.reply}")
     for source, pairs in sorted(by_file.items()):
         name = source.split(":")[-1]

@@ -63,10 +63,13 @@ class Turn:
     classifier: dict = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)   # passages in the answering prompt, with `cited`
     retrieval_ms: float | None = None
+    passages: list[Passage] = field(default_factory=list, repr=False)  # their text, for `/sources`
 
     def record(self) -> dict:
         """The routing record, as logged and as returned by batch mode and the API."""
-        return asdict(self)
+        record = asdict(self)
+        record.pop("passages")
+        return record
 
     def summary(self) -> str:
         """The routing record in one line, for people."""
@@ -221,7 +224,7 @@ class Assistant:
                     session, question, unified_answer, specialist,
                     round(first_token[0] * 1000, 1) if first_token else None,
                     {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note},
-                    grounding.sources(answer or ""), grounding.ms)
+                    grounding.sources(answer or ""), grounding.ms, grounding.passages)
         self._log(turn)
         return turn
 
