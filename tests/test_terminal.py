@@ -12,6 +12,9 @@ import pexpect
 import pytest
 import yaml
 
+from pz2.config import KnowledgeConfig, TrainingConfig
+from pz2.knowledge.build import build_knowledge
+from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +37,12 @@ def seed_layout(confident_ws: Workspace, tmp_path: Path) -> Path:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     cfg["runtime"]["engine"]["context_length"] = 192  # small, so a typed message can overflow it
     config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "autocad.md").write_text("# AutoCAD\n\nType TRIM, then click each segment to cut away.\n", encoding="utf-8")
+    ws = Workspace(root / "finetuning")
+    build_knowledge(ws.knowledge, KnowledgeConfig(collections=[]), TrainingConfig(),
+                    SentenceEncoder.load(ws.model_config()), "embedded", [docs])
     return root
 
 
@@ -49,7 +58,12 @@ def test_chat_in_a_pseudo_terminal_with_expert_offer_status_ft_and_quit(seed_lay
 
         child.sendline("/expert How do I trim lines in AutoCAD?")
         child.expect("technical specialist ▸")
+        child.expect("sources:")
+        child.expect(r"\[1\] AutoCAD · .*autocad.md:1-3 · similarity")
         child.expect(r"route specialist · explicit_request \(asked for it \('/expert'\)\)")
+        child.expect(PROMPT)
+        child.sendline("/sources")
+        child.expect("Type TRIM, then click each segment to cut away.")
         child.expect(PROMPT)
 
         child.sendline("SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘")  # seed scenario 2

@@ -1,11 +1,13 @@
 """`pz2 demo`: the main job on a fresh machine, end to end on the embedded default model.
 
 Generate the data, validate it, prepare the embedded base and let it answer once, train the
-conversation-type classifier and label the seed's example sentences with it, fine-tune the
-unified model and both specialists (quick profile) and let each answer, fit the router's
-confidence, play the seed's five scenarios through the hybrid assistant, printing route,
-reason, confidence and latency per turn, and end with the seed's comparison of hybrid, separated
-and unified, measured on a few held-out rows per category (`pz2 eval compare` runs it at size).
+conversation-type classifier and label the seed's example sentences with it, build the knowledge
+base, fine-tune the unified model and both specialists (quick profile; the specialists on RAFT
+rows that quote retrieved passages) and let each answer, fit the router's confidence, play the
+seed's five scenarios through the hybrid assistant, printing route, reason, confidence, latency
+and sources per turn, show a grounded answer with its sources, and end with measurements: the
+seed's comparison of hybrid, separated and unified on a few held-out rows per category
+(`pz2 eval compare` runs it at size) and the specialists with and without retrieval (`pz2 eval kb`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from rich.table import Table
 from pz2.data.generate import SEED_EXAMPLES, generate
 from pz2.data.validate import validate_directory
 from pz2.evaluation.compare import compare
+from pz2.evaluation.compare_report import fmt
+from pz2.evaluation.grounded import GROUNDED_QUESTIONS, evaluate_grounding, load_grounded
+from pz2.knowledge.build import build_knowledge
 from pz2.models.base import greedy_reply, load_base
 from pz2.models.loading import load_for_generation
 from pz2.models.prepare import base_token_counter, prepare_base
+from pz2.models.sentence import SentenceEncoder
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.training.classifier import train_classifier
 from pz2.training.confidence_fit import fit_confidence
 from pz2.training.sft import train_sft
-from pz2.views import print_comparison, print_validation, rows_table
+from pz2.views import print_comparison, print_validation, rows_table, source_lines
 from pz2.workspace import Workspace
 
 # Rows per test file and category in the demo's comparison: about 50 rows, under 3 minutes on 2 cores
@@ -42,15 +48,25 @@ SCENARIOS: list[tuple[str, str]] = [
     ("4 technical question", "How to draw a line in CAD software?"),
     ("5 SketchUp expert mode", "SketchUp expert mode advanced modeling"),
 ]
+# The question a new user asked when the specialists were not yet grounded (they answered
+# "right-click the cell and select Frozen"): now answered from the knowledge base, with its source.
+GROUNDED_QUESTION = "How do I freeze the top row in Excel? expert mode"
+
+
+def _print_sources(console: Console, turn) -> None:  # noqa: ANN001 (a runtime Turn)
+    for line in source_lines(turn.sources):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def play_scenarios(ws: Workspace, console: Console) -> list:
-    """Each scenario in its own session through the assistant; a table of how every turn was routed."""
+    """Each scenario in its own session through the assistant; a table of how every turn was routed;
+    then one grounded answer with its sources."""
     from pz2.runtime.assistant import Assistant
 
     assistant = Assistant.from_workspace(ws)
     turns = []
     try:
+        grounded = assistant.ask(GROUNDED_QUESTION, session="grounded")
         for scenario, message in SCENARIOS:
             turn = assistant.ask(message, session=scenario)
             turns.append((scenario, turn))
@@ -61,6 +77,7 @@ def play_scenarios(ws: Workspace, console: Console) -> list:
             console.print(f"  [bold]{who}:[/] {turn.answer}", highlight=False)
             if turn.route == "offer":
                 console.print("  [bold yellow]더 전문적인 답변이 필요하시나요?[/] (Would you like a more expert answer?)")
+            _print_sources(console, turn)
             console.print(f"  [dim]{escape(turn.summary())}[/]", highlight=False, soft_wrap=True)
     finally:
         assistant.close()
@@ -72,6 +89,11 @@ def play_scenarios(ws: Workspace, console: Console) -> list:
                       "n/a" if t.confidence is None else f"{t.confidence:.2f}", f"{t.complexity:.2f}",
                       "" if t.first_token_ms is None else f"{t.first_token_ms:.0f} ms", f"{t.latency_ms:.0f} ms")
     console.print(table)
+    console.print(f"[bold]a grounded answer[/]\n  [bold]User:[/] {GROUNDED_QUESTION}\n  "
+                  f"[bold]{grounded.specialist or 'unified'}:[/] {grounded.answer}", highlight=False)
+    _print_sources(console, grounded)
+    console.print(f"  [dim]{escape(grounded.summary())} · retrieval {grounded.retrieval_ms} ms[/]", highlight=False,
+                  soft_wrap=True)
     return turns
 
 
@@ -117,12 +139,19 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         table.add_row(text, want, p.label, f"{p.confidence:.2f}" + (f" ({p.note})" if p.note else ""))
     console.print(table)
 
-    console.print(Rule("6. fine-tune the unified model and the specialists (LoRA, quick profile)"))
+    console.print(Rule("6. build the knowledge base the specialists answer from"))
+    with console.status("embedding passages with MiniLM"):
+        kb = build_knowledge(ws.knowledge, model_cfg.knowledge, train_cfg, SentenceEncoder.load(model_cfg),
+                             model_cfg.encoder_model)
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(kb.by_collection.items()))
+    console.print(f"{kb.documents} documents -> {kb.chunks} passages ({parts}) in {kb.seconds:.1f} s -> {kb.folder}")
+
+    console.print(Rule("7. fine-tune the unified model and the specialists (LoRA, quick profile; specialists on RAFT rows)"))
     sft_cfg = train_cfg.with_profile("quick")
     questions = {"unified": "I feel sad today", "qna": "What is the difference between lists and tuples in Python?",
                  "technical": "SketchUp expert mode advanced modeling"}
     for kind, question in questions.items():
-        result = train_sft(ws, kind, sft_cfg, model_cfg, profile="quick")
+        result = train_sft(ws, kind, sft_cfg, model_cfg, profile="quick", raft=train_cfg.raft)
         m = result.metrics
         console.print(f"[bold]{kind}[/]: {m['global_step']} steps in {result.seconds:.0f} s, validation loss "
                       f"{m['eval_loss']:.3f}, {m['train_tokens_per_s']:.0f} tokens/s -> {result.path}")
@@ -130,19 +159,29 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         reply = greedy_reply(tuned, tok, model_cfg.system_prompt, question, max_new_tokens=64)
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
 
-    console.print(Rule("7. fit the router's confidence: P(the unified answer is good)"))
+    console.print(Rule("8. fit the router's confidence: P(the unified answer is good)"))
     confidence, path = fit_confidence(ws, limit=400)
     c = confidence.metrics
     console.print(f"{c['rows']} validation answers, {c['good_rate']:.0%} good (ROUGE-L >= {confidence.good_rouge_l}): "
                   f"out-of-fold ECE {c['ece']:.3f} (95% CI {c['ece_ci95'][0]:.3f}-{c['ece_ci95'][1]:.3f}), "
                   f"AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
 
-    console.print(Rule("8. the hybrid assistant plays the seed's five scenarios"))
+    console.print(Rule("9. the hybrid assistant plays the seed's five scenarios, then answers from the knowledge base"))
     turns = play_scenarios(ws, console)
 
-    console.print(Rule(f"9. hybrid vs separated vs unified, measured ({DEMO_COMPARE_LIMIT} rows per file and category)"))
+    console.print(Rule(f"10. hybrid vs separated vs unified, measured ({DEMO_COMPARE_LIMIT} rows per file and category)"))
     ecfg = train_cfg.evaluation.model_copy(update={"limit": DEMO_COMPARE_LIMIT})
     comparison = compare(ws, ecfg, ws.eval_logs / time.strftime("demo-%Y%m%d-%H%M%S"))
     print_comparison(console, comparison.metrics)
     console.print(f"report: {comparison.files['report.md']}  (at size: [bold]pz2 eval compare[/])")
+
+    console.print(Rule("11. the specialists with and without the knowledge base, measured (48 held-out questions)"))
+    with console.status("answering each question with and without retrieval"):
+        kb_metrics = evaluate_grounding(ws, model_cfg, ws.eval_logs / time.strftime("demo-kb-%Y%m%d-%H%M%S"),
+                                        load_grounded(GROUNDED_QUESTIONS), ("specialists",))
+    r, spec = kb_metrics["retrieval"], kb_metrics["specialists"]
+    console.print(f"retrieval recall@1 {r['recall@1']:.2f}, MRR@10 {r['mrr@10']:.2f}, search p50 "
+                  f"{r['search_ms']['p50']:.1f} ms; specialists' factual accuracy {spec['without']['factual_accuracy']:.2f} "
+                  f"without -> {spec['with']['factual_accuracy']:.2f} with retrieval, repeated 4-grams "
+                  f"{spec['with']['repeated_4gram']:.2f}, citation precision {fmt(spec['with']['citation_precision'], 2)}")
     return validation.ok and bool(answer) and len(turns) == len(SCENARIOS)

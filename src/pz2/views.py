@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pz2.data.validate import ValidationReport
+
+
+def source_lines(sources: list[dict], indent: str = "  ") -> list[str]:
+    """One line per passage of an answer: its number, title, where it is, and whether the answer cited it."""
+    return [f"[dim]{indent}[{s['n']}] {escape(s['title'])} · {escape(s['path'])}:{s['line_start']}-{s['line_end']} · "
+            f"similarity {s['similarity']:.2f}{' · cited' if s['cited'] else ''}[/]" for s in sources]
 
 
 def rows_table(title: str, rows: dict[str, int]) -> Table:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pz2.cli.common import _ws, app, console, err_console
+from pz2.views import source_lines
 from pz2.errors import DatasetError, Pz2Error, UsageError
 from pz2.workspace import Workspace
 
@@ -33,12 +34,6 @@ class Mode(str, Enum):
 
 def routing_line(turn: Any) -> str:
     return f"[dim]{escape(turn.summary())}[/]"
-
-
-def source_lines(sources: list[dict]) -> list[str]:
-    """One line per passage of an answer: its number, title, where it is, and whether the answer cited it."""
-    return [f"[dim]  [{s['n']}] {escape(s['title'])} · {escape(s['path'])}:{s['line_start']}-{s['line_end']} · "
-            f"similarity {s['similarity']:.2f}{' · cited' if s['cited'] else ''}[/]" for s in sources]
 
 
 def print_footer(out: Console, turn: Any) -> None:
@@ -230,6 +225,8 @@ MENU: list[tuple[str, str, list[list[str]]]] = [
     ("11", "evaluate: classifier and unified model", [["eval", "classifier"], ["eval", "generation", "--limit", "50"]]),
     ("12", "compare hybrid, separated and unified (quality, speed, memory, routing curve)",
      [["eval", "compare", "--limit", "10"]]),
+    ("13", "build the knowledge base the specialists answer from", [["kb", "build"]]),
+    ("14", "evaluate the specialists with and without the knowledge base", [["eval", "kb", "--models", "specialists"]]),
 ]
 
 

@@ -38,7 +38,9 @@ class Retriever:
         return [Passage(n, h.chunk.path, h.chunk.title, h.chunk.text, h.chunk.line_start, h.chunk.line_end,
                         h.score, h.similarity) for n, h in enumerate(hits, start=1)]
 
-    def ground(self, question: str, tokenizer: Any) -> tuple[str, list[Passage]]:
-        """The specialist's user turn for `question` and the passages in it (within the token budget)."""
-        passages = fit_passages(self.passages(question), tokenizer, self.cfg.max_passage_tokens)
+    def ground(self, question: str, tokenizer: Any, room: int | None = None) -> tuple[str, list[Passage]]:
+        """The specialist's user turn for `question` and the passages in it, within the token budget
+        and within `room` (tokens the engine's context has left for passages)."""
+        budget = self.cfg.max_passage_tokens if room is None else min(room, self.cfg.max_passage_tokens)
+        passages = fit_passages(self.passages(question), tokenizer, budget)
         return grounded_message(question, passages), passages

@@ -232,7 +232,12 @@ class Assistant:
         """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
         if self.retriever is None:
             return question
-        message, grounding.passages = self.retriever.ground(question, self.engine.tokenizer)
+        # the passages may take what the context holds beyond the bare prompt, the answer and the
+        # sources' framing (numbers, titles, the instruction: about 24 tokens per passage at most)
+        engine = self.engine
+        room = engine.context_length - len(engine.prompt(question)) - engine.max_new_tokens
+        room -= 24 * self.runtime.retrieval.top_k + 32
+        message, grounding.passages = self.retriever.ground(question, engine.tokenizer, max(0, room))
         grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
         return message
 
