@@ -290,7 +290,12 @@ class RaftConfig(_Strict):
     oracle_fraction: float = Field(
         0.8, ge=0, le=1, description="Rows whose passages include the one holding the answer (RAFT's P)."
     )
-    seed: int = Field(42, ge=0, description="Which rows get the oracle, and where it sits among the passages.")
+    sheet_rows: int = Field(
+        400, ge=0, le=100_000,
+        description="Extra technical rows from the training cheat sheets (question from an example's comment, "
+        "answer its command): the technical specialist also learns to quote a command from a sheet.",
+    )
+    seed: int = Field(42, ge=0, description="Which rows get the oracle, and which sheet examples are drawn.")
 
 
 class EvaluationConfig(_Strict):

@@ -30,6 +30,7 @@ from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl, 
 from pz2.knowledge.grounding import cited, unsourced
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever
+from pz2.runtime.assistant import passage_room
 from pz2.runtime.engine import Engine
 from pz2.workspace import Workspace
 
@@ -91,7 +92,8 @@ def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Re
     if retriever is None:
         text, passages = engine.generate(row.question, adapter).text, []
     else:
-        message, passages = retriever.ground(row.question, engine.tokenizer)
+        room = passage_room(engine, row.question, retriever.cfg.top_k)
+        message, passages = retriever.ground(row.question, engine.tokenizer, room)
         text = engine.generate(message, adapter).text
         if not passages:
             text = unsourced(text)

@@ -90,8 +90,12 @@ def _python_documents() -> Iterator[Document]:
 
 
 def _cheat_documents() -> Iterator[Document]:
-    """cheat installs its sheets as data files (`<prefix>/share/cheat/<command>`), found from its RECORD."""
+    """cheat installs its sheets as data files (`<prefix>/share/cheat/<command>`), found from its RECORD.
+    A sheet's split is a hash of its name, as for the corpora's rows: RAFT rows are written from the
+    training sheets, and `pz2 eval kb` asks about held-out ones."""
     from importlib import metadata
+
+    from pz2.data.real import split_of
 
     try:
         files = metadata.distribution("cheat").files or []
@@ -103,7 +107,8 @@ def _cheat_documents() -> Iterator[Document]:
         path = Path(str(f.locate()))
         if path.is_file() and not f.name.startswith((".", "_")):
             text = path.read_text(encoding="utf-8", errors="replace")
-            yield Document(f"cheat:{f.name}", f"{f.name} command examples", text, "cheat", False)
+            name = f"cheat:{f.name}"
+            yield Document(name, f"{f.name} command examples", text, "cheat", False, split_of(name))
 
 
 BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs": _python_documents,

@@ -4,7 +4,9 @@ Each specialist row gets the passages its prompt will quote at run time. In most
 (`oracle_fraction`) one of them is the passage holding the answer (its topic's document) and the
 others are distractors, and the answer cites the oracle as [n]; in the rest every passage is a
 distractor and the answer cites nothing, so the model learns both to use a passage and to
-ignore one that does not answer. Distractors are the index's own best hits for the question
+ignore one that does not answer. Passages keep the order the index ranks them in, as the
+runtime prompt does (RAFT shuffles them; a 135M model trained on shuffled passages picked the
+second one even where retrieval had ranked the right one first). Distractors are the index's own best hits for the question
 (hard negatives), drawn only from passages of training topics and of documents no evaluation
 row is built from: no validation or test answer reaches training through a distractor.
 """
@@ -47,24 +49,73 @@ def raft_rows(rows: Iterable[dict[str, Any]], index: KnowledgeIndex, encoder: Se
     """The rows with `passages` added (and the answer citing its oracle); a row whose answer has no
     document (a human-written corpus row) gets distractors only."""
     rows = list(rows)
-    rng = random.Random(cfg.seed)
     paths = bank_paths()
+    return _with_passages(rows, [(paths.get(r["target_text"]), None) for r in rows], index, encoder, tokenizer,
+                          cfg, retrieval)
+
+
+def sheet_examples(index: KnowledgeIndex) -> list[tuple[str, str, Chunk]]:
+    """(question, answer, passage) for each example of the training cheat sheets: a comment line
+    ("# To extract a .gz archive:") over its command lines becomes "How do I extract a .gz
+    archive?" answered with the commands, the passage holding them as the oracle."""
+    out: list[tuple[str, str, Chunk]] = []
+    seen: set[str] = set()
+    for chunk in index.chunks:
+        if chunk.collection != "cheat" or chunk.split != "train":
+            continue
+        for block in chunk.text.split("\n\n"):
+            lines = [ln for ln in block.splitlines() if ln.strip()]
+            if len(lines) < 2 or not lines[0].startswith("#") or any(ln.startswith("#") for ln in lines[1:]):
+                continue
+            action = lines[0].lstrip("# ").rstrip(" :.")
+            action = action[3:] if action.lower().startswith("to ") else action
+            if len(action.split()) < 2:
+                continue
+            action = action[0].lower() + action[1:]
+            question = f"How do I {action}?"
+            if question.lower() not in seen:
+                seen.add(question.lower())
+                out.append((question, f"To {action}:\n" + "\n".join(lines[1:]), chunk))
+    return out
+
+
+def sheet_rows(index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any, cfg: RaftConfig,
+               retrieval: RetrievalConfig) -> list[dict[str, Any]]:
+    """Up to `cfg.sheet_rows` technical rows from the training cheat sheets (`sheet_examples`), with
+    passages as `raft_rows` gives them: the model also learns to take a command out of a sheet."""
+    examples = sheet_examples(index)
+    examples = random.Random(cfg.seed).sample(examples, min(cfg.sheet_rows, len(examples)))
+    rows = [{"input_text": q, "target_text": a, "source": f"raft:{c.path}"} for q, a, c in examples]
+    return _with_passages(rows, [(c.path, c.id) for _, _, c in examples], index, encoder, tokenizer, cfg, retrieval)
+
+
+def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, str | None]], index: KnowledgeIndex,
+                   encoder: SentenceEncoder, tokenizer: Any, cfg: RaftConfig,
+                   retrieval: RetrievalConfig) -> list[dict[str, Any]]:
+    """Each row with its passages: oracle (document path, and the exact passage id when known) and
+    hard-negative distractors from training passages, in the index's rank order."""
+    rng = random.Random(cfg.seed)
+    by_id = {c.id: c for c in index.chunks}
     first_of: dict[str, Chunk] = {}
     for c in index.chunks:
         first_of.setdefault(c.path, c)
     vectors = encoder.embed([r["input_text"] for r in rows])
     out = []
-    for row, vector in zip(rows, vectors, strict=True):
-        oracle_path = paths.get(row["target_text"])
+    for row, (oracle_path, oracle_id), vector in zip(rows, oracles, vectors, strict=True):
         hits = index.search(vector, row["input_text"], cfg.passages * 4 + 8, retrieval.candidates)
         ranked = [h.chunk for h in hits]
         distractors = [c for c in ranked if c.path != oracle_path and c.split == "train"]
         oracle = None
         if oracle_path in first_of and rng.random() < cfg.oracle_fraction:
-            oracle = next((c for c in ranked if c.path == oracle_path), first_of[oracle_path])
+            oracle = by_id[oracle_id] if oracle_id else next((c for c in ranked if c.path == oracle_path),
+                                                               first_of[oracle_path])
         chosen = distractors[: cfg.passages - (oracle is not None)]
         if oracle is not None:
-            chosen.insert(rng.randrange(len(chosen) + 1), oracle)
+            rank = {c.id: i for i, c in enumerate(ranked)}
+            if oracle.id in rank:   # where the index ranks it, as the prompt will order it at run time
+                chosen = sorted([*chosen, oracle], key=lambda c: rank[c.id])
+            else:
+                chosen.insert(rng.randrange(len(chosen) + 1), oracle)
         passages = fit_passages([_passage(n, c) for n, c in enumerate(chosen, start=1)], tokenizer,
                                 retrieval.max_passage_tokens)
         answer = row["target_text"]

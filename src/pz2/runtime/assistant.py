@@ -74,14 +74,23 @@ class Turn:
     def summary(self) -> str:
         """The routing record in one line, for people."""
         conf = "n/a" if self.confidence is None else f"{self.confidence:.2f}"
+        grounded = f" · {len(self.sources)} sources ({self.retrieval_ms:.0f} ms)" if self.sources else ""
         return (f"route {self.route} · {self.reason} ({self.detail}) · category {self.category} · confidence {conf} · "
-                f"complexity {self.complexity:.2f} · {self.latency_ms:.0f} ms · specialist {self.specialist_state}")
+                f"complexity {self.complexity:.2f} · {self.latency_ms:.0f} ms · specialist {self.specialist_state}"
+                f"{grounded}")
 
 
 @dataclass
 class _Session:
     last: tuple[str, Prediction] | None = None
     offer: tuple[str, Prediction] | None = None
+
+
+def passage_room(engine: Engine, question: str, top_k: int) -> int:
+    """Tokens the engine's context leaves for passages: beyond the bare prompt, the longest answer and
+    the sources' framing (number, title, instruction: about 24 tokens per passage at most)."""
+    room = engine.context_length - len(engine.prompt(question)) - engine.max_new_tokens - 24 * top_k - 32
+    return max(0, room)
 
 
 @dataclass
@@ -232,12 +241,8 @@ class Assistant:
         """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
         if self.retriever is None:
             return question
-        # the passages may take what the context holds beyond the bare prompt, the answer and the
-        # sources' framing (numbers, titles, the instruction: about 24 tokens per passage at most)
-        engine = self.engine
-        room = engine.context_length - len(engine.prompt(question)) - engine.max_new_tokens
-        room -= 24 * self.runtime.retrieval.top_k + 32
-        message, grounding.passages = self.retriever.ground(question, engine.tokenizer, max(0, room))
+        room = passage_room(self.engine, question, self.runtime.retrieval.top_k)
+        message, grounding.passages = self.retriever.ground(question, self.engine.tokenizer, room)
         grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
         return message
 

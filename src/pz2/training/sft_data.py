@@ -17,7 +17,7 @@ from pz2.errors import DatasetError
 from pz2.fileio import atomic_write_jsonl
 from pz2.knowledge.grounding import Passage, grounded_message
 from pz2.knowledge.index import MANIFEST, KnowledgeIndex
-from pz2.knowledge.raft import raft_file, raft_rows
+from pz2.knowledge.raft import raft_file, raft_rows, sheet_rows
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example
 from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
@@ -59,18 +59,20 @@ def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfi
         logger.warning("%s: no knowledge base, so the %s specialist trains without passages (`pz2 kb build`, "
                        "then train again)", ws.knowledge, kind)
         return None
-    from pz2.config import ValidationConfig
     from pz2.data.validate import Severity, check_file
 
     index = KnowledgeIndex.load(ws.knowledge)
     encoder = SentenceEncoder.load(model_cfg)
     out = []
     for source in data_files(ws, kind):
-        path = raft_file(ws.datasets, kind, source.name.removesuffix(".jsonl").rsplit("_", 1)[1])
+        split = source.name.removesuffix(".jsonl").rsplit("_", 1)[1]
+        path = raft_file(ws.datasets, kind, split)
         rows = raft_rows(load_rows(source, FileKind.DIALOGUE), index, encoder, tokenizer, raft,
                          model_cfg.runtime.retrieval)
+        if kind == "technical" and split == "train":
+            rows += sheet_rows(index, encoder, tokenizer, raft, model_cfg.runtime.retrieval)
         atomic_write_jsonl(path, rows)
-        _, issues, _ = check_file(path, FileKind.DIALOGUE, ValidationConfig())
+        _, issues, _ = check_file(path, FileKind.DIALOGUE, ws.training_config().validation)
         errors = [i for i in issues if i.severity is Severity.ERROR]
         if errors:
             raise DatasetError(path, errors[0].line, errors[0].message())
