@@ -116,3 +116,30 @@ def test_without_a_knowledge_base_a_specialist_trains_on_plain_rows(hybrid: Work
                        raft=RaftConfig())
     assert json.loads((result.path / "manifest.json").read_text())["raft"] is False
     assert not (hybrid.datasets / "raft").exists()
+
+
+def test_sheet_rows_come_from_training_sheets_and_quote_their_command(tmp_path_factory, tokenizer) -> None:
+    from pz2.data.real import split_of
+    from pz2.knowledge.raft import sheet_examples, sheet_rows
+
+    encoder = SentenceEncoder.load(ModelConfig(cache_dir=tmp_path_factory.mktemp("cache")))
+    folder = tmp_path_factory.mktemp("kb-cheat") / "knowledge"
+    build_knowledge(folder, KnowledgeConfig(collections=["cheat"]), TrainingConfig(), encoder, "embedded")
+    index = KnowledgeIndex.load(folder)
+    assert {c.split for c in index.chunks} >= {"train", "test"}
+    examples = sheet_examples(index)
+    assert len(examples) > 200
+    for question, answer, chunk in examples:
+        assert question.startswith("How do I ") and question.endswith("?")
+        assert split_of(chunk.path) == "train" and answer.split("\n", 1)[1] in chunk.text
+    tar = [a for q, a, c in examples if c.path == "cheat:tar"]
+    assert tar == [], "tar is a held-out sheet: `pz2 eval kb` asks about it"
+    rows = sheet_rows(index, encoder, tokenizer, RaftConfig(sheet_rows=40), RetrievalConfig())
+    assert len(rows) == 40 and all(len(r["passages"]) == 2 for r in rows)
+    cited_rows = [r for r in rows if "[1]" in r["target_text"] or "[2]" in r["target_text"]]
+    assert len(cited_rows) > 20
+    for r in cited_rows:
+        n = 1 if "[1]" in r["target_text"] else 2
+        command = r["target_text"].split("\n", 1)[1]
+        assert command in r["passages"][n - 1]["text"]            # the cited passage holds the command
+    assert all(split_of(p["path"]) == "train" for r in rows for p in r["passages"])

@@ -36,6 +36,7 @@ OPTIONAL: dict[str, type] = {"source": str}
 # A retrieval-augmented (RAFT) dialogue row also carries the passages its prompt quotes, as
 # [{"title", "text", "path"}], numbered from 1 in order; its answer cites them as [n].
 PASSAGE_FIELDS: tuple[str, ...] = ("title", "text", "path")
+CITATION = re.compile(r"\[(\d{1,2})\]")
 
 # The seed's nine files, in the order it lists them.
 DEFAULT_FILES: tuple[str, ...] = (

@@ -7,7 +7,6 @@ warnings (imbalance, unknown fields) are reported but do not.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from pz2.config import ValidationConfig
 from pz2.data.messages import render
 from pz2.data.schema import (
+    CITATION,
     DEFAULT_FILES,
     LABELS,
     OPTIONAL,
@@ -179,7 +179,7 @@ def _check_passages(passages: Any, answer: Any) -> list[tuple[Severity, str, dic
         if not (isinstance(p, dict) and all(isinstance(p.get(f), str) and p[f].strip() for f in PASSAGE_FIELDS)):
             return [(Severity.ERROR, "passages_shape", {"item": i})]
     if isinstance(answer, str):
-        for n in sorted({int(m) for m in re.findall(r"\[(\d{1,2})\]", answer)}):
+        for n in sorted({int(m) for m in CITATION.findall(answer)}):
             if not 1 <= n <= len(passages):
                 return [(Severity.ERROR, "citation_range", {"n": n, "count": len(passages)})]
     return []

@@ -11,10 +11,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pz2.data.schema import CITATION
+
 INSTRUCTION = ("Answer from the sources above and cite each one you use as [1], [2]. "
                "Ignore a source that does not answer the question.")
 NO_SOURCE = "I have no source for this in the knowledge base, so the answer below is unchecked."
-_CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def cited(answer: str, passages: list[Passage]) -> list[int]:
     """The passage numbers an answer cites, in order of first citation; numbers with no passage are ignored."""
     numbers = {p.n for p in passages}
     out: list[int] = []
-    for m in _CITATION.finditer(answer):
+    for m in CITATION.finditer(answer):
         n = int(m.group(1))
         if n in numbers and n not in out:
             out.append(n)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pz2.config import RaftConfig, RetrievalConfig
 from pz2.data.generate import topic_documents
+from pz2.data.schema import CITATION
 from pz2.knowledge.chunking import Chunk
 from pz2.knowledge.documents import bank_path
 from pz2.knowledge.grounding import Passage, fit_passages
@@ -73,6 +74,8 @@ def sheet_examples(index: KnowledgeIndex) -> list[tuple[str, str, Chunk]]:
                 continue
             action = action[0].lower() + action[1:]
             question = f"How do I {action}?"
+            if CITATION.search(block):  # "${a[0]}" would read as a citation
+                continue
             if question.lower() not in seen:
                 seen.add(question.lower())
                 out.append((question, f"To {action}:\n" + "\n".join(lines[1:]), chunk))
@@ -116,8 +119,12 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
                 chosen = sorted([*chosen, oracle], key=lambda c: rank[c.id])
             else:
                 chosen.insert(rng.randrange(len(chosen) + 1), oracle)
-        passages = fit_passages([_passage(n, c) for n, c in enumerate(chosen, start=1)], tokenizer,
-                                retrieval.max_passage_tokens)
+        # the budget cuts distractors before the oracle: a cited passage always holds its answer
+        first = sorted(chosen, key=lambda c: c is not oracle)
+        kept = fit_passages([_passage(i, c) for i, c in enumerate(first)], tokenizer, retrieval.max_passage_tokens)
+        order = {c.id: i for i, c in enumerate(chosen)}
+        kept.sort(key=lambda p: order[first[p.n].id])
+        passages = [Passage(n, p.path, p.title, p.text) for n, p in enumerate(kept, start=1)]
         answer = row["target_text"]
         numbers = [p.n for p in passages if oracle is not None and p.path == oracle.path]
         if numbers:
