@@ -40,7 +40,8 @@ class BuildReport:
 
 
 def _doc_hash(doc: Document, cfg: KnowledgeConfig, encoder_id: str) -> str:
-    key = json.dumps([doc.title, doc.split, cfg.chunk_chars, cfg.overlap, encoder_id], ensure_ascii=False)
+    key = json.dumps([doc.title, doc.split, doc.passage_chars or cfg.chunk_chars, cfg.overlap, encoder_id],
+                     ensure_ascii=False)
     return hashlib.sha256(f"{key}\0{doc.text}".encode()).hexdigest()
 
 
@@ -86,7 +87,7 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
                 chunks.append(chunk)
                 vectors.append(vector)
         else:
-            for chunk in chunk_document(doc, cfg.chunk_chars, cfg.overlap):
+            for chunk in chunk_document(doc, doc.passage_chars or cfg.chunk_chars, cfg.overlap):
                 fresh.append(len(chunks))
                 chunks.append(chunk)
                 vectors.append(np.zeros(0, dtype=np.float32))

@@ -34,6 +34,9 @@ TEXT = {".txt", ".rst", ".text"}
 HTML = {".html", ".htm"}
 PDF = {".pdf"}
 SUFFIXES = MARKDOWN | TEXT | HTML | PDF
+# A cheat sheet's passage holds one or two of its examples, not a screenful: retrieval then picks
+# the example, and the model has one command to quote instead of the sheet's first one.
+SHEET_PASSAGE_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Document:
     collection: str    # a key of COLLECTIONS, or "user"
     markdown: bool     # headings start with '#': chunks break there
     split: str = "train"  # a bank topic's split: RAFT rows draw passages from training topics only
+    passage_chars: int | None = None  # longest passage, when this document wants its own (else knowledge.chunk_chars)
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _cheat_documents() -> Iterator[Document]:
         if path.is_file() and not f.name.startswith((".", "_")):
             text = path.read_text(encoding="utf-8", errors="replace")
             name = f"cheat:{f.name}"
-            yield Document(name, f"{f.name} command examples", text, "cheat", False, split_of(name))
+            yield Document(name, f"{f.name} command examples", text, "cheat", False, split_of(name), SHEET_PASSAGE_CHARS)
 
 
 BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs": _python_documents,
