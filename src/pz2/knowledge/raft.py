@@ -4,11 +4,11 @@ Each specialist row gets the passages its prompt will quote at run time. In most
 (`oracle_fraction`) one of them is the passage holding the answer (its topic's document) and the
 others are distractors, and the answer cites the oracle as [n]; in the rest every passage is a
 distractor and the answer cites nothing, so the model learns both to use a passage and to
-ignore one that does not answer. Passages keep the order the index ranks them in, as the
-runtime prompt does (RAFT shuffles them; a 135M model trained on shuffled passages picked the
-second one even where retrieval had ranked the right one first). Distractors are the index's own best hits for the question
-(hard negatives), drawn only from passages of training topics and of documents no evaluation
-row is built from: no validation or test answer reaches training through a distractor.
+ignore one that does not answer. Passages keep the order the index ranks them in, the order the
+runtime prompt shows them in (RAFT shuffles them). Distractors are the index's own best hits for
+the question (hard negatives), drawn only from passages of training topics and training cheat
+sheets: no validation or test answer reaches training through a distractor. The technical
+specialist also gets rows written from the training cheat sheets' examples.
 """
 
 from __future__ import annotations
