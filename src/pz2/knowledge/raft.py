@@ -105,7 +105,8 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
     vectors = encoder.embed([r["input_text"] for r in rows])
     out = []
     for row, (oracle_path, oracle_id), vector in zip(rows, oracles, vectors, strict=True):
-        hits = index.search(vector, row["input_text"], cfg.passages * 4 + 8, retrieval.candidates)
+        # deep enough that distractors remain after dropping the oracle's own document (a sheet's examples)
+        hits = index.search(vector, row["input_text"], retrieval.candidates, retrieval.candidates)
         ranked = [h.chunk for h in hits]
         distractors = [c for c in ranked if c.path != oracle_path and c.split == "train"]
         oracle = None
