@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pz2.config import KnowledgeConfig, TrainingConfig
+from pz2.errors import ModelError
 from pz2.fileio import atomic_directory
 from pz2.knowledge.chunking import Chunk, chunk_document
 from pz2.knowledge.documents import COLLECTIONS, Document, Skipped, builtin_documents, user_documents
@@ -51,11 +52,11 @@ def _previous(folder: Path) -> tuple[dict[str, str], dict[str, list[tuple[Chunk,
         return {}, {}
     try:
         old = KnowledgeIndex.load(folder)
-    except Exception as e:  # noqa: BLE001 - a damaged index is rebuilt from scratch, not a reason to stop
+    except ModelError as e:  # a damaged index is rebuilt from scratch, not a reason to stop
         logger.warning("%s; rebuilding every document", e)
         return {}, {}
     by_doc: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
-    for chunk, vector in zip(old.chunks, old.embeddings):
+    for chunk, vector in zip(old.chunks, old.embeddings, strict=True):
         by_doc.setdefault(chunk.path, []).append((chunk, vector))
     return {p: d["sha256"] for p, d in old.manifest.get("documents", {}).items()}, by_doc
 
@@ -70,8 +71,10 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
     docs += user
     for s in report.skipped:
         logger.warning("skipped %s: %s", s.path, s.reason)
-    seen: set[str] = set()
-    docs = [d for d in docs if not (d.path in seen or seen.add(d.path))]
+    unique: dict[str, Document] = {}
+    for d in docs:  # a file given twice (in knowledge.paths and on the command line) is indexed once
+        unique.setdefault(d.path, d)
+    docs = list(unique.values())
     old_hashes, old_chunks = _previous(folder)
 
     chunks: list[Chunk] = []

@@ -157,12 +157,12 @@ def read_document(path: Path, max_bytes: int) -> Document | Skipped:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         return Skipped(str(path), f"not a document type pz2 reads ({', '.join(sorted(SUFFIXES))})")
-    size = path.stat().st_size
-    if size == 0:
-        return Skipped(str(path), "empty file")
-    if size > max_bytes:
-        return Skipped(str(path), f"{size / 1e6:.1f} MB is over knowledge.max_file_mb")
     try:
+        size = path.stat().st_size
+        if size == 0:
+            return Skipped(str(path), "empty file")
+        if size > max_bytes:
+            return Skipped(str(path), f"{size / 1e6:.1f} MB is over knowledge.max_file_mb")
         if suffix in PDF:
             text, title = _pdf_text(path), None
         else:
@@ -176,6 +176,8 @@ def read_document(path: Path, max_bytes: int) -> Document | Skipped:
             text, title = _html_text(decoded) if suffix in HTML else (decoded, None)
     except ValueError as e:
         return Skipped(str(path), str(e))
+    except OSError as e:
+        return Skipped(str(path), f"cannot be read ({e.strerror or e})")
     if not text.strip():
         return Skipped(str(path), "no text in it")
     markdown = suffix in MARKDOWN | HTML
