@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from pz2.cli.common import _ws, app, console, err_console
-from pz2.views import source_lines
 from pz2.errors import DatasetError, Pz2Error, UsageError
+from pz2.views import source_lines
 from pz2.workspace import Workspace
 
 HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text)   [bold]/status[/]  models and pool\n"
