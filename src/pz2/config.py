@@ -30,14 +30,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class RemoteConfig(_Strict):
+    """An OpenAI-compatible server that generates for the router (`runtime.engine.openai`): vLLM serving
+    the base with the pz2 adapters, or another `pz2 serve`."""
+
+    base_url: str = Field("http://127.0.0.1:8001/v1", min_length=1, description="The server's `/v1` address.")
+    api_key: str | None = Field(
+        None, description="Its API key; null = the environment variable PZ2_BACKEND_API_KEY, else none."
+    )
+    models: dict[Literal["base", "unified", "qna", "technical"], str] = Field(
+        {"base": "unified", "unified": "unified", "qna": "qna-specialist", "technical": "technical-specialist"},
+        description="The server's model name for the base and for each adapter (vLLM: the `--lora-modules` names).",
+    )
+    top_logprobs: int = Field(
+        5, ge=1, le=20,
+        description="Alternatives asked per token: the confidence's entropy is computed over them plus the rest.",
+    )
+    timeout_s: float = Field(120, gt=0, le=3600, description="Longest wait for one answer.")
+
+
 class EngineConfig(_Strict):
     """How answers are generated (`runtime.engine` in `model_config.yaml`)."""
 
-    backend: Literal["llamacpp", "transformers"] = Field(
+    backend: Literal["llamacpp", "transformers", "openai"] = Field(
         "llamacpp",
         description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA (about 0.8 s "
-        "per 48-token answer here); `transformers`: PyTorch + PEFT, the reference (GPUs, full-model specialists).",
+        "per 48-token answer here); `transformers`: PyTorch + PEFT, the reference (GPUs, full-model "
+        "specialists); `openai`: an OpenAI-compatible server (`runtime.engine.openai`) generates.",
     )
+    openai: RemoteConfig = RemoteConfig()
     gguf_model: Path | None = Field(
         None, description="GGUF file of the base for llamacpp; empty = the embedded base's shipped GGUF."
     )
@@ -114,8 +135,33 @@ class RetrievalConfig(_Strict):
     )
 
 
+class ServingConfig(_Strict):
+    """`pz2 serve`: the OpenAI-compatible API and the web chat (`runtime.serving`)."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Loopback by default; any other address wants an API key.")
+    port: int = Field(8000, ge=1, le=65_535)
+    api_key: str | None = Field(
+        None, description="Bearer key the /v1 routes ask for; null = the environment variable PZ2_API_KEY, else none."
+    )
+    max_body_kb: int = Field(512, ge=1, le=65_536, description="Larger request bodies get 413 before they are parsed.")
+    max_tokens: int = Field(
+        512, ge=1, le=8192, description="Cap on a request's `max_tokens`: a larger value is lowered to this."
+    )
+    request_timeout_s: float = Field(
+        120, gt=0, le=3600, description="Waiting plus generating: past it a request waiting gets 503, one "
+        "generating ends with what it has (finish_reason `length`).",
+    )
+    max_running: int = Field(
+        1, ge=1, le=256, description="Requests generating at once. In-process engines decode one sequence at a "
+        "time, so 1 keeps the queue fair; raise it with the `openai` backend, which batches.",
+    )
+    max_waiting: int = Field(64, ge=0, le=10_000, description="Queued requests beyond this get 429 with Retry-After.")
+    retry_after_s: int = Field(1, ge=1, le=3600, description="The Retry-After of a 429.")
+
+
 class RuntimeConfig(_Strict):
     engine: EngineConfig = EngineConfig()
+    serving: ServingConfig = ServingConfig()
     router: RouterConfig = RouterConfig()
     pool: PoolConfig = PoolConfig()
     retrieval: RetrievalConfig = RetrievalConfig()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from enum import Enum
@@ -23,7 +22,6 @@ HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text) 
         "[bold]/sources[/]  the last answer's passages   [bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   "
         "[bold]/quit[/]  leave")
 DECLINES = {"no", "n", "nope", "no thanks", "아니요", "아니", "아뇨", "괜찮아요", "됐어요"}
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
 class Mode(str, Enum):
@@ -83,8 +81,6 @@ def _ask_line(out: Console, prompt: str) -> str | None:
 
 
 def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "terminal") -> None:
-    from pz2.runtime.assistant import OFFER_TEXT
-
     out.print(f"[bold]pz2 hybrid assistant[/] · engine {assistant.engine.name} · {HELP}")
     screen = _Screen(out)
     expert_next = False
@@ -136,9 +132,8 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
         if not turn.answer:
             out.print("[dim](empty answer)[/]")
         print_footer(out, turn)
-        if turn.route == "offer":
-            lang = "ko" if _HANGUL.search(turn.question) else "en"
-            out.print(f"[bold yellow]{OFFER_TEXT[lang]}[/] [dim](yes / 네 · no)[/]")
+        if turn.offer:
+            out.print(f"[bold yellow]{turn.offer}[/] [dim](yes / 네 · no)[/]")
 
 
 def batch(assistant: Any, source: Path, target: Path) -> int:

@@ -5,6 +5,7 @@ Training and inference both build prompts here, so they cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,17 +19,19 @@ class ChatExample:
     answer: str
 
 
-def chat_messages(system_prompt: str, user: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+def chat_messages(system_prompt: str, user: str, history: Sequence[dict[str, str]] = ()) -> list[dict[str, str]]:
+    """The system prompt, the earlier turns of a conversation ({role, content}, oldest first), the user turn."""
+    return [{"role": "system", "content": system_prompt}, *history, {"role": "user", "content": user}]
 
 
-def prompt_text(tokenizer: Any, system_prompt: str, user: str) -> str:
-    return tokenizer.apply_chat_template(chat_messages(system_prompt, user), add_generation_prompt=True, tokenize=False)
+def prompt_text(tokenizer: Any, system_prompt: str, user: str, history: Sequence[dict[str, str]] = ()) -> str:
+    return tokenizer.apply_chat_template(chat_messages(system_prompt, user, history), add_generation_prompt=True,
+                                         tokenize=False)
 
 
-def prompt_ids(tokenizer: Any, system_prompt: str, user: str) -> list[int]:
+def prompt_ids(tokenizer: Any, system_prompt: str, user: str, history: Sequence[dict[str, str]] = ()) -> list[int]:
     """Token ids of the prompt up to the assistant cue: what generation starts from."""
-    return tokenizer(prompt_text(tokenizer, system_prompt, user), add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt_text(tokenizer, system_prompt, user, history), add_special_tokens=False)["input_ids"]
 
 
 def encode_example(tokenizer: Any, ex: ChatExample, max_length: int) -> dict[str, list[int]] | None:

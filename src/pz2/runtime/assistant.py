@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from pz2.knowledge.retrieval import Retriever
 from pz2.runtime.classifier import ConversationClassifier, Prediction
 from pz2.runtime.complexity import complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
-from pz2.runtime.engine import Engine, build_engine
+from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engine
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.predictor import UsagePredictor
 from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Route, Router
@@ -38,6 +39,25 @@ logger = logging.getLogger(__name__)
 
 UNIFIED_ADAPTER = "unified"
 OFFER_TEXT = {"en": "Would you like a more expert answer?", "ko": "더 전문적인 답변이 필요하시나요?"}
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def offer_text(question: str) -> str:
+    """The expert-mode offer in the question's language."""
+    return OFFER_TEXT["ko" if _HANGUL.search(question) else "en"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a request may set beyond its message (the API sets them; the terminal keeps the defaults)."""
+
+    history: tuple[dict[str, str], ...] | None = None  # earlier turns, oldest first; None: the session remembers
+    system: str | None = None              # replaces the configured system prompt
+    sampling: Sampling = GREEDY
+    max_new_tokens: int | None = None
+    model: str | None = None               # None: the router decides; unified | qna | technical: that one answers
+    retrieval: bool = True                 # False: a specialist answers from the messages alone (a plain backend)
+    provisional: bool = True               # stream the unified answer before the router has kept it
 
 # (source, piece): source is "unified" or the specialist's name, so a screen can label the stream
 TextListener = Callable[[str, str], None]
@@ -63,12 +83,16 @@ class Turn:
     classifier: dict = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)   # passages in the answering prompt, with `cited`
     retrieval_ms: float | None = None
+    offer: str | None = None           # the expert-mode offer that follows the answer, in its language
     passages: list[Passage] = field(default_factory=list, repr=False)  # their text, for `/sources`
+    generation: Generation | None = field(default=None, repr=False)   # the answer's tokens, usage, finish reason
 
     def record(self) -> dict:
         """The routing record, as logged and as returned by batch mode and the API."""
         record = asdict(self)
         record.pop("passages")
+        record.pop("generation")
+        record["dropped_messages"] = self.generation.dropped_messages if self.generation else 0
         return record
 
     def summary(self) -> str:
@@ -136,7 +160,7 @@ class Assistant:
         self.confidence = confidence
         self.log_path = log_path
         self.unified = None
-        if unified is not None and unified.exists():
+        if unified is not None and engine.available(unified):
             engine.load(UNIFIED_ADAPTER, unified)
             self.unified = UNIFIED_ADAPTER
         self._sessions: dict[str, _Session] = {}
@@ -182,47 +206,77 @@ class Assistant:
     def pending_offer(self, session: str) -> bool:
         return self.session(session).offer is not None
 
+    def _recalled(self, history: tuple[dict[str, str], ...]) -> tuple[_Session, int]:
+        """What a session would remember of a conversation sent whole (the API is stateless): its last
+        question, offered expert mode if the reply ends with the offer; and how many messages precede
+        that question, so a re-asked question is answered without its first answer in the prompt."""
+        users = [i for i, m in enumerate(history) if m["role"] == "user"]
+        if not users:
+            return _Session(), 0
+        question = history[users[-1]]["content"]
+        last = (question, self.classifier.predict([question])[0])
+        offered = any(m["role"] == "assistant" and m["content"].rstrip().endswith(tuple(OFFER_TEXT.values()))
+                      for m in history[users[-1] + 1:])
+        return _Session(last=last, offer=last if offered else None), users[-1]
+
     def ask(self, message: str, session: str = "default", expert: bool = False,
-            on_text: TextListener | None = None) -> Turn:
+            on_text: TextListener | None = None, options: Options = Options()) -> Turn:
         """Answer one message. `expert` is the `/expert` command or the API's flag."""
         start = time.perf_counter()
-        state = self.session(session)
+        history = options.history
+        state, before = (self.session(session), 0) if history is None else self._recalled(history)
         phrase = "/expert" if expert else self.router.expert_phrase(message)
         if state.offer is not None and not phrase and self.router.refers_back(message) and message.strip():
             phrase = "accepted the offer"
         earlier = state.offer or state.last
         if phrase and earlier is not None and self.router.refers_back(message):
-            question, prediction = earlier
+            (question, prediction), history = earlier, history and history[:before]
         else:
             question, prediction = message, self.classifier.predict([message])[0]
         state.offer = None
         cx = complexity(question, prediction)
-        decision = self.router.before(question, prediction, cx, phrase)
+        if options.model is not None:
+            decision = self.router.requested(options.model, prediction)
+        else:
+            decision = self.router.before(question, prediction, cx, phrase)
+        prompting = {"history": history or (), "system": options.system, "sampling": options.sampling,
+                     "max_new_tokens": options.max_new_tokens}
 
         first_token: list[float] = []
+        held: list[tuple[str, str]] = []   # the unified answer's pieces while the router may still replace it
 
-        def listen(source: str) -> Callable[[str], None]:
+        def listen(source: str, provisional: bool = False) -> Callable[[str], None]:
             def piece(text: str) -> None:
                 if not first_token:
                     first_token.append(time.perf_counter() - start)
-                if on_text is not None:
+                if provisional:
+                    held.append((source, text))
+                elif on_text is not None:
                     on_text(source, text)
             return piece
 
         unified_answer = confidence = None
         grounding = _Grounding()
+        gen: Generation | None = None
         if decision is None or decision.route == UNIFIED:
-            user = self._ground(question, grounding) if self.runtime.retrieval.unified else question
-            gen = self.engine.stream(user, self.unified, on_text=listen(UNIFIED))
+            use_kb = self.runtime.retrieval.unified and options.retrieval
+            user = self._ground(question, grounding) if use_kb else question
+            gen = self.engine.stream(user, self.unified, on_text=listen(UNIFIED, decision is None and
+                                                                        not options.provisional), **prompting)
             unified_answer = gen.text
-            if decision is None:
+            if decision is None or options.model is not None:
                 confidence = self.confidence(gen, prediction) if self.confidence else None
+            if decision is None:
                 decision = self.router.after(prediction, confidence)
         answer, specialist_state, specialist = unified_answer, "not needed", None
         if decision.route == SPECIALIST:
             grounding = _Grounding()
-            answer, decision, specialist_state, specialist, unified_answer = self._specialist(
-                question, decision, unified_answer, listen, grounding)
+            answer, decision, specialist_state, specialist, gen = self._specialist(
+                question, decision, gen, listen, grounding, prompting, options.retrieval)
+            unified_answer = unified_answer if unified_answer is not None or specialist else gen.text
+        if decision.route != SPECIALIST and on_text is not None:
+            for source, text in held:   # the unified answer stands: what was held back goes out now
+                on_text(source, text)
         if decision.route == OFFER:
             state.offer = (question, prediction)
         state.last = (question, prediction)
@@ -233,7 +287,8 @@ class Assistant:
                     session, question, unified_answer, specialist,
                     round(first_token[0] * 1000, 1) if first_token else None,
                     {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note},
-                    grounding.sources(answer or ""), grounding.ms, grounding.passages)
+                    grounding.sources(answer or ""), grounding.ms,
+                    offer_text(question) if decision.route == OFFER else None, grounding.passages, gen)
         self._log(turn)
         return turn
 
@@ -246,23 +301,23 @@ class Assistant:
         grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
         return message
 
-    def _specialist(self, question: str, decision: Route, unified_answer: str | None,
-                    listen: Callable[[str], Callable[[str], None]],
-                    grounding: _Grounding) -> tuple[str, Route, str, str | None, str | None]:
+    def _specialist(self, question: str, decision: Route, unified: Generation | None,
+                    listen: Callable[..., Callable[[str], None]], grounding: _Grounding, prompting: dict,
+                    retrieval: bool) -> tuple[str, Route, str, str | None, Generation]:
         """The specialist's grounded answer, or the unified one with the reason when the specialist cannot load."""
         name = decision.category
         try:
             with self.pool.use(name) as how:
-                user = self._ground(question, grounding)
-                gen = self.engine.stream(user, name, on_text=grounding.prefix(listen(name)))
-            return grounding.finish(gen.text), decision, f"{name}: {how}", name, unified_answer
+                user = self._ground(question, grounding) if retrieval else question
+                gen = self.engine.stream(user, name, on_text=grounding.prefix(listen(name)), **prompting)
+            return grounding.finish(gen.text), decision, f"{name}: {how}", name, gen
         except SpecialistUnavailable as e:
             logger.warning("%s", e)
             grounding.passages, grounding.searched = [], False
-            if unified_answer is None:
-                unified_answer = self.engine.stream(question, self.unified, on_text=listen(UNIFIED)).text
+            if unified is None:
+                unified = self.engine.stream(question, self.unified, on_text=listen(UNIFIED), **prompting)
             fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)
-            return unified_answer, fallback, self.pool.state(name), None, unified_answer
+            return unified.text, fallback, self.pool.state(name), None, unified
 
     def _predict_next(self, session: str, category: str) -> None:
         self.predictor.observe(session, category)

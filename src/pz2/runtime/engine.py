@@ -7,6 +7,9 @@ tokens) lives in the loop too, so both engines still agree token for token.
 The loop records what the confidence estimate needs (each chosen token's log-probability and
 the entropy of its distribution) at the cost of one softmax per token.
 
+Sampling (temperature, top-p, seed), stop strings and per-token log-probabilities are the
+OpenAI API's, applied in the same loop; the default stays greedy.
+
 A request holds the engine's lock from choosing its adapter to its last token: one context,
 one adapter at a time, so two concurrent requests can never decode with each other's adapter.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,35 @@ from pz2.models.chat import prompt_ids
 TextCallback = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How one request chooses its tokens. The default is greedy, what the confidence model was
+    fitted on; the API's `temperature`, `top_p`, `seed` and `stop` change it per request."""
+
+    temperature: float = 0.0            # 0 = greedy
+    top_p: float = 1.0                  # nucleus: sample among the likeliest tokens holding this much mass
+    seed: int | None = None             # same seed, same sampled answer
+    stop: tuple[str, ...] = ()          # the answer ends before the first of these strings
+    top_logprobs: int | None = None     # None: no per-token log-probabilities; 0..20: that many alternatives each
+    cancelled: Callable[[], bool] | None = field(default=None, compare=False)  # asked per token: client gone, deadline
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+GREEDY = Sampling()
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One answer token as the OpenAI API reports it: its text, log-probability and the likeliest alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
 @dataclass
 class Generation:
     text: str
@@ -38,6 +70,10 @@ class Generation:
     finished: bool          # ended with end-of-turn, not cut at max_new_tokens
     first_token_s: float    # prompt in, first token out
     total_s: float
+    finish_reason: str = "stop"   # as OpenAI names it: stop (end of turn or a stop string) | length | cancelled
+    prompt_tokens: int = 0
+    dropped_messages: int = 0     # earlier turns left out so the prompt fits the context
+    token_logprobs: list[TokenLogprob] | None = field(default=None, repr=False)   # when asked for
 
     @property
     def tokens_per_s(self) -> float:
@@ -66,16 +102,54 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
     return logits
 
 
-def token_stats(logits: np.ndarray) -> tuple[int, float, float]:
-    """(greedy token, its log-probability, entropy of the distribution), in float64 for stability."""
+def log_softmax(logits: np.ndarray) -> tuple[np.ndarray, float]:
+    """(log-probabilities, entropy of the distribution), in float64 for stability."""
     x = logits.astype(np.float64)
     x -= x.max()
     p = np.exp(x)
     z = p.sum()
-    p /= z
-    best = int(np.argmax(x))
     logp = x - np.log(z)
-    return best, float(logp[best]), float(-(p * logp).sum())
+    return logp, float(-(p / z * logp).sum())
+
+
+def choose(logp: np.ndarray, sampling: Sampling, rng: np.random.Generator | None) -> int:
+    """The greedy token, or one drawn at `sampling.temperature` from the top-p nucleus."""
+    if sampling.greedy or rng is None:
+        return int(np.argmax(logp))
+    scaled = logp / sampling.temperature
+    p = np.exp(scaled - scaled.max())
+    p /= p.sum()
+    order = np.argsort(-p)
+    keep = order[: int(np.searchsorted(np.cumsum(p[order]), sampling.top_p) + 1)]  # at least the likeliest token
+    q = p[keep] / p[keep].sum()
+    return int(keep[rng.choice(len(keep), p=q)])
+
+
+class StopScanner:
+    """Cuts the streamed text before the first stop string, holding back a tail that might begin one,
+    so a client never sees part of a stop string."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.text = ""      # everything generated
+        self.sent = 0       # characters of it released
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        self.text += piece
+        hits = [i for i in (self.text.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped, self.text = True, self.text[: min(hits)]
+            return self.release(len(self.text))
+        hold = max((k for s in self.stops for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        return self.release(len(self.text) - hold)
+
+    def release(self, upto: int) -> str:
+        piece, self.sent = self.text[self.sent:upto], max(self.sent, upto)
+        return piece
+
+    def flush(self) -> str:
+        return self.release(len(self.text))
 
 
 class TextStream:
@@ -153,47 +227,91 @@ class Engine:
     def loaded(self) -> list[str]:
         return list(self.sizes)
 
-    def prompt(self, user: str) -> list[int]:
-        return prompt_ids(self.tokenizer, self.system_prompt, user)
+    def available(self, path: Path) -> bool:
+        """Whether a model at `path` can be loaded (a remote engine answers for its server)."""
+        return path.exists()
+
+    def prompt(self, user: str, history: Sequence[dict[str, str]] = (), system: str | None = None) -> list[int]:
+        return prompt_ids(self.tokenizer, self.system_prompt if system is None else system, user, history)
+
+    def fit_prompt(self, user: str, history: Sequence[dict[str, str]], system: str | None,
+                   limit: int) -> tuple[list[int], int]:
+        """The prompt ids and how many earlier messages were dropped, oldest first, so that prompt and
+        `limit` answer tokens fit the context. The system prompt and the user turn always stay."""
+        history = list(history)
+        prompt = self.prompt(user, history, system)
+        dropped = 0
+        while history and len(prompt) + limit > self.context_length:
+            cut = 2 if len(history) > 1 and history[1]["role"] == "assistant" else 1  # a question with its answer
+            history, dropped = history[cut:], dropped + cut
+            prompt = self.prompt(user, history, system)
+        return prompt, dropped
+
+    def token_logprob(self, logp: np.ndarray, token: int, top: int) -> TokenLogprob:
+        alternatives = np.argpartition(-logp, top)[:top] if top else np.array([], dtype=int)
+        alternatives = alternatives[np.argsort(-logp[alternatives])]
+        decode = self.tokenizer.decode
+        return TokenLogprob(decode([token]), float(logp[token]), tuple((decode([int(t)]), float(logp[t]))
+                                                                        for t in alternatives))
 
     def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
-               on_text: TextCallback | None = None) -> Generation:
-        """Greedy answer to one user turn with `adapter`, calling `on_text` with each new piece."""
+               on_text: TextCallback | None = None, history: Sequence[dict[str, str]] = (),
+               system: str | None = None, sampling: Sampling = GREEDY) -> Generation:
+        """The answer to `user` after the earlier turns `history`, with `adapter`, calling `on_text`
+        with each new piece of text."""
         limit = max_new_tokens or self.max_new_tokens
+        rng = None if sampling.greedy else np.random.default_rng(sampling.seed)
         with self.lock:
             if adapter is not None and adapter not in self.sizes:
                 raise ModelError(f"{adapter}: not loaded in the {self.name} engine")
             start = time.perf_counter()
-            prompt = self.prompt(user)
+            prompt, dropped = self.fit_prompt(user, history, system, 1)
             limit = min(limit, self.context_length - len(prompt))
             if limit <= 0:
                 raise ModelError(f"the message fills the engine's context ({len(prompt)} tokens of "
                                  f"{self.context_length}); shorten it or raise runtime.engine.context_length")
+            if history:
+                prompt, dropped = self.fit_prompt(user, history, system, limit)
             logits = self._start(adapter, prompt)
             text = TextStream(self.tokenizer)
+            scan = StopScanner(sampling.stop)
             ids: list[int] = []
             logprobs: list[float] = []
             entropies: list[float] = []
+            tokens: list[TokenLogprob] | None = None if sampling.top_logprobs is None else []
             first = 0.0
-            finished = False
+            reason = "length"
             for step in range(limit):
+                if sampling.cancelled is not None and sampling.cancelled():
+                    reason = "cancelled"
+                    break
                 logits = control_repetition(logits, ids, self.no_repeat_ngram_size, self.repetition_penalty)
-                token, logp, entropy = token_stats(logits)
+                logp, entropy = log_softmax(logits)
+                token = choose(logp, sampling, rng)
                 if step == 0:
                     first = time.perf_counter() - start
-                logprobs.append(logp)
+                logprobs.append(float(logp[token]))
                 entropies.append(entropy)
                 if token in self.stop_ids:
-                    finished = True
+                    reason = "stop"
                     break
                 ids.append(token)
-                piece = text.push(token)
+                if tokens is not None:
+                    tokens.append(self.token_logprob(logp, token, sampling.top_logprobs or 0))
+                piece = scan.push(text.push(token))
                 if piece and on_text is not None:
                     on_text(piece)
+                if scan.stopped:
+                    reason = "stop"
+                    break
                 if step + 1 < limit:
                     logits = self._next(token)
+            tail = scan.flush()
+            if tail and on_text is not None:
+                on_text(tail)
             total = time.perf_counter() - start
-        return Generation(text.emitted.strip(), ids, logprobs, entropies, finished, first, total)
+        return Generation(scan.text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
+                          total, reason, len(prompt), dropped, tokens)
 
     def generate(self, user: str, adapter: str | None = None, max_new_tokens: int | None = None) -> Generation:
         return self.stream(user, adapter, max_new_tokens)
@@ -202,6 +320,10 @@ class Engine:
 def build_engine(cfg: ModelConfig) -> Engine:
     """The engine the config names, with its base loaded (no adapters yet)."""
     backend = cfg.runtime.engine.backend
+    if backend == "openai":
+        from pz2.runtime.engine_openai import OpenAIEngine
+
+        return OpenAIEngine.from_config(cfg)
     if backend == "llamacpp":
         from pz2.runtime.engine_llamacpp import LlamaCppEngine
 

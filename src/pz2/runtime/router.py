@@ -34,7 +34,8 @@ _TOKEN = re.compile(r"[A-Za-z]+|[\uac00-\ud7a3]+")
 @dataclass(frozen=True)
 class Route:
     route: str             # unified | specialist | offer
-    reason: str            # explicit_request | complexity | general | confident | low_confidence | offer | no_confidence_model
+    reason: str            # explicit_request | model_requested | complexity | general | confident |
+                           # low_confidence | offer | no_confidence_model | fallback
     detail: str            # the reason in words, with the numbers that decided it
     category: str          # the specialist's category (or general)
 
@@ -76,6 +77,16 @@ class Router:
             return Route(SPECIALIST, "complexity",
                          f"complexity {complexity.score:.2f} > {self.cfg.complexity_threshold:.2f}", prediction.label)
         return None
+
+    @staticmethod
+    def requested(model: str, prediction: Prediction) -> Route:
+        """The request named the model that answers (the API's `model`); the classifier's category is kept
+        for the record."""
+        if model == UNIFIED:
+            return Route(UNIFIED, "model_requested", "the request named the unified model", prediction.label)
+        if model not in SPECIALISTS:
+            raise ValueError(f"no model {model!r}; choose {UNIFIED} or one of {list(SPECIALISTS)}")
+        return Route(SPECIALIST, "model_requested", f"the request named the {model} specialist", model)
 
     def after(self, prediction: Prediction, confidence: float | None) -> Route:
         """The decision once the unified model has answered with `confidence`."""
