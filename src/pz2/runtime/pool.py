@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,16 +43,21 @@ class SpecialistPool:
         self.load_times: dict[str, float] = {}
         self.loads = 0                      # cold loads so far, preloads included
         self.evictions: list[str] = []
+        self.on_load: Callable[[str, float], None] | None = None   # (name, seconds) after each load: metrics
 
     def state(self, name: str) -> str:
         with self._cond:
             s = self._state.get(name, UNLOADED)
             return f"{FAILED}: {self._errors[name]}" if s == FAILED else s
 
+    def used_bytes(self) -> int:
+        with self._cond:
+            return sum(self._lru.values())
+
     def snapshot(self) -> dict[str, object]:
         with self._cond:
             return {"specialists": {n: self.state(n) for n in self.paths},
-                    "used_mb": round(sum(self._lru.values()) / 2**20, 2), "budget_mb": round(self.budget / 2**20, 2)}
+                    "used_mb": round(self.used_bytes() / 2**20, 2), "budget_mb": round(self.budget / 2**20, 2)}
 
     @contextmanager
     def use(self, name: str) -> Iterator[str]:
@@ -127,6 +132,8 @@ class SpecialistPool:
             if pin:
                 self._pins[name] = self._pins.get(name, 0) + 1
             self._cond.notify_all()
+        if self.on_load is not None:
+            self.on_load(name, self.load_times[name])
         self._evict(keep=name)
         return "loaded"
 

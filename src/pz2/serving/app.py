@@ -1,0 +1,219 @@
+"""The FastAPI routes of `pz2 serve`. Routes are thin: each takes the service from `app.state`,
+makes one call and returns; errors of every kind leave through one handler in OpenAI's shape
+`{"error": {message, type, param, code}}`, never as a traceback.
+
+The assistant loads in the background after the server starts: `/health` answers 503 until it
+is ready, so an orchestrator (or a test) waits on it instead of guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pz2.config import ServingConfig
+from pz2.errors import Pz2Error
+from pz2.runtime.assistant import Assistant
+from pz2.serving.errors import AuthError, BodyTooLargeError, NotReadyError, OverloadedError, http_status
+from pz2.serving.metrics import Metrics
+from pz2.serving.protocol import ChatCompletionRequest, ErrorInfo, ErrorResponse, ModelList
+from pz2.serving.service import ChatService
+
+logger = logging.getLogger(__name__)
+
+CHAT_ROUTE = "/v1/chat/completions"
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 503)}
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """A warning when the server is reachable beyond this machine with no key: anyone there could use it."""
+    if api_key:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (f"serving on {host} without an API key: anyone who reaches this address can use the models; "
+            "set --api-key or PZ2_API_KEY")
+
+
+def error_response(exc: Exception, status: int | None = None) -> JSONResponse:
+    code_status, kind = http_status(exc)
+    status = status or code_status
+    info = ErrorInfo(message=str(exc).splitlines()[0] if str(exc) else kind, type=kind,
+                     param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
+    return JSONResponse(ErrorResponse(error=info).model_dump(), status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a body over the limit gets 413 before anything parses it; the body is read
+    once here (it is small by definition) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                error = BodyTooLargeError(f"the request body is over {self.max_bytes // 1024} KB "
+                                          "(runtime.serving.max_body_kb)", code="body_too_large")
+                return await error_response(error)(scope, receive, send)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """The parameter a validation error is about, dotted as OpenAI names it (`messages.0.role`)."""
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or None
+
+
+def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name: str,
+               api_key: str | None = None) -> FastAPI:
+    """The API over the assistant `load` builds (in the background, after the server is up)."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async def start() -> None:
+            try:
+                assistant = await asyncio.to_thread(load)
+            except Exception as e:  # a broken model must show in /health, not kill the server silently
+                logger.error("the assistant could not load: %s", e)
+                app.state.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+                return
+            app.state.service = ChatService(assistant, serving, metrics, base_name)
+            logger.info("pz2 serve ready")
+
+        app.state.service, app.state.load_error = None, None
+        loading = asyncio.create_task(start())
+        yield
+        loading.cancel()
+        if app.state.service is not None:
+            app.state.service.close()
+            app.state.service.assistant.close()
+
+    app = FastAPI(title="pz2", summary="The hybrid assistant over an OpenAI-compatible API", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=serving.max_body_kb * 1024)
+
+    def service(request: Request) -> ChatService:
+        svc = request.app.state.service
+        if svc is None:
+            problem = request.app.state.load_error
+            raise NotReadyError(f"the assistant failed to load: {problem}" if problem else
+                                "the assistant is still loading; retry when /health says ok", code="loading")
+        return svc
+
+    def authorized(request: Request) -> None:
+        if api_key is None:
+            return
+        sent = request.headers.get("authorization", "")
+        scheme, _, token = sent.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise AuthError("a valid API key is required: send `Authorization: Bearer <key>`",
+                            code="invalid_api_key")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        if request.url.path == CHAT_ROUTE:
+            metrics.requests.labels(getattr(request.state, "model", "unknown"), str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(Pz2Error)
+    async def _pz2_error(request: Request, exc: Pz2Error) -> JSONResponse:
+        if http_status(exc)[0] >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(RuntimeError("internal error; the server log has the details"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return JSONResponse(ErrorResponse(error=ErrorInfo(
+                message=f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})",
+                type="invalid_request_error", code="invalid_json")).model_dump(), status_code=400)
+        param = _param(tuple(first.get("loc", ())))
+        message = first.get("msg", "invalid value").removeprefix("Value error, ")
+        return JSONResponse(ErrorResponse(error=ErrorInfo(
+            message=f"`{param}`: {message}" if param else message, type="invalid_request_error", param=param,
+            code="invalid_value")).model_dump(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(ErrorResponse(error=ErrorInfo(message=str(exc.detail), type="invalid_request_error",
+                                                          code=exc.status_code)).model_dump(),
+                            status_code=exc.status_code)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("pz2.serving").joinpath("static/index.html").read_text("utf-8"))
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        if request.app.state.service is not None:
+            return JSONResponse({"status": "ok"})
+        problem = request.app.state.load_error
+        return JSONResponse({"status": "failed", "error": problem} if problem else {"status": "loading"},
+                            status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(authorized)])
+    async def models(svc: ChatService = Depends(service)) -> ModelList:
+        return svc.models()
+
+    @app.post(CHAT_ROUTE, responses=ERRORS, dependencies=[Depends(authorized)])
+    async def chat_completions(body: ChatCompletionRequest, request: Request,
+                               svc: ChatService = Depends(service)) -> Any:
+        request.state.model = body.model
+        job = await svc.submit(body)
+        if body.stream:
+            return StreamingResponse(svc.stream(job), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await svc.complete(job, request.is_disconnected)
+
+    app.state.metrics = metrics
+    return app
+

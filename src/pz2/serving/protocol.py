@@ -1,0 +1,213 @@
+"""The OpenAI chat-completions wire format, and pz2's extensions to it: pydantic models only.
+
+Fields follow the order of the OpenAI reference; pz2's come after them, marked. Unknown request
+fields are accepted (clients send what their version knows) and logged, never silently used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pz2.runtime.assistant import Options
+from pz2.runtime.engine import Sampling
+
+logger = logging.getLogger(__name__)
+
+# The served names: the router, and each model it can route to (OpenAI `model` ids).
+HYBRID = "pz2-hybrid"
+MODELS: dict[str, str | None] = {HYBRID: None, "unified": "unified", "qna-specialist": "qna",
+                                 "technical-specialist": "technical"}
+
+
+class OpenAIModel(BaseModel):
+    """Accepts fields a newer OpenAI client sends (`refusal`, `tool_calls`: None on plain text turns)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(OpenAIModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+    name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v: str | list[dict[str, Any]]) -> str:
+        """Content parts are joined when all are text; images and audio are not for these models."""
+        if isinstance(v, str):
+            return v
+        if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in v):
+            raise ValueError("only text content parts are supported")
+        return "".join(part["text"] for part in v)
+
+
+class StreamOptions(OpenAIModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """POST /v1/chat/completions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    # OpenAI fields, in the order of the OpenAI reference
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logprobs: bool = False
+    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    stop: str | list[str] | None = Field(None, validate_default=True)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    user: str | None = None
+
+    # pz2 extensions, not in the OpenAI spec
+    expert: bool = Field(False, description="Answer with the specialist of the question's category (expert mode).")
+    retrieval: bool = Field(True, description="False: a specialist answers from the messages alone, no knowledge "
+                            "base; what a pz2 router sends when this server is its backend.")
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> list[str]:
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("at most 4 non-empty stop strings")
+        return stops
+
+    @model_validator(mode="after")
+    def _conversation(self) -> ChatCompletionRequest:
+        if self.messages[-1].role != "user":
+            raise ValueError("the last message must be the user's: it is the one answered")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("`top_logprobs` needs `logprobs: true`")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("`stream_options` needs `stream: true`")
+        return self
+
+    def ignored(self) -> list[str]:
+        """Fields sent that pz2 does not use: logged per request, as vLLM does."""
+        unused = {"frequency_penalty", "presence_penalty"} & self.model_fields_set
+        return sorted(unused | set(self.model_extra or {}))
+
+    def to_options(self, max_tokens_cap: int, cancelled: Any) -> Options:
+        """The assistant's options for this request: earlier turns, system prompt, sampling, the named model."""
+        system = [m.content for m in self.messages if m.role in ("system", "developer")]
+        turns = tuple({"role": m.role, "content": m.content} for m in self.messages[:-1]
+                      if m.role in ("user", "assistant"))
+        wanted = self.max_completion_tokens or self.max_tokens
+        sampling = Sampling(temperature=0.0 if self.temperature is None else self.temperature,
+                            top_p=1.0 if self.top_p is None else self.top_p, seed=self.seed, stop=tuple(self.stop),
+                            top_logprobs=(self.top_logprobs or 0) if self.logprobs else None, cancelled=cancelled)
+        return Options(history=turns, system="\n\n".join(system) if system else None, sampling=sampling,
+                       max_new_tokens=min(wanted or max_tokens_cap, max_tokens_cap), model=MODELS[self.model],
+                       retrieval=self.retrieval, provisional=False)
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=_completion_id)
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=_now)
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    # pz2 extension: the routing record (route, reason, confidence, complexity, specialist state, sources)
+    pz2: dict[str, Any]
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    pz2: dict[str, Any] | None = None   # pz2 extension, on the chunk that finishes the choice
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=_now)
+    owned_by: str = "pz2"
+    root: str
+    parent: str | None = None   # an adapter's base, as vLLM lists LoRA modules
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo

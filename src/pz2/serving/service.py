@@ -1,0 +1,199 @@
+"""The work behind /v1/chat/completions: admit a request, answer it with the assistant, reply.
+
+The assistant is synchronous and holds the engine while it generates, so each admitted request
+runs in a worker thread; its text pieces cross to the event loop through a queue, which the
+server-sent-events generator drains. A request checks, once per token, whether its client is
+still there and its deadline not passed, so a client that leaves frees its slot within a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pz2.config import ServingConfig
+from pz2.runtime.assistant import Assistant, Turn
+from pz2.runtime.engine import Generation
+from pz2.serving.errors import NotReadyError, RequestError, UnknownModelError
+from pz2.serving.metrics import Metrics
+from pz2.serving.protocol import (
+    MODELS, AssistantMessage, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice,
+    ChoiceLogprobs, ChunkChoice, Delta, ModelCard, ModelList, TokenLogprob, TopLogprob, Usage,
+)
+from pz2.serving.scheduler import FairScheduler
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()   # end of a job's text pieces
+_RECORD_DROPS = ("message", "answer", "session")   # the response carries these already
+
+
+def _logprobs(gen: Generation | None) -> ChoiceLogprobs | None:
+    if gen is None or gen.token_logprobs is None:
+        return None
+    return ChoiceLogprobs(content=[
+        TokenLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()),
+                     top_logprobs=[TopLogprob(token=s, logprob=lp, bytes=list(s.encode())) for s, lp in t.top])
+        for t in gen.token_logprobs])
+
+
+def _usage(gen: Generation | None) -> Usage:
+    prompt, completion = (gen.prompt_tokens, len(gen.token_ids)) if gen else (0, 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+@dataclass
+class _Job:
+    """One admitted request: its text pieces as they come, its turn when done."""
+
+    body: ChatCompletionRequest
+    arrived: float
+    pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
+    gone: threading.Event = field(default_factory=threading.Event)   # the client left
+    deadline: float = 0.0
+    first_piece: float | None = None
+    turn: asyncio.Future | None = None
+
+    def cancelled(self) -> bool:
+        return self.gone.is_set() or time.monotonic() > self.deadline
+
+    @property
+    def timed_out(self) -> bool:
+        return not self.gone.is_set() and time.monotonic() > self.deadline
+
+
+class ChatService:
+    def __init__(self, assistant: Assistant, serving: ServingConfig, metrics: Metrics, base_name: str) -> None:
+        self.assistant = assistant
+        self.serving = serving
+        self.metrics = metrics
+        self.base_name = base_name
+        self.scheduler = FairScheduler(serving.max_running, serving.max_waiting, serving.retry_after_s)
+        self._workers = ThreadPoolExecutor(max_workers=serving.max_running, thread_name_prefix="pz2-serve")
+        pool = assistant.pool
+        pool.on_load = metrics.adapter_loaded
+        metrics.watch(lambda: self.scheduler.running, lambda: self.scheduler.waiting, pool.used_bytes, pool.budget)
+
+    def models(self) -> ModelList:
+        """The router and the models it routes to; adapters name the base as their parent, as vLLM lists them."""
+        cards = [ModelCard(id=name, root=self.base_name if target is None else target,
+                           parent=None if target is None else self.base_name) for name, target in MODELS.items()]
+        return ModelList(data=cards)
+
+    async def submit(self, body: ChatCompletionRequest) -> _Job:
+        """Admit the request (429 when the line is full, 503 past its deadline) and start answering it."""
+        if body.model not in MODELS:
+            raise UnknownModelError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
+                                    param="model", code="model_not_found")
+        prompt = self.assistant.engine.prompt(body.messages[-1].content)
+        if len(prompt) >= self.assistant.engine.context_length:
+            raise RequestError(f"the last message takes {len(prompt)} tokens of the {self.assistant.engine.context_length}"
+                               "-token context; shorten it", param="messages", code="context_length_exceeded")
+        if body.ignored():
+            logger.info("fields %s were present in the request but ignored", body.ignored())
+        job = _Job(body, time.monotonic())
+        job.deadline = job.arrived + self.serving.request_timeout_s
+        try:
+            await asyncio.wait_for(self.scheduler.acquire(), timeout=self.serving.request_timeout_s)
+        except TimeoutError:
+            raise NotReadyError(f"no slot within {self.serving.request_timeout_s:g} s "
+                                "(runtime.serving.request_timeout_s); retry later", code="timeout") from None
+        loop = asyncio.get_running_loop()
+
+        def on_text(source: str, piece: str) -> None:
+            loop.call_soon_threadsafe(job.pieces.put_nowait, piece)
+
+        def answer() -> Turn:
+            try:
+                options = body.to_options(self.serving.max_tokens, job.cancelled)
+                return self.assistant.ask(body.messages[-1].content, session=f"api:{body.user or 'anonymous'}",
+                                          expert=body.expert, on_text=on_text, options=options)
+            finally:
+                loop.call_soon_threadsafe(job.pieces.put_nowait, _DONE)
+                loop.call_soon_threadsafe(self.scheduler.release)
+
+        job.turn = asyncio.ensure_future(loop.run_in_executor(self._workers, answer))
+        return job
+
+    def _finish(self, job: _Job, turn: Turn) -> tuple[str, dict[str, Any]]:
+        """The finish reason and the routing record of a done job; its metrics recorded."""
+        gen = turn.generation
+        model = job.body.model
+        self.metrics.routes.labels(turn.route, turn.reason).inc()
+        if gen is not None:
+            self.metrics.prompt_tokens.labels(model).inc(gen.prompt_tokens)
+            self.metrics.generation_tokens.labels(model).inc(len(gen.token_ids))
+        if job.first_piece is not None:
+            self.metrics.first_token.labels(model).observe(job.first_piece - job.arrived)
+        self.metrics.latency.labels(model).observe(time.monotonic() - job.arrived)
+        record = {k: v for k, v in turn.record().items() if k not in _RECORD_DROPS}
+        record["timed_out"] = job.timed_out
+        if job.timed_out:
+            logger.warning("request ran past runtime.serving.request_timeout_s: answer cut")
+        reason = "stop" if gen is None or gen.finish_reason == "stop" else "length"
+        return reason, record
+
+    async def complete(self, job: _Job, disconnected: Callable[[], Any]) -> ChatCompletionResponse:
+        """The whole answer as one response; stops generating if the client leaves meanwhile."""
+        assert job.turn is not None
+        while not job.turn.done():
+            await asyncio.wait({job.turn}, timeout=0.25)
+            if not job.turn.done() and await disconnected():
+                job.gone.set()
+        turn = job.turn.result()
+        job.first_piece = job.first_piece or time.monotonic()
+        reason, record = self._finish(job, turn)
+        content = turn.answer + (f"\n\n{turn.offer}" if turn.offer else "")
+        return ChatCompletionResponse(model=job.body.model, usage=_usage(turn.generation), pz2=record, choices=[
+            Choice(message=AssistantMessage(content=content), logprobs=_logprobs(turn.generation),
+                   finish_reason=reason)])
+
+    async def stream(self, job: _Job) -> AsyncIterator[str]:
+        """Server-sent events in OpenAI's chunk format: the role, text as it comes, the finishing chunk with
+        the routing record, the usage chunk when asked for, `[DONE]`."""
+        assert job.turn is not None
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def event(choices: list[ChunkChoice], **extra: Any) -> str:
+            chunk = ChatCompletionChunk(id=ident, created=created, model=job.body.model, choices=choices, **extra)
+            return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+
+        try:
+            yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
+            while (piece := await job.pieces.get()) is not _DONE:
+                job.first_piece = job.first_piece or time.monotonic()
+                yield event([ChunkChoice(delta=Delta(content=piece))])
+        except BaseException:   # the client left: the server closed this generator
+            job.gone.set()
+            raise
+        try:
+            turn = await job.turn
+        except Exception as e:  # the status line has gone out: the error travels as an event, as OpenAI's do
+            logger.exception("the answer failed mid-stream")
+            yield self.error_event(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            yield "data: [DONE]\n\n"
+            return
+        if turn.offer:
+            yield event([ChunkChoice(delta=Delta(content=f"\n\n{turn.offer}"))])
+        reason, record = self._finish(job, turn)
+        yield event([ChunkChoice(delta=Delta(), logprobs=_logprobs(turn.generation), finish_reason=reason)],
+                    pz2=record)
+        if job.body.stream_options is not None and job.body.stream_options.include_usage:
+            yield event([], usage=_usage(turn.generation))
+        yield "data: [DONE]\n\n"
+
+    @staticmethod
+    def error_event(message: str) -> str:
+        """An error that happens after the stream began: sent as an event, as OpenAI's servers do."""
+        return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=True, cancel_futures=True)
