@@ -216,14 +216,33 @@ def test_ctrl_c_saves_a_checkpoint_first(sft_ws) -> None:
     assert not (sft_ws.models / "unified_model" / "adapter").exists(), "an interrupted run saves no final adapter"
 
 
-def test_entry_point_runs_under_accelerate_launch(sft_ws) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+def test_two_process_ddp_training_writes_one_adapter_from_the_main_process(sft_ws, tiny_base) -> None:
+    """Two processes on a CPU train with DDP over gloo: only the main one deletes the older run, logs,
+    checkpoints and saves, in the same adapter format as one process. (`accelerate launch --cpu` starts
+    more than one process only through MPI; `--multi_gpu` starts them with torchrun, and on a machine
+    without a GPU pz2 puts them on the CPU.)"""
+    stale = sft_ws.checkpoints / "unified" / "checkpoint-999"
+    stale.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     accelerate = Path(sys.executable).with_name("accelerate")
-    out = subprocess.run([str(accelerate), "launch", "--num_processes", "1", "--cpu", "-m", "pz2",
-                          "--workspace", str(sft_ws.root), "train", "unified", "--profile", "tiny", "--max-steps", "2"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "-m", "pz2",
+                          "--workspace", str(sft_ws.root), "train", "unified", "--profile", "tiny", "--max-steps", "4"],
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert (sft_ws.models / "unified_model" / "adapter" / "adapter_model.safetensors").exists()
+    adapter = sft_ws.models / "unified_model" / "adapter"
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and manifest["metrics"]["global_step"] == 4
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert weights and all("lora_" in k for k in weights)
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k), "B starts at zero: it trained"
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), adapter)  # the usual format
+    assert not stale.exists(), "the main process deletes the older run"
+    assert [p.name for p in (sft_ws.checkpoints / "unified").iterdir()] == ["checkpoint-4"]
+    assert len(list(sft_ws.training_logs.glob("unified-*"))) == 1, "one log folder, the main process's"
+    assert out.stdout.count("unified adapter saved to") == 1, out.stdout
 
 
 def test_head_at_labels_loss_equals_the_full_causal_lm_loss(tiny_base: Path) -> None:

@@ -39,6 +39,8 @@ def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool,
         err_console.print(f"interrupted at step {result.metrics['global_step']}: checkpoint saved in "
                           f"{result.checkpoint_dir}; continue with the same command and --resume")
         raise typer.Exit(code=130)
+    if not result.main_process:
+        return
     m = result.metrics
     console.print(f"{kind} adapter saved to {result.path} in {result.seconds:.0f} s: {m['global_step']} steps, "
                   f"train loss {m['train_loss']:.3f}, validation loss {m['eval_loss']:.3f}, "

@@ -2,7 +2,11 @@
 
 Reads top to bottom: data -> base + LoRA -> transformers Trainer (masked-prompt collator,
 optional packing, checkpoints, TensorBoard) -> train (or resume) -> evaluate -> atomic save of
-the adapter with its manifest. Runs unchanged under `accelerate launch` on many GPUs.
+the adapter with its manifest.
+
+Under `accelerate launch --num_processes N` (DDP: NCCL on GPUs, gloo with `--cpu`) every process
+runs this function; only the main one prepares the base, writes the RAFT rows, deletes an older
+run, writes logs, checkpoints and the adapter, while the others wait for it where they need its files.
 """
 
 from __future__ import annotations
@@ -61,10 +65,11 @@ class SFTResult:
     metrics: dict[str, Any]
     seconds: float
     interrupted: bool = False
+    main_process: bool = True  # False in the other processes of a multi-process run: they report nothing
 
 
-def _callbacks(log_dir: Path) -> tuple[list[Any], Any]:
-    """TensorBoard, a JSONL log, and a Ctrl-C handler that checkpoints before stopping."""
+def _callbacks(log_dir: Path, main: bool) -> tuple[list[Any], Any]:
+    """TensorBoard, a JSONL log (main process only), and a Ctrl-C handler that checkpoints before stopping."""
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
 
@@ -97,10 +102,12 @@ def _callbacks(log_dir: Path) -> tuple[list[Any], Any]:
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
             signal.signal(signal.SIGINT, self._previous)
 
+    interrupt = CheckpointOnInterrupt()
+    if not main:
+        return [interrupt], interrupt
     log_dir.mkdir(parents=True, exist_ok=True)
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(log_dir)  # every writer it opens (train, then evaluate) logs here
-    interrupt = CheckpointOnInterrupt()
     return [tensorboard, JsonlLog(), interrupt], interrupt
 
 
@@ -118,15 +125,20 @@ def train_sft(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
+    from accelerate import PartialState
+
     start = time.perf_counter()
     check_kind(kind)
     output = output or output_dir(ws, kind)
     run_dir = ws.checkpoints / kind
+    cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
     # data: validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked
-    base = base_fingerprint(model_cfg)
-    tokenizer = AutoTokenizer.from_pretrained(base["path"], trust_remote_code=model_cfg.trust_remote_code)
-    grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
+    with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
+        base = base_fingerprint(model_cfg)
+        tokenizer = AutoTokenizer.from_pretrained(base["path"], trust_remote_code=model_cfg.trust_remote_code)
+        grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
     train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
     val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
@@ -170,6 +182,7 @@ def train_sft(
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         bf16=use_bf16,
+        use_cpu=cpu,                          # with several processes and no GPU: DDP over gloo
         activation_checkpointing=False,       # on a CPU it costs far more time than the memory it saves
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -182,7 +195,7 @@ def train_sft(
         include_num_input_tokens_seen="non_padding",
     )
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    callbacks, interrupt = _callbacks(log_dir)
+    callbacks, interrupt = _callbacks(log_dir, state.is_main_process)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_features,
                       data_collator=CompletionCollator(tokenizer.pad_token_id, head_at_labels=True),
                       compute_loss_func=completion_loss(model.get_output_embeddings()), callbacks=callbacks)
@@ -190,8 +203,9 @@ def train_sft(
     checkpoint = _last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning", run_dir)
-    if checkpoint is None and run_dir.exists():
+    if checkpoint is None and run_dir.exists() and state.is_main_process:
         shutil.rmtree(run_dir)  # a fresh run must not leave an older run's checkpoints to resume from
+    state.wait_for_everyone()
     train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if interrupt.requested:
         return SFTResult(None, run_dir, {"global_step": trainer.state.global_step}, time.perf_counter() - start, True)
@@ -215,8 +229,9 @@ def train_sft(
     }
     if trainer.is_world_process_zero():
         with atomic_directory(output) as tmp:
-            model.save_pretrained(tmp)        # adapter_config.json + adapter_model.safetensors
+            trainer.accelerator.unwrap_model(model).save_pretrained(tmp)   # adapter_config.json + safetensors
             tokenizer.save_pretrained(tmp)
-            atomic_write_json(tmp / MANIFEST, manifest)
-    logger.info("%s adapter saved to %s in %.0fs", kind, output, seconds)
-    return SFTResult(output, run_dir, metrics, seconds)
+            atomic_write_json(tmp / MANIFEST, manifest | {"processes": state.num_processes})
+        logger.info("%s adapter saved to %s in %.0fs", kind, output, seconds)
+    state.wait_for_everyone()   # the others return once the adapter is there
+    return SFTResult(output, run_dir, metrics, seconds, main_process=state.is_main_process)
