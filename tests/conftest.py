@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -172,4 +175,64 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     rng = np.random.default_rng(0)
     y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
     ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)
+    return ws
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(api) -> Iterator[str]:
+    """A real uvicorn server for `api` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    """Until /health says ok: the assistant loads after the server starts."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = httpx.get(f"{url}/health", timeout=5)
+        except httpx.TransportError:
+            r = None
+        if r is not None and r.status_code == 200:
+            return
+        assert r is None or r.json()["status"] != "failed", r.text
+        assert time.monotonic() < deadline, f"{url} not healthy after {timeout}s"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def serve_ws(hybrid_ws: Workspace, random_adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The hybrid workspace with random adapters as the unified model and the specialists, so that each
+    model answers differently and an adapter mix-up shows in the text."""
+    root = tmp_path_factory.mktemp("serve") / "finetuning"
+    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    ws = Workspace(root)
+    for name, target in (("a", ws.unified_model / "adapter"), ("b", ws.specialist("qna")),
+                         ("c", ws.specialist("technical"))):
+        shutil.rmtree(target)
+        shutil.copytree(random_adapters[name], target)
     return ws

@@ -102,7 +102,8 @@ class ChatCompletionRequest(BaseModel):
         return sorted(unused | set(self.model_extra or {}))
 
     def to_options(self, max_tokens_cap: int, cancelled: Any) -> Options:
-        """The assistant's options for this request: earlier turns, system prompt, sampling, the named model."""
+        """The assistant's options for this request: earlier turns, system prompt, sampling, the named model.
+        Without `max_tokens` the answer is as long as `runtime.engine.max_new_tokens` allows."""
         system = [m.content for m in self.messages if m.role in ("system", "developer")]
         turns = tuple({"role": m.role, "content": m.content} for m in self.messages[:-1]
                       if m.role in ("user", "assistant"))
@@ -111,7 +112,7 @@ class ChatCompletionRequest(BaseModel):
                             top_p=1.0 if self.top_p is None else self.top_p, seed=self.seed, stop=tuple(self.stop),
                             top_logprobs=(self.top_logprobs or 0) if self.logprobs else None, cancelled=cancelled)
         return Options(history=turns, system="\n\n".join(system) if system else None, sampling=sampling,
-                       max_new_tokens=min(wanted or max_tokens_cap, max_tokens_cap), model=MODELS[self.model],
+                       max_new_tokens=min(wanted, max_tokens_cap) if wanted else None, model=MODELS[self.model],
                        retrieval=self.retrieval, provisional=False)
 
 
