@@ -25,7 +25,10 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/pz2 demo
 
+# The web chat's test drives Debian's Chromium through its ChromeDriver; installed here when missing.
 test: setup
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -m pytest
 
 clean:

@@ -206,7 +206,7 @@ class Engine:
         """Load an adapter or a full model under `name`; its size in bytes."""
         with self.lock:
             if name not in self.sizes:
-                if not path.exists():
+                if not self.available(path):
                     raise ModelError(f"{path}: no such model folder; train it first")
                 self.sizes[name] = self._load(name, path)
             return self.sizes[name]

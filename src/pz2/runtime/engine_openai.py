@@ -8,6 +8,7 @@ tokenizer here, so passages and earlier turns are cut to the same context as in-
 The confidence model needs each token's log-probability and the entropy of its distribution;
 a server returns only the `top_logprobs` likeliest tokens, so the entropy is computed over those
 plus one bucket holding the rest of the mass: a lower bound, exact when the top tokens hold it all.
+A server reports no log-probability for the end-of-turn token, so that one decision is missing.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ class OpenAIEngine(Engine):
     def _unload(self, name: str) -> None:
         """Nothing to free here: the server owns the weights."""
 
+    def _ids(self, pieces: list[str]) -> list[int]:
+        """Ids of the tokens the server sent as text, one per token: its count is exact (the confidence's
+        length), its ids exact for tokens that are whole characters (re-tokenising the answer is not:
+        BPE merges the "\n" "\n" a model may emit into one "\n\n")."""
+        unk = self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else -1
+        return [next(iter(self.tokenizer(p, add_special_tokens=False)["input_ids"]), unk) for p in pieces]
+
     def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
                on_text: TextCallback | None = None, history: Sequence[dict[str, str]] = (),
                system: str | None = None, sampling: Sampling = GREEDY) -> Generation:
@@ -120,7 +128,7 @@ class OpenAIEngine(Engine):
         except openai.APIStatusError as e:
             raise ModelError(f"{self.remote.base_url}: the backend answered {e.status_code} for model "
                              f"{model!r} ({e.message})") from None
-        ids = self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
+        ids = self._ids([t.token for t in tokens]) if tokens else self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return Generation(text.strip(), ids, logprobs, entropies, reason == "stop", first,
                           time.perf_counter() - start, reason, prompt_tokens, dropped,
                           tokens if sampling.top_logprobs is not None else None)
