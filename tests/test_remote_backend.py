@@ -87,3 +87,26 @@ def test_an_unreachable_backend_is_a_one_line_error(confident_ws, tmp_path) -> N
         engine.generate("hello")
     with pytest.raises(ModelError, match="names no server model"):
         engine.load("poetry", confident_ws.specialist("qna"))
+
+
+def test_export_for_vllm_writes_the_trained_base_the_adapters_and_the_serve_command(hybrid, tmp_path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from pz2.cli import app
+
+    out = tmp_path / "vllm"
+    result = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "export", "--vllm", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    base = AutoModelForCausalLM.from_pretrained(out / "base")
+    for name in ("unified", "qna-specialist", "technical-specialist"):
+        PeftModel.from_pretrained(base, out / "adapters" / name, adapter_name=name.replace("-", "_"))
+    script = (out / "serve.sh").read_text()
+    assert subprocess.run(["sh", "-n", str(out / "serve.sh")]).returncode == 0
+    assert "vllm serve" in script and "--enable-lora" in script and "--max-lora-rank 16" in script
+    assert 'qna-specialist="$HERE/adapters/qna-specialist"' in script
+    shutil.rmtree(hybrid.specialist("qna"))
+    failed = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "export", "--vllm", "--output", str(tmp_path / "x")])
+    assert failed.exit_code == 1 and "no trained adapter for qna" in failed.output
+    assert not (tmp_path / "x").exists()

@@ -1,14 +1,19 @@
-"""`pz2 export --merge`: fold a LoRA adapter into the base, for tools that cannot load adapters."""
+"""`pz2 export`: models for other tools. `--merge` folds a LoRA adapter into the base, for tools that
+cannot load adapters; `--vllm` writes what `vllm serve --enable-lora` needs to serve the base with
+the pz2 adapters, so `runtime.engine.backend: openai` can route to it."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_json
 from pz2.models.loading import adapter_dir, load_for_generation
+from pz2.models.prepare import base_fingerprint
+from pz2.workspace import Workspace
 
 
 def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
@@ -25,3 +30,36 @@ def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / "manifest.json", {**manifest, "merged_from": str(adapter)})
     return output
+
+
+# vLLM's LoRA modules by the names `runtime.engine.openai.models` expects
+VLLM_NAMES = {"unified": "unified", "qna": "qna-specialist", "technical": "technical-specialist"}
+
+
+def export_vllm(ws: Workspace, model_cfg: ModelConfig, output: Path) -> Path:
+    """`base/` (the Hugging Face folder the adapters were trained on: for the embedded base, its float32
+    dequantization, not the hub's checkpoint), `adapters/<name>/` (PEFT folders, which vLLM reads as
+    they are) and `serve.sh`, the `vllm serve` command over them."""
+    adapters = {name: adapter_dir(path) for name, path in
+                (("unified", ws.unified_model / "adapter"), ("qna", ws.specialist("qna")),
+                 ("technical", ws.specialist("technical")))}
+    missing = [name for name, path in adapters.items() if path is None]
+    if missing:
+        raise ModelError(f"no trained adapter for {', '.join(missing)}; train them first (`pz2 train ...`)")
+    ranks = [json.loads((path / "adapter_config.json").read_text())["r"] for path in adapters.values()]
+    base = Path(base_fingerprint(model_cfg)["path"])
+    with atomic_directory(output) as tmp:
+        shutil.copytree(base, tmp / "base", ignore=shutil.ignore_patterns("*.gguf", "pz2_*"))
+        for name, path in adapters.items():
+            shutil.copytree(path, tmp / "adapters" / VLLM_NAMES[name])
+        modules = " ".join(f"{n}=\"$HERE/adapters/{n}\"" for n in VLLM_NAMES.values())
+        (tmp / "serve.sh").write_text(
+            "#!/bin/sh\n# Serve the base with the pz2 adapters; then, in model_config.yaml, set runtime.engine.backend:\n"
+            "# openai, runtime.engine.openai.base_url: http://HOST:8001/v1 and openai.models.base: base.\n"
+            'HERE="$(cd "$(dirname "$0")" && pwd)"\n'
+            f'exec vllm serve "$HERE/base" --served-model-name base --enable-lora --lora-modules {modules} '
+            f"--max-lora-rank {max(ranks)} --max-model-len {model_cfg.runtime.engine.context_length} "
+            f'--port 8001 "$@"\n')
+        (tmp / "serve.sh").chmod(0o755)
+    return output
+

@@ -154,18 +154,24 @@ def eval_compare_cmd(
 def export_cmd(
     ctx: typer.Context,
     merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA adapter into the base weights.")] = False,
-    model: Annotated[Path | None, typer.Option(help="Adapter folder (default: models/unified_model).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Where the merged model goes (default: <model>/merged).")] = None,
+    vllm: Annotated[bool, typer.Option("--vllm", help="The base and the three adapters, with the `vllm serve` command.")] = False,
+    model: Annotated[Path | None, typer.Option(help="--merge: adapter folder (default: models/unified_model).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where it goes (default: <model>/merged; --vllm: models/vllm).")] = None,
 ) -> None:
-    """Write a merged full model (safetensors) for tools without LoRA support.
+    """Write a merged full model (safetensors) for tools without LoRA support, or a folder vLLM serves.
 
     Example: [bold]pz2 export --merge --model finetuning/models/qna_specialist --output /tmp/qna-merged[/]
+    [bold]pz2 export --vllm[/], then [bold]finetuning/models/vllm/serve.sh[/] on a GPU machine
     """
-    from pz2.export import export_merged
+    from pz2.export import export_merged, export_vllm
 
-    if not merge:
-        raise UsageError("only `--merge` export exists; the adapters themselves already load in PEFT and vLLM")
+    if merge == vllm:
+        raise UsageError("choose one of `--merge` or `--vllm`")
     ws = _ws(ctx)
+    if vllm:
+        path = export_vllm(ws, ws.model_config(), output or ws.models / "vllm")
+        console.print(f"base and adapters for vLLM written to {path}; serve them with {path / 'serve.sh'}")
+        return
     model = model or ws.unified_model
     path = export_merged(ws.model_config(), model, output or model / "merged")
     console.print(f"merged model written to {path}")
