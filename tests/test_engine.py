@@ -146,3 +146,44 @@ def test_both_engines_agree_under_repetition_control_and_never_repeat(tiny_base:
     loose_pairs = list(zip(loose, loose[1:]))
     assert len(loose_pairs) != len(set(loose_pairs)), "the tiny random model loops without the rule"
     assert np.isfinite(a.entropies).all()
+
+
+def test_a_stop_string_ends_the_text_and_no_part_of_it_is_streamed() -> None:
+    from pz2.runtime.engine import StopScanner
+
+    scan = StopScanner(("</end>", "STOP"))
+    out = [scan.push(p) for p in ("Hello <", "/en", "d> never seen")]
+    assert out == ["Hello ", "", ""] and scan.stopped and scan.text == "Hello "
+    scan = StopScanner(("STOP",))
+    assert [scan.push(p) for p in ("a ST", "ILL here")] == ["a ", "STILL here"] and not scan.stopped
+    assert scan.flush() == ""
+
+
+def test_sampling_is_seeded_a_tiny_nucleus_is_greedy_and_cancelling_stops(engines) -> None:
+    from pz2.runtime.engine import Sampling
+
+    fast, _ = engines
+    q = "Tell me a story about a robot"
+    greedy = fast.generate(q, "a").token_ids
+    seeded = [fast.stream(q, "a", sampling=Sampling(temperature=1.2, seed=s)).token_ids for s in (1, 1, 2)]
+    assert seeded[0] == seeded[1] and seeded[0] != seeded[2] and seeded[0] != greedy
+    assert fast.stream(q, "a", sampling=Sampling(temperature=1.0, top_p=1e-9, seed=5)).token_ids == greedy
+    pieces: list[str] = []
+    cut = fast.stream(q, "a", on_text=pieces.append, sampling=Sampling(cancelled=lambda: len(pieces) >= 3))
+    assert cut.finish_reason == "cancelled" and len(cut.token_ids) == 3 and cut.token_ids == greedy[:3]
+
+
+def test_earlier_turns_are_dropped_oldest_first_to_fit_the_context(engines) -> None:
+    fast, _ = engines
+    turns = [m for i in range(6) for m in ({"role": "user", "content": f"question {i} " + "word " * 60},
+                                           {"role": "assistant", "content": f"answer {i} " + "word " * 60})]
+    full = len(fast.prompt("last", turns))
+    limit = fast.context_length
+    fast.context_length = full - 100
+    try:
+        prompt, dropped = fast.fit_prompt("last", turns, None, 16)
+    finally:
+        fast.context_length = limit
+    assert dropped >= 2 and dropped % 2 == 0 and len(prompt) + 16 <= full - 100
+    assert prompt == fast.prompt("last", turns[dropped:]), "the newest turns, the system prompt and the question stay"
+    assert fast.fit_prompt("last", turns, None, 16) == (fast.prompt("last", turns), 0)

@@ -293,7 +293,7 @@ def test_api_key_is_required_and_compared_when_set(serve_ws) -> None:
 
 def test_a_full_queue_answers_429_and_waiting_requests_are_served_in_order(serve_ws) -> None:
     """The engine's lock, held by the test, keeps the one running request from finishing."""
-    app = _app(serve_ws, ServingConfig(max_running=1, max_waiting=2, retry_after_s=3))
+    app = _app(serve_ws, ServingConfig(max_running=1, max_waiting=2, retry_after_s=3, max_tokens=5))
     with live_server(app) as url:
         wait_healthy(url)
         lock = app.state.service.assistant.engine.lock
@@ -325,6 +325,9 @@ def test_a_full_queue_answers_429_and_waiting_requests_are_served_in_order(serve
         for t in threads:
             t.join(60)
         assert done == ["running", "first", "second"]
+        capped = client.chat.completions.create(model="unified", messages=_user("tell me more"), max_tokens=400)
+        assert capped.usage.completion_tokens == 5 and capped.choices[0].finish_reason == "length", \
+            "max_tokens is lowered to runtime.serving.max_tokens"
 
 
 def test_a_client_that_leaves_mid_stream_frees_its_slot(serve_ws) -> None:
