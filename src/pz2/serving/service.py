@@ -65,10 +65,6 @@ class _Job:
     def cancelled(self) -> bool:
         return self.gone.is_set() or time.monotonic() > self.deadline
 
-    @property
-    def timed_out(self) -> bool:
-        return not self.gone.is_set() and time.monotonic() > self.deadline
-
 
 class ChatService:
     def __init__(self, assistant: Assistant, serving: ServingConfig, metrics: Metrics, base_name: str) -> None:
@@ -135,8 +131,8 @@ class ChatService:
             self.metrics.first_token.labels(model).observe(job.first_piece - job.arrived)
         self.metrics.latency.labels(model).observe(time.monotonic() - job.arrived)
         record = {k: v for k, v in turn.record().items() if k not in _RECORD_DROPS}
-        record["timed_out"] = job.timed_out
-        if job.timed_out:
+        record["timed_out"] = gen is not None and gen.finish_reason == "cancelled" and not job.gone.is_set()
+        if record["timed_out"]:
             logger.warning("request ran past runtime.serving.request_timeout_s: answer cut")
         reason = "stop" if gen is None or gen.finish_reason == "stop" else "length"
         return reason, record
