@@ -170,7 +170,7 @@ def main() -> None:
               "a step under one adapter, {two_adapters_step_ms:.1f} ms switching adapters".format(**traffic))
         return rows + [traffic]
 
-    rows = engine.on_thread(measure)   # llama.cpp calls on the engine's thread, as the engine makes them
+    rows = measure()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2))
     print(f"written to {RESULTS}")

@@ -63,16 +63,6 @@ class Options:
 TextListener = Callable[[str, str], None]
 
 
-def share_cores_with_llamacpp() -> None:
-    """One torch thread for the classifier's and the retriever's encoder when llama.cpp generates.
-    Both parallelise with OpenMP; two teams on the same cores slow llama.cpp about 5× (20 tokens:
-    0.34 s alone, 1.6 s after a torch matmul on 2 threads, 0.34 s after one on 1 thread, measured here),
-    while the encoder, on a one-sentence input, barely uses a second thread."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 @dataclass
 class Turn:
     message: str
@@ -198,10 +188,7 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        engine = build_engine(cfg)
-        if engine.name == "llamacpp":
-            share_cores_with_llamacpp()
-        assistant = cls(engine, classifier, cfg.runtime, specialists, unified, confidence,
+        assistant = cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
                         ws.assistant_logs / "decisions.jsonl" if log else None, retriever)
         assistant.warm_up()
         return assistant

@@ -227,6 +227,14 @@ class Engine:
     def loaded(self) -> list[str]:
         return list(self.sizes)
 
+    @property
+    def parallel(self) -> int:
+        """Requests this engine generates at once; beyond it they only wait. One here: and a server drives an
+        in-process engine from one thread, since llama.cpp and torch parallelise with OpenMP, and a second
+        thread driving them runs 3-5× slower (20 tokens: 0.34 s from the thread that loaded the models,
+        1.6 s from another, measured here)."""
+        return 1
+
     def available(self, path: Path) -> bool:
         """Whether a model at `path` can be loaded (a remote engine answers for its server)."""
         return path.exists()

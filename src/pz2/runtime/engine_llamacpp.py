@@ -5,20 +5,12 @@ served base is the trained base. Adapters are converted once (float32, exact) in
 keyed by the adapter's hash; loading one into the live model takes milliseconds and switching
 between loaded adapters microseconds. A specialist may also be a whole GGUF model, served by a
 second llama.cpp instance.
-
-Every llama.cpp call runs on one thread of the engine's own. Its CPU backend parallelises with
-OpenMP, and once one thread has driven it, a call from another thread runs about 3× slower
-(20 tokens: 0.21 s from the first thread, 0.61 s from a second, measured here); a server answers
-in worker threads, so the engine keeps the calls on the thread that made the first one.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +57,6 @@ def tokenizer_for(cfg: ModelConfig) -> Any:
     return AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
 
 
-class _OneThread:
-    """Runs each call on one dedicated thread, or directly when already on it."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pz2-llama")
-        self._ident = self._pool.submit(threading.get_ident).result()
-
-    def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if threading.get_ident() == self._ident:
-            return fn(*args)
-        return self._pool.submit(fn, *args).result()
-
-
 class LlamaCppEngine(Engine):
     name = "llamacpp"
 
@@ -88,8 +67,7 @@ class LlamaCppEngine(Engine):
         self.lib = _llama_cpp()
         self.threads = threads or os.cpu_count() or 1
         self.context_length = context_length
-        self.on_thread = _OneThread()
-        self.llm = self.on_thread(self._open, gguf)
+        self.llm = self._open(gguf)
         self.base_llm = self.llm
         self.lora_cache = cache_dir.expanduser() / "lora"
         self.adapters: dict[str, Any] = {}
@@ -139,18 +117,6 @@ class LlamaCppEngine(Engine):
         return out
 
     def _load(self, name: str, path: Path) -> int:
-        return self.on_thread(self._load_here, name, path)
-
-    def _unload(self, name: str) -> None:
-        self.on_thread(self._unload_here, name)
-
-    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
-        return self.on_thread(self._start_here, adapter, ids)
-
-    def _next(self, token: int) -> np.ndarray:
-        return self.on_thread(self._next_here, token)
-
-    def _load_here(self, name: str, path: Path) -> int:
         adapter = adapter_dir(path)
         if adapter is not None:
             gguf = self.lora_gguf(adapter)
@@ -166,7 +132,7 @@ class LlamaCppEngine(Engine):
         self.full[name] = self._open(ggufs[0])
         return ggufs[0].stat().st_size
 
-    def _unload_here(self, name: str) -> None:
+    def _unload(self, name: str) -> None:
         if name in self.full:
             self.full.pop(name).close()
             return
@@ -192,7 +158,7 @@ class LlamaCppEngine(Engine):
         ptr = self.lib.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
 
-    def _start_here(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
         """Prefix caching: the system prompt's KV entries (most of a short prompt) are reused when
         the previous request on this context ran with the same adapter; an adapter changes k and v,
         so after a switch everything is recomputed."""
@@ -212,6 +178,6 @@ class LlamaCppEngine(Engine):
         self.llm.eval(ids[keep:])
         return self._logits()
 
-    def _next_here(self, token: int) -> np.ndarray:
+    def _next(self, token: int) -> np.ndarray:
         self.llm.eval([token])
         return self._logits()

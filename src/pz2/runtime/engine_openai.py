@@ -56,6 +56,10 @@ class OpenAIEngine(Engine):
         return cls(client, e.openai, tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens, e.context_length,
                    e.repetition_penalty)
 
+    @property
+    def parallel(self) -> int:
+        return 1 << 16   # the server schedules; runtime.serving.max_running bounds what is sent
+
     def available(self, path: Path) -> bool:
         return True  # the server holds the adapters; it says so per request
 

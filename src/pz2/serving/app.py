@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -109,14 +110,16 @@ def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pz2-engine")
+
         async def start() -> None:
             try:
-                assistant = await asyncio.to_thread(load)
+                assistant = await asyncio.get_running_loop().run_in_executor(loader, load)
             except Exception as e:  # a broken model must show in /health, not kill the server silently
                 logger.error("the assistant could not load: %s", e)
                 app.state.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
                 return
-            app.state.service = ChatService(assistant, serving, metrics, base_name)
+            app.state.service = ChatService(assistant, serving, metrics, base_name, loader)
             logger.info("pz2 serve ready")
 
         app.state.service, app.state.load_error = None, None
@@ -126,6 +129,7 @@ def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name:
         if app.state.service is not None:
             app.state.service.close()
             app.state.service.assistant.close()
+        loader.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="pz2", summary="The hybrid assistant over an OpenAI-compatible API", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_kb * 1024)

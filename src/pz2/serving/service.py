@@ -67,13 +67,16 @@ class _Job:
 
 
 class ChatService:
-    def __init__(self, assistant: Assistant, serving: ServingConfig, metrics: Metrics, base_name: str) -> None:
+    def __init__(self, assistant: Assistant, serving: ServingConfig, metrics: Metrics, base_name: str,
+                 loader: ThreadPoolExecutor) -> None:
+        """`loader`: the one-thread executor that loaded the assistant; an in-process engine answers on it."""
         self.assistant = assistant
         self.serving = serving
         self.metrics = metrics
         self.base_name = base_name
-        self.scheduler = FairScheduler(serving.max_running, serving.max_waiting, serving.retry_after_s)
-        self._workers = ThreadPoolExecutor(max_workers=serving.max_running, thread_name_prefix="pz2-serve")
+        running = min(serving.max_running, assistant.engine.parallel)
+        self.scheduler = FairScheduler(running, serving.max_waiting, serving.retry_after_s)
+        self._workers = loader if running == 1 else ThreadPoolExecutor(running, thread_name_prefix="pz2-serve")
         pool = assistant.pool
         pool.on_load = metrics.adapter_loaded
         metrics.watch(lambda: self.scheduler.running, lambda: self.scheduler.waiting, pool.used_bytes, pool.budget)
