@@ -28,7 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pz2.config import ServingConfig
 from pz2.errors import Pz2Error
 from pz2.runtime.assistant import Assistant
-from pz2.serving.errors import AuthError, BodyTooLargeError, NotReadyError, OverloadedError, http_status
+from pz2.serving.errors import (
+    AuthError, BodyTooLargeError, NotReadyError, OverloadedError, RequestError, http_status,
+)
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import ChatCompletionRequest, ErrorInfo, ErrorResponse, ModelList
 from pz2.serving.service import ChatService
@@ -173,20 +175,15 @@ def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            return JSONResponse(ErrorResponse(error=ErrorInfo(
-                message=f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})",
-                type="invalid_request_error", code="invalid_json")).model_dump(), status_code=400)
+            return error_response(RequestError(
+                f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", code="invalid_json"))
         param = _param(tuple(first.get("loc", ())))
         message = first.get("msg", "invalid value").removeprefix("Value error, ")
-        return JSONResponse(ErrorResponse(error=ErrorInfo(
-            message=f"`{param}`: {message}" if param else message, type="invalid_request_error", param=param,
-            code="invalid_value")).model_dump(), status_code=400)
+        return error_response(RequestError(f"`{param}`: {message}" if param else message, param, "invalid_value"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(ErrorResponse(error=ErrorInfo(message=str(exc.detail), type="invalid_request_error",
-                                                          code=exc.status_code)).model_dump(),
-                            status_code=exc.status_code)
+        return error_response(RequestError(str(exc.detail), code=exc.status_code), exc.status_code)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

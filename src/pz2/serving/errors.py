@@ -11,7 +11,7 @@ class RequestError(Pz2Error):
     status = 400
     type = "invalid_request_error"
 
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | int | None = None) -> None:
         super().__init__(message)
         self.param, self.code = param, code
 
