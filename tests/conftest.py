@@ -85,7 +85,9 @@ def tiny_gguf(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from pz2.models.embedded import BASE
     from pz2.models.gguf_export import write_model_gguf
 
-    return write_model_gguf(tiny_base, tmp_path_factory.mktemp("tiny-gguf") / "tiny-f32.gguf", BASE.path())
+    out = tmp_path_factory.mktemp("tiny-gguf") / "tiny-f32.gguf"
+    write_model_gguf(tiny_base, out, BASE.path())
+    return out
 
 
 CLASSIFIER_FAST = {"epochs": 2, "batch_size": 16, "eval_every": 5, "patience": 2, "max_length": 32}
@@ -106,7 +108,7 @@ def hybrid_ws(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, tiny_
     shutil.copytree(REPO / "finetuning" / "configs", root / "configs")
     path = root / "configs" / "model_config.yaml"
     cfg = yaml.safe_load(path.read_text())
-    cfg.update(cache_dir=str(model_cache), base_model=str(tiny_base))
+    cfg.update(cache_dir=str(model_cache), base_model=str(tiny_base), weights_format="f32")
     cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, threads=2)
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     ws = Workspace(root)

@@ -26,7 +26,8 @@ def adapters(random_adapters: dict[str, Path]) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def engines(tiny_base: Path, tiny_gguf: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, threads=2, cache_dir=tmp_path_factory.mktemp("lora-cache"))
+    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, threads=2, cache_dir=tmp_path_factory.mktemp("lora-cache"),
+                          flash_attention=False)   # exact: float attention, as transformers computes it
     reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, 16)
     for engine in (fast, reference):
         for name, path in adapters.items():

@@ -12,7 +12,7 @@ from pz2.errors import ModelError
 from pz2.fileio import sha256_file
 from pz2.models.base import greedy_reply, load_base
 from pz2.models.embedded import BASE, ENCODER, EmbeddedModel
-from pz2.models.prepare import prepared_base_dir, resolve_base, resolve_encoder
+from pz2.models.prepare import prepared_base_dir, resolve_base, resolve_encoder, served_base_dir
 
 
 @pytest.mark.slow
@@ -30,13 +30,17 @@ def test_prepare_converts_once_then_loads_and_generates(cli, workspace) -> None:
     source = json.loads((prepared / "pz2_source.json").read_text())
     assert source["sha256"] == sha256_file(BASE.path())
 
-    model, tokenizer = load_base(cfg)
+    served = served_base_dir(cfg)
+    assert served.name.endswith("-q4_0") and (served / "model.gguf").is_file()
+    assert json.loads((served / "pz2_source.json").read_text())["converted_from"]["sha256"] == sha256_file(BASE.path())
+
+    model, tokenizer = load_base(cfg)   # the served Q4_0 values, as training sees them
     assert model.config.model_type == "llama"
     assert sum(p.numel() for p in model.parameters()) > 100_000_000
     answer = greedy_reply(model, tokenizer, cfg.system_prompt, "What is the capital of France?", max_new_tokens=16)
     assert "Paris" in answer
     status = json.loads(cli("status", "--json").stdout)
-    assert [e["name"] for e in status if e["group"] == "base"] == [prepared.name]
+    assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"format": "q4_0"})]
 
 
 def test_encoder_ships_in_its_package() -> None:
@@ -76,8 +80,8 @@ def test_a_reinstalled_identical_gguf_reuses_the_conversion(workspace, tmp_path:
 
 
 @pytest.mark.slow
-def test_the_shipped_quantized_base_answers_with_a_lora_adapter_in_llama_cpp(workspace, tmp_path: Path) -> None:
-    """On a CPU with AMX, llama.cpp put the Q4_1 weights in an AMX buffer that LoRA cannot use and
+def test_the_served_quantized_base_answers_with_a_lora_adapter_in_llama_cpp(workspace, tmp_path: Path) -> None:
+    """On a CPU with AMX, llama.cpp put the Q4_1 (and Q4_0) weights in an AMX buffer that LoRA cannot use and
     the process died decoding (a segfault, not an exception): run it in a child process."""
     import subprocess
     import sys
@@ -90,8 +94,8 @@ def test_the_shipped_quantized_base_answers_with_a_lora_adapter_in_llama_cpp(wor
     script = (
         "import sys; from pathlib import Path\n"
         "from pz2.workspace import Workspace\n"
-        "from pz2.runtime.engine_llamacpp import LlamaCppEngine\n"
-        f"engine = LlamaCppEngine.from_config(Workspace(Path({str(workspace.root)!r})).model_config())\n"
+        "from pz2.runtime.engine import build_engine\n"
+        f"engine = build_engine(Workspace(Path({str(workspace.root)!r})).model_config())\n"
         f"engine.load('a', Path({str(adapter)!r}))\n"
         "plain = engine.generate('What is the capital of France?', None, 8)\n"
         "tuned = engine.generate('What is the capital of France?', 'a', 8)\n"

@@ -18,6 +18,7 @@ from pz2.errors import ConfigError
 from pz2.fileio import atomic_write_text
 
 EMBEDDED = "embedded"
+WeightFormat = Literal["q4_0", "q8_0", "f16", "f32"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a versatile AI assistant capable of handling various types of conversations: "
@@ -63,6 +64,12 @@ class EngineConfig(_Strict):
         None, description="GGUF file of the base for llamacpp; empty = the embedded base's shipped GGUF."
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
+    flash_attention: bool = Field(
+        True,
+        description="llama.cpp's fused attention: a 48-token answer of the Q4_0 model in 0.35 s instead of 0.42 s "
+        "here. It rounds queries to float16, so on a float base its greedy answers can part from the "
+        "transformers engine's after a dozen tokens; off, the two agree token for token (tests/test_engine.py).",
+    )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Longest answer, in tokens.")
     no_repeat_ngram_size: int = Field(
@@ -206,6 +213,13 @@ class ModelConfig(_Strict):
         DEFAULT_SYSTEM_PROMPT,
         min_length=1,
         description="System prompt of the unified model, identical in data, training and inference.",
+    )
+    weights_format: WeightFormat = Field(
+        "q4_0",
+        description="How the base and the merged unified model are served by llama.cpp, and so what training "
+        "sees (it trains on the dequantized values of this very file): `q4_0` decodes fastest here "
+        "(benchmarks/engine_speed.py); `f32` is exact, for a float base; the embedded base ships as Q4_1 "
+        "and is re-quantized once (benchmarks/base_format.py measures what that costs).",
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
     runtime: RuntimeConfig = RuntimeConfig()

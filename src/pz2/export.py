@@ -11,8 +11,8 @@ from pathlib import Path
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_json
-from pz2.models.loading import adapter_dir, load_for_generation
-from pz2.models.prepare import base_fingerprint
+from pz2.models.loading import adapter_dir, check_trained_on, load_for_generation
+from pz2.models.unified import served_model
 from pz2.workspace import Workspace
 
 
@@ -32,34 +32,35 @@ def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
     return output
 
 
-# vLLM's LoRA modules by the names `runtime.engine.openai.models` expects
-VLLM_NAMES = {"unified": "unified", "qna": "qna-specialist", "technical": "technical-specialist"}
+# vLLM's names, the ones `runtime.engine.openai.models` expects
+VLLM_NAMES = {"qna": "qna-specialist", "technical": "technical-specialist"}
+UNIFIED_NAME = "unified"
 
 
 def export_vllm(ws: Workspace, model_cfg: ModelConfig, output: Path) -> Path:
-    """`base/` (the Hugging Face folder the adapters were trained on: for the embedded base, its float32
-    dequantization, not the hub's checkpoint), `adapters/<name>/` (PEFT folders, which vLLM reads as
-    they are) and `serve.sh`, the `vllm serve` command over them."""
-    adapters = {name: adapter_dir(path) for name, path in
-                (("unified", ws.unified_model / "adapter"), ("qna", ws.specialist("qna")),
-                 ("technical", ws.specialist("technical")))}
-    missing = [name for name, path in adapters.items() if path is None]
+    """`base/` (the Hugging Face folder of the unified model as pz2 serves it, the adapter merged in:
+    the model the specialists were trained on, values for values), `adapters/<name>/` (the specialists'
+    PEFT folders, which vLLM reads as they are) and `serve.sh`, the `vllm serve` command over them."""
+    unified = ws.unified_model / "adapter"
+    adapters = {name: adapter_dir(ws.specialist(name)) for name in VLLM_NAMES}
+    missing = [name for name, path in (("unified", adapter_dir(unified)), *adapters.items()) if path is None]
     if missing:
         raise ModelError(f"no trained adapter for {', '.join(missing)}; train them first (`pz2 train ...`)")
+    served = served_model(model_cfg, unified)
+    for path in adapters.values():
+        check_trained_on(path, served.fingerprint)
     ranks = [json.loads((path / "adapter_config.json").read_text())["r"] for path in adapters.values()]
-    base = Path(base_fingerprint(model_cfg)["path"])
     with atomic_directory(output) as tmp:
-        shutil.copytree(base, tmp / "base", ignore=shutil.ignore_patterns("*.gguf", "pz2_*"))
+        shutil.copytree(served.path, tmp / "base", ignore=shutil.ignore_patterns("*.gguf", "pz2_*"))
         for name, path in adapters.items():
             shutil.copytree(path, tmp / "adapters" / VLLM_NAMES[name])
         modules = " ".join(f"{n}=\"$HERE/adapters/{n}\"" for n in VLLM_NAMES.values())
         (tmp / "serve.sh").write_text(
-            "#!/bin/sh\n# Serve the base with the pz2 adapters; then, in model_config.yaml, set runtime.engine.backend:\n"
-            "# openai, runtime.engine.openai.base_url: http://HOST:8001/v1 and openai.models.base: base.\n"
+            "#!/bin/sh\n# Serve the unified model with the specialist adapters; then, in model_config.yaml, set\n"
+            "# runtime.engine.backend: openai and runtime.engine.openai.base_url: http://HOST:8001/v1.\n"
             'HERE="$(cd "$(dirname "$0")" && pwd)"\n'
-            f'exec vllm serve "$HERE/base" --served-model-name base --enable-lora --lora-modules {modules} '
+            f'exec vllm serve "$HERE/base" --served-model-name {UNIFIED_NAME} --enable-lora --lora-modules {modules} '
             f"--max-lora-rank {max(ranks)} --max-model-len {model_cfg.runtime.engine.context_length} "
             f'--port 8001 "$@"\n')
         (tmp / "serve.sh").chmod(0o755)
     return output
-

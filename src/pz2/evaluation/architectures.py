@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pz2.evaluation.eval_set import EvalRow
-from pz2.runtime.assistant import UNIFIED_ADAPTER, Assistant
+from pz2.runtime.assistant import Assistant
 from pz2.runtime.classifier import Prediction
 from pz2.runtime.engine import Generation
 from pz2.runtime.router import SPECIALISTS
@@ -73,7 +73,7 @@ def timed_stream(assistant: Assistant, question: str, adapter: str | None,
 
 
 def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answer:
-    gen, first, total = timed_stream(assistant, row.question, assistant.unified)
+    gen, first, total = timed_stream(assistant, row.question, None)
     # the confidence the router would see: the curve sweeps its threshold over these
     confidence = assistant.confidence(gen, prediction) if assistant.confidence else None
     return Answer(gen.text, UNIFIED, first, total, False, "unified model", confidence)
@@ -83,7 +83,7 @@ def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     start = time.perf_counter()
     label = assistant.classifier.predict([row.question])[0].label   # timed: this architecture needs it
     if label not in SPECIALISTS:
-        gen, first, total = timed_stream(assistant, row.question, assistant.unified, start)
+        gen, first, total = timed_stream(assistant, row.question, None, start)
         return Answer(gen.text, UNIFIED, first, total, False, f"category {label}")
     with assistant.pool.use(label):
         gen, first, total = timed_stream(assistant, row.question, label, start)
@@ -117,7 +117,7 @@ def run_architecture(name: str, assistant: Assistant, rows: list[EvalRow], predi
     for row, prediction in zip(rows, predictions, strict=True):
         run.answers.append(RUNNERS[name](assistant, row, prediction))
         run.peak_rss_mb = max(run.peak_rss_mb, rss_mb())
-        held = sum(size for model, size in assistant.engine.sizes.items() if model != UNIFIED_ADAPTER)
+        held = sum(assistant.engine.sizes.values())   # the unified model is the engine's base
         run.specialists_mb = max(run.specialists_mb, held / 2**20)
         advance()
     assistant.pool.drain()

@@ -125,6 +125,7 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
                        models: tuple[str, ...] = ("specialists", "unified", "base"), resamples: int = 1000,
                        seed: int = 0, advance: Any = None) -> dict[str, Any]:
     """Measure and write `out_dir` (metrics.json, answers.jsonl, report.md); returns the metrics."""
+    from pz2.models.prepare import served_base
     from pz2.runtime.engine import build_engine
 
     retriever = Retriever.load(ws.knowledge, cfg)
@@ -133,7 +134,10 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
         raise ModelError(f"{ws.knowledge}: the index holds {len(leaked)} evaluation question(s), e.g. {leaked[0]!r}; "
                          "remove them from the documents")
     retrieval, ranks = retrieval_metrics(retriever, rows)
-    engine = build_engine(cfg)
+    unified = ws.unified_model / "adapter"
+    if "unified" in models and not unified.exists():
+        raise ModelError(f"{unified}: no unified model (`pz2 train unified`)")
+    engine = build_engine(cfg, unified)   # the unified model, or the base before it is trained
     plan: list[tuple[str, str | None, list[int]]] = []   # (model, adapter, row indexes)
     if "specialists" in models:
         for kind in SPECIALIST_CATEGORIES:
@@ -142,10 +146,11 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
             engine.load(kind, ws.specialist(kind))
             plan.append((kind, kind, [i for i, r in enumerate(rows) if r.category == kind]))
     if "unified" in models:
-        engine.load("unified", ws.unified_model / "adapter")
-        plan.append(("unified", "unified", list(range(len(rows)))))
+        plan.append(("unified", None, list(range(len(rows)))))
     if "base" in models:
-        plan.append(("base", None, list(range(len(rows)))))
+        if unified.exists():   # the bare base beside the unified model, as a full model
+            engine.load("base", served_base(cfg).path)
+        plan.append(("base", "base" if unified.exists() else None, list(range(len(rows)))))
     engine.generate("hello", None, max_new_tokens=1)
     answers: dict[str, dict[str, dict[int, dict]]] = {}
     for model, adapter, idx in plan:

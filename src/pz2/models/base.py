@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pz2.config import ModelConfig
@@ -9,12 +10,13 @@ from pz2.models.chat import prompt_ids
 from pz2.models.prepare import resolve_base
 
 
-def load_base(cfg: ModelConfig) -> tuple[Any, Any]:
-    """The base causal LM (float32, eval mode) and its tokenizer, loaded offline from safetensors."""
+def load_base(cfg: ModelConfig, path: Path | None = None) -> tuple[Any, Any]:
+    """The base causal LM (float32, eval mode) and its tokenizer, loaded offline from safetensors;
+    `path`: another checkpoint of the base's architecture (the merged unified model)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_base(cfg)
+    path = path or resolve_base(cfg)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.float32, use_safetensors=True, trust_remote_code=cfg.trust_remote_code

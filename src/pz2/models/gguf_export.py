@@ -1,9 +1,10 @@
 """Write GGUF files for llama.cpp: PEFT LoRA adapters, and whole Llama models.
 
 The adapter writer is what lets llama.cpp serve the adapters pz2 trains: its converter lives only
-in the llama.cpp source tree and breaks with the `gguf` release on PyPI. The model writer exists
-so an exact (F32/F16) copy of a base can be served, which is how the two engines are proven to
-give the same answer.
+in the llama.cpp source tree and breaks with the `gguf` release on PyPI. The model writer writes
+a checkpoint as F32 (exact: how the two engines are proven to give the same answer), F16, Q8_0 or
+Q4_0 (the served format: llama.cpp decodes it fastest here), and hands back the float values the
+file holds, so that training can see exactly the weights that are served.
 
 llama.cpp's own converter permutes the rows of q/k projections (its rotary embedding pairs
 dimensions differently from Hugging Face); a LoRA update B·A of such a projection is permuted
@@ -16,10 +17,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from pz2.config import WeightFormat
 from pz2.errors import ModelError
 
 _MODULES = {
@@ -129,8 +131,43 @@ def copy_tokenizer_fields(writer: Any, source: Path) -> None:
         writer.add_key_value(name, field.contents(), main, sub)
 
 
-def write_model_gguf(model_dir: Path, out: Path, tokenizer_gguf: Path, dtype: str = "f32") -> Path:
-    """Write a Hugging Face Llama checkpoint as a llama.cpp GGUF in float32 or float16.
+FORMATS = get_args(WeightFormat)
+_QUANTIZED = {"q4_0": "Q4_0", "q8_0": "Q8_0"}
+_FILE_TYPE = {"q4_0": "MOSTLY_Q4_0", "q8_0": "MOSTLY_Q8_0", "f16": "MOSTLY_F16", "f32": "ALL_F32"}
+
+
+def tensor_format(hf_name: str, w: np.ndarray, dtype: str) -> str:
+    """What one tensor is stored as in a model of format `dtype`, as llama.cpp's quantizer chooses:
+    norms stay float32; in a Q4_0 model the embedding (which a tied model also reads out with) keeps
+    8 bits, as the shipped base has it; a row that does not split into 32-value blocks stays float."""
+    if w.ndim != 2 or dtype == "f32":
+        return "f32"
+    if dtype == "f16" or w.shape[-1] % 32:
+        return "f16"
+    if dtype == "q4_0" and hf_name in ("model.embed_tokens.weight", "lm_head.weight"):
+        return "q8_0"
+    return dtype
+
+
+def encode(w: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(what the GGUF stores, the float32 values llama.cpp reads back from it)."""
+    import gguf
+
+    if fmt == "f32":
+        w = w.astype(np.float32)
+        return w, w
+    if fmt == "f16":
+        w = w.astype(np.float16)
+        return w, w.astype(np.float32)
+    qtype = gguf.GGMLQuantizationType[_QUANTIZED[fmt]]
+    blocks = gguf.quants.quantize(w.astype(np.float32), qtype)
+    return blocks, gguf.quants.dequantize(blocks, qtype).astype(np.float32).reshape(w.shape)
+
+
+def write_model_gguf(model_dir: Path, out: Path, tokenizer_gguf: Path, dtype: WeightFormat = "f32") -> dict[str, np.ndarray]:
+    """Write a Hugging Face Llama checkpoint as a llama.cpp GGUF of format `dtype` (`FORMATS`);
+    returns the weights as llama.cpp will read them (Hugging Face names and layout, float32), which
+    is what makes an exact copy for training possible: for f32 they are the checkpoint's own.
 
     The tokenizer comes from `tokenizer_gguf` (a GGUF of the same vocabulary: the embedded base's),
     since rebuilding llama.cpp's vocabulary tables from tokenizer.json is the converter's largest part.
@@ -138,6 +175,8 @@ def write_model_gguf(model_dir: Path, out: Path, tokenizer_gguf: Path, dtype: st
     import gguf
     from safetensors.numpy import load_file
 
+    if dtype not in FORMATS:
+        raise ModelError(f"{dtype!r}: not a GGUF format pz2 writes; choose one of {list(FORMATS)}")
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "llama":
         raise ModelError(f"{model_dir}: model_type {config.get('model_type')!r}; only llama is written as GGUF")
@@ -160,18 +199,19 @@ def write_model_gguf(model_dir: Path, out: Path, tokenizer_gguf: Path, dtype: st
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-5)))
     writer.add_rope_dimension_count(head_dim)
     writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_file_type(gguf.LlamaFileType[_FILE_TYPE[dtype]])
     copy_tokenizer_fields(writer, tokenizer_gguf)
+    served: dict[str, np.ndarray] = {}
     for hf_name in sorted(weights):
         if hf_name == "lm_head.weight" and config.get("tie_word_embeddings"):
             continue
         name = gguf_name(hf_name)
-        w = weights[hf_name].astype(np.float32)
+        fmt = tensor_format(hf_name, weights[hf_name], dtype)
+        stored, served[hf_name] = encode(weights[hf_name], fmt)
         heads = _rotary_heads(name, n_head, n_head_kv)
-        if heads:
-            w = permute_rows(w, heads)
-        if dtype == "f16" and w.ndim == 2:
-            w = w.astype(np.float16)  # norms stay f32, as llama.cpp's converter keeps them
-        writer.add_tensor(name, w)
+        if heads:  # quantization blocks lie within a row, so permuting rows commutes with it
+            stored = permute_rows(stored, heads)
+        raw = gguf.GGMLQuantizationType[_QUANTIZED[fmt]] if fmt in _QUANTIZED else None
+        writer.add_tensor(name, stored, raw_dtype=raw)
     _write(writer, out)
-    return out
+    return served

@@ -1,13 +1,17 @@
-"""Load a trained model for generation: the base, optionally with a LoRA adapter, or a full model."""
+"""Load a trained model for generation: the base, optionally with a LoRA adapter (on the model it was
+trained on), or a full model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.base import load_base
+
+MANIFEST = "manifest.json"   # written by training beside every adapter: what it was trained on, with what
 
 
 def adapter_dir(path: Path) -> Path | None:
@@ -16,6 +20,43 @@ def adapter_dir(path: Path) -> Path | None:
         if (candidate / "adapter_config.json").exists():
             return candidate
     return None
+
+
+def _described(base: dict) -> str:
+    return f"{base.get('id', '?')} ({base.get('format', '?')}, sha256 {str(base.get('sha256', '?'))[:12]})"
+
+
+def check_trained_on(adapter: Path, base: dict | None) -> None:
+    """Refuse an adapter whose manifest says it was trained on another base than `base` (the served
+    model's fingerprint): its update would be applied to weights it never saw. An adapter without a
+    manifest (made elsewhere) records nothing to check and is taken as it is."""
+    if base is None:
+        return
+    try:
+        manifest = json.loads((adapter / MANIFEST).read_text(encoding="utf-8"))
+        trained = manifest["base_model"]
+    except FileNotFoundError:
+        return
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ModelError(f"{adapter / MANIFEST}: unreadable or without `base_model`; retrain the adapter") from None
+    if trained.get("sha256") == base.get("sha256"):
+        return
+    kind = manifest.get("kind", "?")
+    command = "pz2 train unified" if kind == "unified" else f"pz2 train specialist --type {kind}"
+    stale = " (stale: the unified model was retrained since)" if str(trained.get("id")).startswith("unified:") \
+        and str(base.get("id")).startswith("unified:") else ""
+    raise ModelError(f"{adapter}: trained on {_described(trained)}, but the engine serves {_described(base)}"
+                     f"{stale}; retrain it (`{command}`)")
+
+
+def _trained_on(adapter: Path) -> Path | None:
+    """The model folder the adapter's manifest says it was trained on, when it is still there (a
+    specialist's is the merged unified model, cached by content); None: the configured base."""
+    try:
+        recorded = Path(json.loads((adapter / MANIFEST).read_text(encoding="utf-8"))["base_model"]["path"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return recorded if (recorded / "config.json").is_file() else None
 
 
 def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any, Any]:
@@ -31,7 +72,12 @@ def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any,
     if adapter is not None:
         from peft import PeftModel
 
-        base, _ = load_base(model_cfg)
+        trained_on = _trained_on(adapter)
+        if trained_on is None:
+            from pz2.models.prepare import served_base
+
+            check_trained_on(adapter, served_base(model_cfg).fingerprint)
+        base, _ = load_base(model_cfg, trained_on)
         return PeftModel.from_pretrained(base, adapter).eval(), AutoTokenizer.from_pretrained(adapter)
     if (path / "config.json").exists():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,

@@ -1,16 +1,21 @@
-"""Turn the embedded GGUF base into a float32 safetensors directory, once, in a cache.
+"""Prepare the base, once, in a cache: the GGUF that llama.cpp serves and, beside it, a Hugging
+Face checkpoint of the very values that file holds, which training and the transformers engine load.
 
-Loading from the GGUF dequantizes every tensor (about 20-25 s here); the converted directory
-loads in about 1 s. transformers refuses to `save_pretrained` a GGUF-loaded model ("quantized
-with gguf and is not serializable"), so the weights are moved into a model built from the same
-config without `quantization_config`, then saved. The served base and the trained base are the
-same weights: the Q4_1 values that training dequantizes.
+The embedded base ships as a Q4_1 GGUF. Step one dequantizes it into float32 safetensors
+(transformers' GGUF loader, about 25 s; the folder then loads in about 1 s); transformers refuses
+to `save_pretrained` a GGUF-loaded model ("quantized with gguf and is not serializable"), so the
+weights are moved into a model built from the same config without `quantization_config`. Step two
+writes those weights in `weights_format` (Q4_0: llama.cpp repacks and decodes it faster than Q4_1,
+benchmarks/engine_speed.py) and saves what the written file dequantizes to as the training base:
+the served base is the trained base, bit for bit (tests/test_served.py), and adapters record the
+served file's sha256 so one trained on another base is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +29,8 @@ from pz2.models.embedded import BASE, ENCODER
 logger = logging.getLogger(__name__)
 
 SOURCE_FILE = "pz2_source.json"
+GGUF_FILE = "model.gguf"
+WEIGHTS_FILE = "model.safetensors"
 TokenCounter = Callable[[list[str]], list[int]]
 
 
@@ -33,6 +40,17 @@ class PreparedBase:
     seconds: float
     cached: bool      # True when an earlier preparation was reused
     source: dict      # what it was converted from: file, size, sha256
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model as the engines serve it: `path` a Hugging Face folder (training, the transformers engine),
+    `gguf` the file llama.cpp reads (None where pz2 writes no GGUF for the architecture), and the
+    fingerprint every adapter trained on it records: id, format, sha256 (of the GGUF when there is one)."""
+
+    path: Path
+    gguf: Path | None
+    fingerprint: dict
 
 
 def _cache_root(cfg: ModelConfig) -> Path:
@@ -67,8 +85,50 @@ def _is_current(directory: Path, gguf: Path) -> dict | None:
     return None
 
 
+def served_base_dir(cfg: ModelConfig) -> Path:
+    return _cache_root(cfg) / "base" / f"{BASE.name}-{cfg.weights_format}"
+
+
 def prepare_base(cfg: ModelConfig, force: bool = False) -> PreparedBase:
-    """Convert the embedded GGUF base to safetensors unless a current conversion exists."""
+    """The embedded base as served (`weights_format`), converted unless a current conversion exists."""
+    start = time.perf_counter()
+    shipped = _dequantize_shipped(cfg, force)
+    target = served_base_dir(cfg)
+    try:
+        recorded = json.loads((target / SOURCE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        recorded = {}
+    if (not force and shipped.cached and recorded.get("converted_from") == shipped.source
+            and (target / GGUF_FILE).is_file() and (target / WEIGHTS_FILE).is_file()):
+        return PreparedBase(target, time.perf_counter() - start, True, recorded)
+    logger.info("writing the base as %s in %s (once)", cfg.weights_format.upper(), target)
+    record = {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "license": BASE.license,
+              "converted_from": shipped.source}
+    write_served(shipped.path, target, cfg.weights_format, BASE.path(), record)
+    recorded = json.loads((target / SOURCE_FILE).read_text())
+    return PreparedBase(target, time.perf_counter() - start, False, recorded)
+
+
+def write_served(source: Path, target: Path, fmt: str, tokenizer_gguf: Path, record: dict) -> ServedModel:
+    """Write the float checkpoint `source` as a served model in `target`: the GGUF of format `fmt`,
+    and as the checkpoint, the values that GGUF holds (not `source`'s own, unless `fmt` is f32)."""
+    from safetensors.numpy import save_file
+
+    from pz2.models.gguf_export import write_model_gguf
+
+    with atomic_directory(target) as tmp:
+        served = write_model_gguf(source, tmp / GGUF_FILE, tokenizer_gguf, fmt)
+        save_file(served, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        for f in source.iterdir():
+            if f.is_file() and f.suffix != ".safetensors" and f.name not in (SOURCE_FILE, "model.safetensors.index.json"):
+                shutil.copy2(f, tmp / f.name)
+        fingerprint = {"id": record["id"], "format": fmt, "sha256": sha256_file(tmp / GGUF_FILE)}
+        (tmp / SOURCE_FILE).write_text(json.dumps(record | fingerprint, indent=2) + "\n")
+    return ServedModel(target, target / GGUF_FILE, fingerprint | {"path": str(target)})
+
+
+def _dequantize_shipped(cfg: ModelConfig, force: bool) -> PreparedBase:
+    """Step one: the shipped GGUF as float32 safetensors, unless a current conversion exists."""
     start = time.perf_counter()
     gguf = BASE.path()
     target = prepared_base_dir(cfg)
@@ -107,16 +167,24 @@ def resolve_base(cfg: ModelConfig) -> str:
     return _local_or_cached(cfg.base_model, "base_model")
 
 
-def base_fingerprint(cfg: ModelConfig) -> dict[str, str]:
-    """What a trained adapter was trained on: the base's id and the sha256 of its weights."""
+def served_base(cfg: ModelConfig) -> ServedModel:
+    """The base the engines serve and adapters are trained on. A base of your own is served as it is:
+    its folder for transformers, `runtime.engine.gguf_model` (when set) for llama.cpp."""
     if cfg.base_model == EMBEDDED:
         prepared = prepare_base(cfg)
-        return {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "sha256": prepared.source["sha256"],
-                "path": str(prepared.path)}
+        fingerprint = {k: prepared.source[k] for k in ("id", "format", "sha256")}
+        return ServedModel(prepared.path, prepared.path / GGUF_FILE, fingerprint | {"path": str(prepared.path)})
     path = Path(resolve_base(cfg))
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
     digest = sha256_file(weights[0]) if len(weights) == 1 else ",".join(sha256_file(w) for w in weights)
-    return {"id": cfg.base_model, "sha256": digest, "path": str(path)}
+    gguf = cfg.runtime.engine.gguf_model
+    return ServedModel(path, gguf.expanduser() if gguf else None,
+                       {"id": cfg.base_model, "format": "safetensors", "sha256": digest, "path": str(path)})
+
+
+def base_fingerprint(cfg: ModelConfig) -> dict[str, str]:
+    """What an adapter trained on the base records: id, format, sha256, path."""
+    return served_base(cfg).fingerprint
 
 
 def resolve_encoder(cfg: ModelConfig) -> str:

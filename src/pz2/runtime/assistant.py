@@ -37,7 +37,6 @@ from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-UNIFIED_ADAPTER = "unified"
 OFFER_TEXT = {"en": "Would you like a more expert answer?", "ko": "더 전문적인 답변이 필요하시나요?"}
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -147,7 +146,7 @@ class _Grounding:
 
 class Assistant:
     def __init__(self, engine: Engine, classifier: ConversationClassifier, runtime: RuntimeConfig,
-                 specialists: dict[str, Path], unified: Path | None = None,
+                 specialists: dict[str, Path],
                  confidence: ConfidenceModel | None = None, log_path: Path | None = None,
                  retriever: Retriever | None = None) -> None:
         self.engine = engine
@@ -159,10 +158,6 @@ class Assistant:
         self.predictor = UsagePredictor(SPECIALISTS)
         self.confidence = confidence
         self.log_path = log_path
-        self.unified = None
-        if unified is not None and engine.available(unified):
-            engine.load(UNIFIED_ADAPTER, unified)
-            self.unified = UNIFIED_ADAPTER
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
 
@@ -188,7 +183,7 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        assistant = cls(build_engine(cfg), classifier, cfg.runtime, specialists, unified, confidence,
+        assistant = cls(build_engine(cfg, unified), classifier, cfg.runtime, specialists, confidence,
                         ws.assistant_logs / "decisions.jsonl" if log else None, retriever)
         assistant.warm_up()
         return assistant
@@ -197,7 +192,7 @@ class Assistant:
         """One classification and one generated token, so the first real turn is not the slow one
         (lazy initialisation in torch and llama.cpp costs seconds on the first call)."""
         self.classifier.predict(["hello"])
-        self.engine.generate("hello", self.unified, max_new_tokens=1)
+        self.engine.generate("hello", None, max_new_tokens=1)
 
     def session(self, name: str) -> _Session:
         with self._lock:
@@ -261,7 +256,7 @@ class Assistant:
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
             user = self._ground(question, grounding) if use_kb else question
-            gen = self.engine.stream(user, self.unified, on_text=listen(UNIFIED, decision is None and
+            gen = self.engine.stream(user, None, on_text=listen(UNIFIED, decision is None and
                                                                         not options.provisional), **prompting)
             unified_answer = gen.text
             if decision is None or options.model is not None:
@@ -315,7 +310,7 @@ class Assistant:
             logger.warning("%s", e)
             grounding.passages, grounding.searched = [], False
             if unified is None:
-                unified = self.engine.stream(question, self.unified, on_text=listen(UNIFIED), **prompting)
+                unified = self.engine.stream(question, None, on_text=listen(UNIFIED), **prompting)
             fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)
             return unified.text, fallback, self.pool.state(name), None, unified
 
@@ -341,7 +336,7 @@ class Assistant:
             f.write(json.dumps({"time": time.time(), **turn.record()}, ensure_ascii=False) + "\n")
 
     def status(self) -> dict:
-        return {"engine": self.engine.name, "unified": self.unified or "base model (no unified adapter)",
+        return {"engine": self.engine.name, "serving": (self.engine.base or {}).get("id", "?"),
                 "confidence_model": self.confidence.metrics if self.confidence else None,
                 "pool": self.pool.snapshot(), "router": self.runtime.router.model_dump()}
 

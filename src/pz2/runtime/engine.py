@@ -28,6 +28,7 @@ import numpy as np
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.chat import prompt_ids
+from pz2.models.loading import adapter_dir, check_trained_on
 
 TextCallback = Callable[[str], None]
 
@@ -182,6 +183,7 @@ class Engine:
         self.lock = threading.RLock()
         self.sizes: dict[str, int] = {}
         self.context_length = 1 << 30  # tokens of prompt + answer; engines with a fixed context set it
+        self.base: dict | None = None   # the served model's fingerprint: adapters trained on another are refused
         stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
         self.stop_ids = {t for t in stops if isinstance(t, int) and t >= 0}
 
@@ -208,6 +210,9 @@ class Engine:
             if name not in self.sizes:
                 if not self.available(path):
                     raise ModelError(f"{path}: no such model folder; train it first")
+                adapter = adapter_dir(path)
+                if adapter is not None:
+                    check_trained_on(adapter, self.base)
                 self.sizes[name] = self._load(name, path)
             return self.sizes[name]
 
@@ -325,17 +330,22 @@ class Engine:
         return self.stream(user, adapter, max_new_tokens)
 
 
-def build_engine(cfg: ModelConfig) -> Engine:
-    """The engine the config names, with its base loaded (no adapters yet)."""
+def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
+    """The engine the config names, with no adapters yet, serving the unified model (`unified`: its
+    adapter, merged into the base once and cached) or, without one, the base. Adapter None is then
+    the unified answer, and the specialists, trained on the merged model, are its only adapters."""
     backend = cfg.runtime.engine.backend
     if backend == "openai":
         from pz2.runtime.engine_openai import OpenAIEngine
 
         return OpenAIEngine.from_config(cfg)
+    from pz2.models.unified import served_model
+
+    served = served_model(cfg, unified)
     if backend == "llamacpp":
         from pz2.runtime.engine_llamacpp import LlamaCppEngine
 
-        return LlamaCppEngine.from_config(cfg)
+        return LlamaCppEngine.from_config(cfg, served)
     from pz2.runtime.engine_transformers import TransformersEngine
 
-    return TransformersEngine.from_config(cfg)
+    return TransformersEngine.from_config(cfg, served)

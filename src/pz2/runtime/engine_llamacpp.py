@@ -1,7 +1,8 @@
-"""The default engine: llama.cpp on the GGUF base, PEFT adapters served as GGUF LoRA.
+"""The default engine: llama.cpp on the served GGUF (the base, or the unified model merged into
+it), PEFT adapters served as GGUF LoRA.
 
-The embedded base ships as a Q4_1 GGUF, and training dequantizes exactly those weights, so the
-served base is the trained base. Adapters are converted once (float32, exact) into the cache,
+Training sees the dequantized values of the very GGUF served (models/prepare.py), so the served
+base is the trained base. Adapters are converted once (float32, exact) into the cache,
 keyed by the adapter's hash; loading one into the live model takes milliseconds and switching
 between loaded adapters microseconds. A specialist may also be a whole GGUF model, served by a
 second llama.cpp instance.
@@ -19,9 +20,9 @@ import numpy as np
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
-from pz2.models.embedded import BASE
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import adapter_dir
+from pz2.models.prepare import ServedModel
 from pz2.runtime.engine import Engine
 
 
@@ -34,17 +35,14 @@ def _llama_cpp() -> Any:
     return llama_cpp
 
 
-def base_gguf(cfg: ModelConfig) -> Path:
-    """The GGUF the engine serves: the configured file, or the embedded base's shipped one."""
-    if cfg.runtime.engine.gguf_model is not None:
-        path = cfg.runtime.engine.gguf_model.expanduser()
-        if not path.is_file():
-            raise ModelError(f"{path}: runtime.engine.gguf_model does not exist")
-        return path
-    if cfg.base_model != EMBEDDED:
-        raise ModelError(f"base_model is {cfg.base_model}: set runtime.engine.gguf_model to its GGUF, "
-                         "or runtime.engine.backend: transformers")
-    return BASE.path()
+def served_gguf(served: ServedModel) -> Path:
+    """The GGUF of the served model, or the one-line reason there is none."""
+    if served.gguf is None:
+        raise ModelError(f"base_model {served.fingerprint['id']} has no GGUF: set runtime.engine.gguf_model to its "
+                         "GGUF, or runtime.engine.backend: transformers")
+    if not served.gguf.is_file():
+        raise ModelError(f"{served.gguf}: runtime.engine.gguf_model does not exist")
+    return served.gguf
 
 
 def tokenizer_for(cfg: ModelConfig) -> Any:
@@ -62,9 +60,10 @@ class LlamaCppEngine(Engine):
 
     def __init__(self, gguf: Path, tokenizer: Any, system_prompt: str, max_new_tokens: int,
                  context_length: int = 2048, threads: int = 0, cache_dir: Path = Path("~/.cache/pz2"),
-                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
+                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0, flash_attention: bool = False) -> None:
         super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
         self.lib = _llama_cpp()
+        self.flash_attention = flash_attention
         self.threads = threads or os.cpu_count() or 1
         self.context_length = context_length
         self.llm = self._open(gguf)
@@ -79,10 +78,13 @@ class LlamaCppEngine(Engine):
         self.n_head_kv = int(meta.get("llama.attention.head_count_kv", self.n_head))
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> LlamaCppEngine:
+    def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
         e = cfg.runtime.engine
-        return cls(base_gguf(cfg), tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens,
-                   e.context_length, e.threads, cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty)
+        engine = cls(served_gguf(served), tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens,
+                     e.context_length, e.threads, cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty,
+                     e.flash_attention)
+        engine.base = served.fingerprint
+        return engine
 
     def _open(self, gguf: Path) -> Any:
         """The model without llama.cpp's extra weight buffers. On a CPU with AMX, quantized weights
@@ -101,7 +103,8 @@ class LlamaCppEngine(Engine):
         params.llama_model_default_params = without_extra_buffers
         try:
             return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=self.threads,
-                                  n_threads_batch=self.threads, n_batch=512, logits_all=False, verbose=False)
+                                  n_threads_batch=self.threads, n_batch=512, logits_all=False, flash_attn=self.flash_attention,
+                                  verbose=False)
         except ValueError as e:
             raise ModelError(f"{gguf}: llama.cpp cannot load it ({e})") from None
         finally:

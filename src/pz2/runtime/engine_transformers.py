@@ -15,6 +15,7 @@ from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.base import load_base
 from pz2.models.loading import adapter_dir
+from pz2.models.prepare import ServedModel
 from pz2.runtime.engine import Engine
 
 
@@ -31,16 +32,17 @@ class TransformersEngine(Engine):
         self._cache: Any = None
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> TransformersEngine:
+    def from_config(cls, cfg: ModelConfig, served: ServedModel) -> TransformersEngine:
         import torch
 
         if cfg.runtime.engine.threads:
             torch.set_num_threads(cfg.runtime.engine.threads)
-        base, tokenizer = load_base(cfg)
+        base, tokenizer = load_base(cfg, served.path)
         e = cfg.runtime.engine
         engine = cls(base, tokenizer, cfg.system_prompt, e.max_new_tokens, cfg.trust_remote_code,
                      e.no_repeat_ngram_size, e.repetition_penalty)
         engine.context_length = cfg.runtime.engine.context_length
+        engine.base = served.fingerprint
         return engine
 
     def _load(self, name: str, path: Path) -> int:

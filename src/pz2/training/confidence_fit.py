@@ -52,18 +52,18 @@ def fit_confidence(ws: Workspace, limit: int | None = 400, good_rouge_l: float =
     """Fit on up to `limit` rows of unified_validation.jsonl; writes confidence.json beside the adapter."""
     cfg = ws.model_config(overrides)
     assistant = Assistant.from_workspace(ws, overrides)  # the engine and classifier the router will use
-    engine, classifier, unified = assistant.engine, assistant.classifier, assistant.unified
+    engine, classifier = assistant.engine, assistant.classifier
     pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", cfg.system_prompt, None)
     if limit is not None and limit < len(pairs):
         pairs = random.Random(seed).sample(pairs, limit)
     max_new = cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
     try:
-        x, y, rows = collect(engine, classifier, unified, pairs, good_rouge_l, max_new, show_progress)
+        x, y, rows = collect(engine, classifier, None, pairs, good_rouge_l, max_new, show_progress)
     finally:
         assistant.close()
     model = ConfidenceModel.fit(x, y, max_new, good_rouge_l, seed=seed)
-    model.metrics |= {"engine": engine.name, "adapter": unified or "base", "seconds": round(time.perf_counter() - start, 1)}
+    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "seconds": round(time.perf_counter() - start, 1)}
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)

@@ -1,4 +1,6 @@
-"""LoRA supervised fine-tuning of the base: the unified model and the QnA / technical specialists.
+"""LoRA supervised fine-tuning: the unified model on the base, then the QnA / technical specialists
+on the unified model merged into it (two stages: a specialist starts from everything the unified
+model learned, and is served exactly on the one model in memory; models/unified.py).
 
 Reads top to bottom: data -> base + LoRA -> transformers Trainer (masked-prompt collator,
 optional packing, checkpoints, TensorBoard) -> train (or resume) -> evaluate -> atomic save of
@@ -26,7 +28,8 @@ import torch
 from pz2.config import ModelConfig, RaftConfig, SFTConfig
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
-from pz2.models.prepare import base_fingerprint
+from pz2.models.loading import MANIFEST
+from pz2.models.unified import served_model
 from pz2.training.sft_data import (
     CompletionCollator,
     completion_loss,
@@ -41,7 +44,6 @@ from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 SPECIALISTS = ("qna", "technical")
 REMOVED_TYPES = {"daily_chat": "everyday chat is handled by the unified model (제거됨 - 통합모델에서 처리)"}
 
@@ -136,7 +138,7 @@ def train_sft(
 
     # data: validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
-        base = base_fingerprint(model_cfg)
+        base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter").fingerprint
         tokenizer = AutoTokenizer.from_pretrained(base["path"], trust_remote_code=model_cfg.trust_remote_code)
         grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
