@@ -1,8 +1,8 @@
 """What a specialist costs to bring in: switch to a loaded adapter, load one cold, load a full model.
 
 Baseline, in the same process: loading a full copy of the model as llama.cpp serves it (a second
-`Llama` on the shipped GGUF), and, for the reference engine, a full transformers model. Adapters:
-the trained specialists in finetuning/models/ (run `pz2 demo` first).
+`Llama` on the unified model's GGUF), and, for the reference engine, a full transformers model.
+Adapters: the trained specialists in finetuning/models/, on the served unified model (run `pz2 demo` first).
 
     python benchmarks/adapter_switch.py [--repeats 20]
 """
@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from pz2.config import ModelConfig
 from pz2.fileio import atomic_write_json
-from pz2.models.embedded import BASE
-from pz2.models.prepare import prepare_base
-from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
-from pz2.runtime.engine_transformers import TransformersEngine
+from pz2.models.unified import served_unified
+from pz2.runtime.engine import build_engine
+from pz2.workspace import Workspace
 
 SPECIALISTS = {"qna": Path("finetuning/models/qna_specialist"), "technical": Path("finetuning/models/technical_specialist")}
 
@@ -43,9 +41,10 @@ def main() -> int:
     if missing:
         print(f"train the specialists first (pz2 demo): missing {missing}", file=sys.stderr)
         return 1
-    cfg = ModelConfig()
-    tokenizer = tokenizer_for(cfg)
-    engine = LlamaCppEngine(BASE.path(), tokenizer, cfg.system_prompt, 8, threads=2, cache_dir=cfg.cache_dir)
+    ws = Workspace(Path("finetuning"))
+    cfg = ws.model_config({"runtime.engine.backend": "llamacpp", "runtime.engine.threads": 2})
+    served = served_unified(cfg, ws.unified_model / "adapter")
+    engine = build_engine(cfg, ws.unified_model / "adapter")
     for name, path in SPECIALISTS.items():
         engine.lora_gguf(path)  # converted once beforehand: conversion is not part of a load
         engine.load(name, path)
@@ -63,14 +62,13 @@ def main() -> int:
 
     r["llamacpp_cold_adapter_load_ms"] = median_ms(cold_load, args.repeats)
     r["llamacpp_full_model_load_ms"] = median_ms(
-        lambda: engine._open(BASE.path()).close(), max(3, args.repeats // 4))
+        lambda: engine._open(served.gguf).close(), max(3, args.repeats // 4))
     r["llamacpp_full_over_adapter"] = r["llamacpp_full_model_load_ms"] / r["llamacpp_cold_adapter_load_ms"]
 
     import torch
     from transformers import AutoModelForCausalLM
 
-    base_dir = prepare_base(cfg).path
-    reference = TransformersEngine.from_config(cfg)
+    reference = build_engine(ws.model_config({"runtime.engine.backend": "transformers"}), ws.unified_model / "adapter")
     reference.load("qna", SPECIALISTS["qna"])
 
     def peft_cold() -> None:
@@ -82,7 +80,7 @@ def main() -> int:
     r["transformers_switch_ms"] = median_ms(lambda: reference.model.set_adapter("qna") or reference.model.set_adapter("technical"),
                                             args.repeats * 10) / 2
     r["transformers_full_model_load_ms"] = median_ms(
-        lambda: AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), 3)
+        lambda: AutoModelForCausalLM.from_pretrained(served.path, dtype=torch.float32), 3)
     r["transformers_full_over_adapter"] = r["transformers_full_model_load_ms"] / r["transformers_cold_adapter_load_ms"]
     for key, value in r.items():
         print(f"{key:38s} {value:10.3f}")

@@ -1,16 +1,24 @@
-"""Unified answer speed per engine and weight format: time to first token, 48-token answer, tok/s.
+"""Unified answer speed per engine and weight format, the split of a token's time, and whole turns.
 
-Baseline, in the same process: transformers fp32 (the reference engine). Candidates: torch dynamic
-int8 (transformers, Linear layers quantized), llama.cpp on the shipped Q4_1 GGUF, and llama.cpp on
-exact F16/F32 GGUFs written from the prepared base. Every run answers the same prompts greedily with
-the unified adapter when one is trained, forced to 48 new tokens (end-of-turn ignored) so the
-formats do the same work; the shipped Q4_1 is also timed without the adapter, for what an
-unmerged LoRA adds to every token.
+Every row answers the same prompts greedily, forced to 48 new tokens (end-of-turn ignored) so the
+formats do the same work, in one process. The rows:
+- today's default before the fast path: llama.cpp on the shipped Q4_1 base + the unified LoRA unmerged;
+- bare bases in each format (Q4_1 shipped, Q4_0, Q8_0, F16), what the weights alone cost;
+- the Q4_0 base + the unified LoRA unmerged (what merging saves);
+- the configured default, marked `"default": true`: the unified model merged into the base and
+  served in `weights_format`, flash attention as configured (and once without it);
+- that model + a specialist LoRA (the expert route);
+- transformers fp32, the reference engine.
 
 Decode reads every weight once per token, so memory bandwidth sets a ceiling: the script measures
 this machine's read bandwidth (numpy sums over 1 GiB, one thread per decode thread) and reports
-each format's share of its ceiling (bandwidth / bytes of weights); a low share means the format
-is bound by compute (dequantizing, small-matrix overheads), not by memory.
+each row's share of its ceiling (bandwidth / bytes of weights); a low share means the format is
+bound by compute (dequantizing, small-matrix overheads, thread barriers), not by memory.
+
+The split of a token's time: llama_decode (timed around `Llama.eval`) against everything else
+in the loop (log-softmax and entropy over the vocabulary, repetition control, text streaming).
+Whole turns: `Assistant.ask` on general messages (classifier + router + the unified answer, its
+natural length), with the time to the first streamed piece.
 
     python benchmarks/engine_speed.py [--tokens 48] [--repeats 5]
 """
@@ -26,18 +34,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pz2.config import ModelConfig
+from pz2.evaluation.eval_set import load_file
 from pz2.fileio import atomic_write_json
 from pz2.models.embedded import BASE
 from pz2.models.gguf_export import write_model_gguf
-from pz2.models.prepare import prepare_base
+from pz2.models.prepare import prepared_base_dir, served_base
+from pz2.models.unified import served_unified
+from pz2.runtime.assistant import Assistant
 from pz2.runtime.engine import Engine
 from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
 from pz2.runtime.engine_transformers import TransformersEngine
+from pz2.workspace import Workspace
 
 PROMPTS = ["How to draw a line in CAD software?", "I feel sad today", "What is a Python dictionary?",
            "How do I reset my Wi-Fi router?", "Explain photosynthesis simply."]
-ADAPTER = Path("finetuning/models/unified_model/adapter")
 
 
 def read_bandwidth_gbs(threads: int, size: int = 1 << 30, repeats: int = 5) -> float:
@@ -55,9 +65,25 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+class DecodeClock:
+    """Time spent inside llama.cpp's `eval` (prompt and tokens), wrapped around one engine's model."""
+
+    def __init__(self, engine: LlamaCppEngine) -> None:
+        self.seconds = 0.0
+        llm, inner = engine.llm, engine.llm.eval
+
+        def timed(tokens):  # noqa: ANN001, ANN202 (Llama.eval's own signature)
+            start = time.perf_counter()
+            inner(tokens)
+            self.seconds += time.perf_counter() - start
+
+        llm.eval = timed
+
+
 def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> dict[str, float]:
     engine.stop_ids = set()  # same work for every format: exactly `tokens` new tokens
     engine.generate(PROMPTS[0], adapter, tokens)  # warm-up
+    clock = DecodeClock(engine) if isinstance(engine, LlamaCppEngine) else None
     firsts, totals = [], []
     for _ in range(repeats):
         for prompt in PROMPTS:
@@ -65,8 +91,34 @@ def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> d
             firsts.append(gen.first_token_s)
             totals.append(gen.total_s)
     total = statistics.median(totals)
-    return {"first_token_ms": 1000 * statistics.median(firsts), "answer_ms": 1000 * total,
-            "tokens_per_s": tokens / total}
+    r = {"first_token_ms": 1000 * statistics.median(firsts), "answer_ms": 1000 * total, "tokens_per_s": tokens / total}
+    if clock is not None:
+        del engine.llm.eval   # the instance attribute goes; the class's method is back
+        steps = len(totals) * tokens
+        r |= {"decode_ms_per_token": 1000 * clock.seconds / steps,
+              "other_ms_per_token": 1000 * (sum(totals) - clock.seconds) / steps}
+    return r
+
+
+def whole_turns(ws: Workspace, repeats: int) -> dict[str, float]:
+    """`Assistant.ask` on the general questions of the evaluation set: the turn as a user waits for it."""
+    assistant = Assistant.from_workspace(ws, log=False)
+    questions = [r.question for r in load_file(ws.datasets / "unified_test.jsonl") if r.category == "general"][:20]
+    totals, firsts, tokens = [], [], []
+    try:
+        for _ in range(repeats):
+            for q in questions:
+                first: list[float] = []
+                start = time.perf_counter()
+                turn = assistant.ask(q, session=f"bench-{len(totals)}",
+                                     on_text=lambda _s, _t: first or first.append(time.perf_counter() - start))
+                totals.append(time.perf_counter() - start)
+                firsts.append(first[0] if first else totals[-1])
+                tokens.append(len(turn.generation.token_ids) if turn.generation else 0)
+    finally:
+        assistant.close()
+    return {"turns": len(totals), "turn_ms_p50": 1000 * statistics.median(totals),
+            "first_piece_ms_p50": 1000 * statistics.median(firsts), "answer_tokens_p50": statistics.median(tokens)}
 
 
 def main() -> int:
@@ -74,72 +126,92 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workspace", type=Path, default=Path("finetuning"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engine_speed.json"))
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    cfg = ModelConfig()
-    base_dir = prepare_base(cfg).path
+    ws = Workspace(args.workspace)
+    cfg = ws.model_config()
+    unified_adapter, specialist = ws.unified_model / "adapter", ws.specialist("qna")
+    if not (unified_adapter / "adapter_config.json").exists():
+        print(f"{unified_adapter}: train the unified model first (`pz2 train unified`)")
+        return 2
     tokenizer = tokenizer_for(cfg)
     system = cfg.system_prompt
-    adapter = "unified" if ADAPTER.exists() else None
     work = Path("benchmarks/results/gguf")
     work.mkdir(parents=True, exist_ok=True)
+    base, unified = served_base(cfg), served_unified(cfg, unified_adapter)
 
     bandwidth = read_bandwidth_gbs(args.threads)
-    print(f"read bandwidth: {bandwidth:.1f} GB/s; adapter: {adapter or 'none (base)'}")
+    print(f"read bandwidth: {bandwidth:.1f} GB/s")
     results: dict[str, dict] = {}
 
-    def record(name: str, engine: Engine, weight_bytes: int, with_adapter: bool = True) -> None:
-        """`with_adapter=False`: the weights already hold the adapter (merged), or the bare base is the point."""
-        if adapter and with_adapter:
-            engine.load(adapter, ADAPTER)
-        r = measure(engine, adapter if with_adapter else None, args.tokens, args.repeats)
+    def record(name: str, engine: Engine, weight_bytes: int, adapter: tuple[str, Path] | None = None, **extra) -> None:
+        if adapter:
+            engine.load(*adapter)
+        r = measure(engine, adapter[0] if adapter else None, args.tokens, args.repeats)
         ceiling = bandwidth * 1e9 / weight_bytes
-        r |= {"weights_mb": weight_bytes / 2**20, "ceiling_tokens_per_s": ceiling, "share_of_ceiling": r["tokens_per_s"] / ceiling}
+        r |= {"weights_mb": weight_bytes / 2**20, "ceiling_tokens_per_s": ceiling,
+              "share_of_ceiling": r["tokens_per_s"] / ceiling, **extra}
         results[name] = r
-        print(f"{name:28s} first token {r['first_token_ms']:7.1f} ms   {args.tokens} tokens {r['answer_ms']:7.1f} ms   "
-              f"{r['tokens_per_s']:6.1f} tok/s   {r['share_of_ceiling']:.0%} of the {ceiling:.0f} tok/s ceiling", flush=True)
+        split = f"   decode {r['decode_ms_per_token']:.2f} + other {r['other_ms_per_token']:.2f} ms/token" \
+            if "decode_ms_per_token" in r else ""
+        print(f"{name:44s} first token {r['first_token_ms']:6.1f} ms   {args.tokens} tokens {r['answer_ms']:6.1f} ms   "
+              f"{r['tokens_per_s']:5.1f} tok/s   {r['share_of_ceiling']:.0%} of {ceiling:.0f} tok/s{split}", flush=True)
+
+    def llama(path: Path, flash: bool = cfg.runtime.engine.flash_attention) -> LlamaCppEngine:
+        return LlamaCppEngine(path, tokenizer, system, args.tokens, threads=args.threads, cache_dir=work,
+                              flash_attention=flash)
+
+    shipped = BASE.path()
+    old = llama(shipped, flash=False)   # the engine as it was: no flash attention
+    record("old default: Q4_1 shipped + unified LoRA", old, shipped.stat().st_size, ("unified", unified_adapter),
+           baseline=True)
+    record("Q4_1 shipped, bare base", old, shipped.stat().st_size)
+    del old
+    formats = {"q4_0": base.gguf if cfg.weights_format == "q4_0" else None}
+    for fmt in ("q4_0", "q8_0", "f16"):
+        if formats.get(fmt) is None:
+            formats[fmt] = work / f"base-{fmt}.gguf"
+            if not formats[fmt].exists():
+                write_model_gguf(prepared_base_dir(cfg), formats[fmt], shipped, fmt)
+    for fmt, path in formats.items():
+        engine = llama(path)
+        record(f"{fmt.upper()} bare base", engine, path.stat().st_size)
+        if fmt == "q4_0":
+            record("Q4_0 base + unified LoRA unmerged", engine, path.stat().st_size, ("unified", unified_adapter))
+        del engine
+    engine = llama(unified.gguf)
+    record(f"default: unified merged, {cfg.weights_format.upper()}", engine, unified.gguf.stat().st_size, default=True)
+    if specialist.exists():
+        record(f"unified merged {cfg.weights_format.upper()} + qna LoRA", engine, unified.gguf.stat().st_size,
+               ("qna", specialist))
+    del engine
+    if cfg.runtime.engine.flash_attention:
+        record(f"unified merged, {cfg.weights_format.upper()}, no flash attention", llama(unified.gguf, flash=False),
+               unified.gguf.stat().st_size)
 
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
-    fp32_bytes = sum(p.numel() * 4 for p in model.parameters())
-    record("transformers fp32", TransformersEngine(model, tokenizer, system, args.tokens), fp32_bytes)
-    try:  # PEFT cannot wrap quantized layers: the adapter is merged first, then Linear layers quantized
-        fresh = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
-        if adapter:
-            from peft import PeftModel
-
-            fresh = PeftModel.from_pretrained(fresh, ADAPTER).merge_and_unload()
-        int8 = torch.ao.quantization.quantize_dynamic(fresh, {torch.nn.Linear}, dtype=torch.qint8)
-        linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-        record("transformers dynamic int8 (merged)", TransformersEngine(int8, tokenizer, system, args.tokens),
-               fp32_bytes - 3 * linear, with_adapter=False)
-    except (AttributeError, RuntimeError, NotImplementedError) as e:
-        print(f"transformers dynamic int8: not available here ({e})")
+    model = AutoModelForCausalLM.from_pretrained(unified.path, dtype=torch.float32).eval()
+    record("transformers fp32, unified merged", TransformersEngine(model, tokenizer, system, args.tokens),
+           sum(p.numel() * 4 for p in model.parameters()))
     del model
 
-    ggufs = {"llama.cpp Q4_1 (shipped)": BASE.path()}
-    for dtype in ("f16", "f32"):
-        path = work / f"base-{dtype}.gguf"
-        if not path.exists():
-            write_model_gguf(base_dir, path, BASE.path(), dtype)
-        ggufs[f"llama.cpp {dtype.upper()}"] = path
-    for name, path in ggufs.items():
-        engine = LlamaCppEngine(path, tokenizer, system, args.tokens, threads=args.threads, cache_dir=work)
-        if adapter and path == BASE.path():  # what an unmerged LoRA adds to every token
-            record(f"{name}, bare base", engine, path.stat().st_size, with_adapter=False)
-        record(name, engine, path.stat().st_size)
-        del engine
-
-    baseline = results["transformers fp32"]["answer_ms"]
+    old_ms = results["old default: Q4_1 shipped + unified LoRA"]["answer_ms"]
     for r in results.values():
-        r["speedup_vs_transformers_fp32"] = baseline / r["answer_ms"]
+        r["speedup_vs_old_default"] = old_ms / r["answer_ms"]
+    turns = whole_turns(ws, max(1, args.repeats // 2))
+    print(f"whole turn (classifier + router + unified answer, {turns['turns']} general messages): median "
+          f"{turns['turn_ms_p50']:.0f} ms, first piece {turns['first_piece_ms_p50']:.0f} ms, "
+          f"{turns['answer_tokens_p50']:.0f} tokens")
+    default = next(name for name, r in results.items() if r.get("default"))
+    print(f"default vs old default: {results[default]['speedup_vs_old_default']:.2f}x")
     atomic_write_json(args.out, {"tokens": args.tokens, "threads": args.threads, "read_bandwidth_gbs": bandwidth,
-                                 "adapter": adapter, "results": results})
+                                 "weights_format": cfg.weights_format, "results": results, "whole_turn": turns})
     print(f"written to {args.out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Peak memory (RSS high-water mark) of the assistant: unified model alone, then with both specialists.
 
 Each configuration runs in a fresh child process, so one's peak does not hide another's. Baseline:
-the assistant (classifier, llama.cpp engine, base + unified adapter) after one unified answer.
+the assistant (classifier, llama.cpp engine, the unified model merged into the base) after one unified answer.
 Compared with: the same process after both specialists answered, once as LoRA adapters (pz2's
 way) and once as full copies of the model (what "three separate models" costs).
 
@@ -21,7 +21,7 @@ from pz2.fileio import atomic_write_json
 CHILD = r"""
 import json, sys
 from pathlib import Path
-from pz2.models.embedded import BASE
+from pz2.models.unified import served_unified
 from pz2.runtime.assistant import Assistant
 from pz2.workspace import Workspace
 
@@ -31,8 +31,10 @@ def peak_mb():
             return int(line.split()[1]) / 1024
 
 assistant = Assistant.from_workspace(Workspace(Path("finetuning")))
+assistant_cfg = Workspace(Path("finetuning")).model_config()
 if sys.argv[1] == "full":  # the same assistant, its specialists full copies of the model instead of adapters
-    assistant.pool.paths = {name: BASE.path() for name in assistant.pool.paths}
+    gguf = served_unified(assistant_cfg, Path("finetuning/models/unified_model/adapter")).gguf
+    assistant.pool.paths = {name: gguf for name in assistant.pool.paths}
     assistant.pool.budget = float("inf")
 out = {}
 assistant.ask("I feel sad today")

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from pz2.config import ModelConfig
 from pz2.fileio import atomic_write_json
-from pz2.models.embedded import BASE
-from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
+from pz2.runtime.engine import Engine, build_engine
 from pz2.runtime.pool import SpecialistPool
 from pz2.runtime.predictor import UsagePredictor
 from pz2.runtime.router import SPECIALISTS
@@ -55,7 +54,7 @@ def trace(sessions: int, turns: int, stay: float, escalate: float, concurrent: i
     return out
 
 
-def replay(engine: LlamaCppEngine, events: list[tuple[str, str, bool]], budget_mb: float, predict: bool,
+def replay(engine: Engine, events: list[tuple[str, str, bool]], budget_mb: float, predict: bool,
            min_probability: float) -> dict[str, float]:
     pool = SpecialistPool(engine, PATHS, budget_mb)
     predictor = UsagePredictor(SPECIALISTS)
@@ -94,8 +93,8 @@ def main() -> int:
     if not all(p.exists() for p in PATHS.values()):
         print("train the specialists first (pz2 demo)", file=sys.stderr)
         return 1
-    cfg = ModelConfig()
-    engine = LlamaCppEngine(BASE.path(), tokenizer_for(cfg), cfg.system_prompt, 8, threads=2, cache_dir=cfg.cache_dir)
+    cfg = ModelConfig(runtime={"engine": {"threads": 2, "max_new_tokens": 8}})
+    engine = build_engine(cfg, Path("finetuning/models/unified_model/adapter"))   # the specialists' own model
     sizes = [engine.lora_gguf(p).stat().st_size / 2**20 for p in PATHS.values()]
     budget = 1.5 * max(sizes)  # one specialist at a time
 

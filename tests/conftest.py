@@ -109,7 +109,8 @@ def hybrid_ws(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, tiny_
     path = root / "configs" / "model_config.yaml"
     cfg = yaml.safe_load(path.read_text())
     cfg.update(cache_dir=str(model_cache), base_model=str(tiny_base), weights_format="f32")
-    cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, threads=2)
+    cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, threads=2,
+                                    flash_attention=False)   # float attention: both engines agree token for token
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     ws = Workspace(root)
     generate(DataConfig(per_category=70), ModelConfig().system_prompt, ws.datasets)
@@ -168,12 +169,11 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     ws = Workspace(root)
     cfg = ws.model_config()
-    engine = build_engine(cfg)
-    engine.load("unified", ws.unified_model / "adapter")
+    engine = build_engine(cfg, ws.unified_model / "adapter")
     classifier = ConversationClassifier.load(ws.classifier)
     pairs = [pair for split in ("validation", "test")
              for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
-    x, _, rows = collect(engine, classifier, "unified", pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
+    x, _, rows = collect(engine, classifier, None, pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
     rng = np.random.default_rng(0)
     y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
     ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)

@@ -96,13 +96,12 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     assert not (hybrid.unified_model / "confidence.json").exists()
 
     cfg = hybrid.model_config()
-    engine = build_engine(cfg)
-    engine.load("unified", hybrid.unified_model / "adapter")
+    engine = build_engine(cfg, hybrid.unified_model / "adapter")
     path = hybrid.datasets / "unified_validation.jsonl"
     pairs = reference_pairs(path, cfg.system_prompt, None)
     rows = read_jsonl(path)
     for i, (row, (_, user, _)) in enumerate(zip(rows, pairs, strict=True)):
-        answer = engine.generate(user, "unified").text
+        answer = engine.generate(user, None).text
         if i % 2 == 0 and answer:
             row["target_text"] = answer
     atomic_write_jsonl(path, rows)

@@ -149,7 +149,7 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
         plan.append(("unified", None, list(range(len(rows)))))
     if "base" in models:
         if unified.exists():   # the bare base beside the unified model, as a full model
-            engine.load("base", served_base(cfg).path)
+            engine.load("base", engine.model_path(served_base(cfg)))
         plan.append(("base", "base" if unified.exists() else None, list(range(len(rows)))))
     engine.generate("hello", None, max_new_tokens=1)
     answers: dict[str, dict[str, dict[int, dict]]] = {}

@@ -29,6 +29,7 @@ from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.chat import prompt_ids
 from pz2.models.loading import adapter_dir, check_trained_on
+from pz2.models.prepare import ServedModel
 
 TextCallback = Callable[[str], None]
 
@@ -239,6 +240,10 @@ class Engine:
         thread driving them runs 3-5× slower (20 tokens: 0.34 s from the thread that loaded the models,
         1.6 s from another, measured here)."""
         return 1
+
+    def model_path(self, served: ServedModel) -> Path:
+        """What this engine reads of a served model, to load it whole beside the one it serves."""
+        return served.path
 
     def available(self, path: Path) -> bool:
         """Whether a model at `path` can be loaded (a remote engine answers for its server)."""

@@ -110,6 +110,9 @@ class LlamaCppEngine(Engine):
         finally:
             params.llama_model_default_params = defaults
 
+    def model_path(self, served: ServedModel) -> Path:
+        return served_gguf(served)
+
     def lora_gguf(self, adapter: Path) -> Path:
         """The adapter as GGUF LoRA, converted once per adapter content."""
         digest = sha256_file(lora_weights(adapter))[:16]

@@ -1,0 +1,145 @@
+"""The served models: what llama.cpp reads is what training saw, the unified model merged in, and
+adapters that belong to another model are refused (stale specialists included)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import random_adapter
+from typer.testing import CliRunner
+
+from pz2.cli import app
+from pz2.config import ModelConfig
+from pz2.errors import ModelError
+from pz2.models.gguf_export import gguf_name, permute_rows
+from pz2.models.prepare import served_base
+from pz2.models.unified import served_unified, unified_id
+from pz2.runtime.assistant import Assistant
+from pz2.runtime.engine import build_engine
+from pz2.workspace import Workspace
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+
+def served_equals_trained(folder: Path) -> dict[str, str]:
+    """Every tensor of folder/model.gguf, dequantized as llama.cpp reads it, hashed against the same
+    tensor of folder/model.safetensors (what training and transformers load); returns the GGUF types."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
+    trained = load_file(folder / "model.safetensors")
+    by_gguf = {gguf_name(name): name for name in trained}
+    reader = gguf.GGUFReader(folder / "model.gguf")
+    types = {}
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).reshape(trained[by_gguf[t.name]].shape)
+        expected = trained[by_gguf[t.name]]
+        n_head = next((n for key, n in heads.items() if f".{key}." in t.name), None)
+        if n_head:
+            expected = permute_rows(expected, n_head)
+        assert _digest(values) == _digest(expected), t.name
+        types[t.name] = t.tensor_type.name
+    assert len(types) == len(trained)
+    return types
+
+
+@pytest.mark.slow
+def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_cache: Path) -> None:
+    cfg = ModelConfig(cache_dir=model_cache)
+    base = served_base(cfg)
+    types = served_equals_trained(base.path)
+    assert types["blk.0.ffn_up.weight"] == "Q4_0" and types["token_embd.weight"] == "Q8_0"
+    assert base.fingerprint["format"] == "q4_0"
+    assert base.fingerprint["sha256"] == hashlib.sha256((base.path / "model.gguf").read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_q4(tiny_base: Path, tiny_gguf: Path, tmp_path: Path) -> ModelConfig:
+    return ModelConfig(base_model=str(tiny_base), cache_dir=tmp_path / "cache", weights_format="q4_0",
+                       runtime={"engine": {"gguf_model": str(tiny_gguf), "threads": 1}})
+
+
+def test_the_merged_unified_model_is_served_as_written_and_cached_by_content(tiny_q4: ModelConfig, tiny_base: Path,
+                                                                            tmp_path: Path) -> None:
+    adapter = random_adapter(tiny_base, tmp_path / "unified", seed=4)
+    unified = served_unified(tiny_q4, adapter)
+    types = served_equals_trained(unified.path)
+    assert types["blk.1.attn_q.weight"] == "Q4_0"
+    assert unified.fingerprint["id"] == unified_id(adapter) and unified.fingerprint["base"]["id"] == str(tiny_base)
+    stamp = (unified.path / "model.gguf").stat().st_mtime_ns
+    assert served_unified(tiny_q4, adapter).path == unified.path
+    assert (unified.path / "model.gguf").stat().st_mtime_ns == stamp, "a second call reuses the merge"
+    other = served_unified(tiny_q4, random_adapter(tiny_base, tmp_path / "retrained", seed=5))
+    assert other.path != unified.path and other.fingerprint["sha256"] != unified.fingerprint["sha256"]
+
+
+def test_the_merged_model_answers_as_base_plus_adapter(hybrid_ws: Workspace) -> None:
+    """On a float base the merge is exact up to rounding: the merged model (adapter None) answers as the
+    base with the unified adapter did, in both engines."""
+    from pz2.runtime.engine_transformers import TransformersEngine
+
+    cfg = hybrid_ws.model_config()
+    unified = hybrid_ws.unified_model / "adapter"
+    reference = TransformersEngine.from_config(cfg, served_base(cfg))
+    reference.load("unified", unified)
+    expected = [reference.generate(q, "unified").token_ids for q in ("What is recursion?", "I feel sad today")]
+    for backend in ("llamacpp", "transformers"):
+        engine = build_engine(hybrid_ws.model_config({"runtime.engine.backend": backend}), unified)
+        assert engine.base["id"] == unified_id(unified)
+        assert [engine.generate(q, None).token_ids for q in ("What is recursion?", "I feel sad today")] == expected
+
+
+def test_both_engines_give_the_same_greedy_answers_on_the_merged_float_model(hybrid_ws: Workspace) -> None:
+    unified = hybrid_ws.unified_model / "adapter"
+    answers = {}
+    for backend in ("llamacpp", "transformers"):
+        engine = build_engine(hybrid_ws.model_config({"runtime.engine.backend": backend}), unified)
+        engine.load("qna", hybrid_ws.specialist("qna"))
+        answers[backend] = [engine.generate("What is entropy?", adapter).token_ids for adapter in (None, "qna")]
+    assert answers["llamacpp"] == answers["transformers"]
+    assert answers["llamacpp"][0] != answers["llamacpp"][1], "the specialist changes the answer"
+
+
+def test_a_specialist_is_trained_on_the_unified_model_and_refused_on_another(hybrid_ws: Workspace) -> None:
+    manifest = json.loads((hybrid_ws.specialist("qna") / "manifest.json").read_text())
+    unified = hybrid_ws.unified_model / "adapter"
+    assert manifest["base_model"]["id"] == unified_id(unified)
+    plain = build_engine(hybrid_ws.model_config())   # the base alone, as before the unified model
+    with pytest.raises(ModelError, match=r"trained on unified:[0-9a-f]{16} .* but the engine serves .*"
+                                         r"retrain it \(`pz2 train specialist --type qna`\)"):
+        plain.load("qna", hybrid_ws.specialist("qna"))
+    merged = build_engine(hybrid_ws.model_config(), unified)
+    with pytest.raises(ModelError, match=r"retrain it \(`pz2 train unified`\)"):
+        merged.load("unified", unified)   # the unified adapter belongs to the base, not to itself merged
+    assert merged.loaded() == [] and plain.loaded() == []
+
+
+def test_retraining_the_unified_model_makes_the_specialists_stale(hybrid: Workspace, tiny_base: Path,
+                                                                 tmp_path: Path) -> None:
+    before = json.loads(CliRunner().invoke(app, ["--workspace", str(hybrid.root), "status", "--json"]).stdout)
+    assert not [e for e in before if "stale" in e["metrics"]]
+    retrained = random_adapter(tiny_base, tmp_path / "retrained", seed=9)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):   # the manifest stays: trained on the base
+        shutil.copy(retrained / name, hybrid.unified_model / "adapter" / name)
+
+    after = json.loads(CliRunner().invoke(app, ["--workspace", str(hybrid.root), "status", "--json"]).stdout)
+    stale = {e["name"]: e["metrics"]["stale"] for e in after if "stale" in e["metrics"]}
+    assert set(stale) == {"qna_specialist", "technical_specialist"}
+    assert "retrain with `pz2 train specialist --type qna`" in stale["qna_specialist"]
+
+    a = Assistant.from_workspace(hybrid, log=False)
+    try:
+        turn = a.ask("What is entropy? expert mode", expert=True)
+    finally:
+        a.close()
+    assert (turn.route, turn.reason) == ("unified", "fallback")
+    assert "stale: the unified model was retrained since" in turn.specialist_state
