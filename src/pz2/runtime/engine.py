@@ -196,8 +196,9 @@ class Engine:
     def _unload(self, name: str) -> None:
         raise NotImplementedError
 
-    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
-        """Select `adapter` (None = the bare base), forget any earlier state, return the last logits of `ids`."""
+    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
+        """Select `adapter` (None = the served model alone), forget any earlier state, return the last
+        logits of `ids`; `reuse=False`: compute every position anew, even where a cache could serve."""
         raise NotImplementedError
 
     def _next(self, token: int) -> np.ndarray:
@@ -290,7 +291,9 @@ class Engine:
                                  f"{self.context_length}); shorten it or raise runtime.engine.context_length")
             if history:
                 prompt, dropped = self.fit_prompt(user, history, system, limit)
-            logits = self._start(adapter, prompt)
+            # a seeded sample must not hang on the cache: a prompt read in other pieces differs in the last
+            # bits, and over a flat distribution that moves which token a seed draws
+            logits = self._start(adapter, prompt, reuse=sampling.greedy or sampling.seed is None)
             text = TextStream(self.tokenizer)
             scan = StopScanner(sampling.stop)
             ids: list[int] = []

@@ -164,7 +164,7 @@ class LlamaCppEngine(Engine):
         ptr = self.lib.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
 
-    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
         """Prefix caching: the system prompt's KV entries (most of a short prompt) are reused when
         the previous request on this context ran with the same adapter; an adapter changes k and v,
         so after a switch everything is recomputed."""
@@ -174,7 +174,7 @@ class LlamaCppEngine(Engine):
             self.llm = self.base_llm
             self._set_adapter(adapter)
         keep = 0
-        if self._kv_adapter.get(id(self.llm), "") == adapter:
+        if reuse and self._kv_adapter.get(id(self.llm), "") == adapter:
             cached = self.llm.input_ids[: self.llm.n_tokens]
             limit = min(len(cached), len(ids) - 1)  # evaluate at least one token, for its logits
             while keep < limit and cached[keep] == ids[keep]:

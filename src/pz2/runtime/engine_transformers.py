@@ -76,7 +76,7 @@ class TransformersEngine(Engine):
         self._cache = out.cache
         return out.logits[0, -1].float().numpy()
 
-    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:
+    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:   # no cache to reuse
         from peft import PeftModel
 
         self._cache = None
