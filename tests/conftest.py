@@ -173,7 +173,7 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     classifier = ConversationClassifier.load(ws.classifier)
     pairs = [pair for split in ("validation", "test")
              for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
-    x, _, rows = collect(engine, classifier, None, pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
+    x, _, rows = collect(engine, classifier, engine.unified, pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
     rng = np.random.default_rng(0)
     y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
     ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)

@@ -101,7 +101,7 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     pairs = reference_pairs(path, cfg.system_prompt, None)
     rows = read_jsonl(path)
     for i, (row, (_, user, _)) in enumerate(zip(rows, pairs, strict=True)):
-        answer = engine.generate(user, None).text
+        answer = engine.generate(user, engine.unified).text
         if i % 2 == 0 and answer:
             row["target_text"] = answer
     atomic_write_jsonl(path, rows)

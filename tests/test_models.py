@@ -31,16 +31,16 @@ def test_prepare_converts_once_then_loads_and_generates(cli, workspace) -> None:
     assert source["sha256"] == sha256_file(BASE.path())
 
     served = served_base_dir(cfg)
-    assert served.name.endswith("-q4_0") and (served / "model.gguf").is_file()
+    assert served.name.endswith("-q4_1") and (served / "model.gguf").is_file()
     assert json.loads((served / "pz2_source.json").read_text())["converted_from"]["sha256"] == sha256_file(BASE.path())
 
-    model, tokenizer = load_base(cfg)   # the served Q4_0 values, as training sees them
+    model, tokenizer = load_base(cfg)   # the served values, as training sees them
     assert model.config.model_type == "llama"
     assert sum(p.numel() for p in model.parameters()) > 100_000_000
     answer = greedy_reply(model, tokenizer, cfg.system_prompt, "What is the capital of France?", max_new_tokens=16)
     assert "Paris" in answer
     status = json.loads(cli("status", "--json").stdout)
-    assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"format": "q4_0"})]
+    assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"format": "q4_1"})]
 
 
 def test_encoder_ships_in_its_package() -> None:

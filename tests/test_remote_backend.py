@@ -50,10 +50,10 @@ def _front(ws: Workspace, tmp_path, base_url: str) -> Workspace:
 def test_remote_generation_matches_in_process_tokens_and_log_probabilities(confident_ws, backend, tmp_path) -> None:
     front = _front(confident_ws, tmp_path, backend)
     local = build_engine(confident_ws.model_config(), confident_ws.unified_model / "adapter")
-    remote = build_engine(front.model_config())
-    assert remote.name == "openai"
-    for name, path in ((None, None), ("qna", confident_ws.specialist("qna"))):   # None: the unified model
-        if name is not None:
+    remote = build_engine(front.model_config(), confident_ws.unified_model / "adapter")
+    assert remote.name == "openai" and remote.unified == local.unified == "unified"
+    for name, path in (("unified", None), ("qna", confident_ws.specialist("qna"))):
+        if path is not None:
             local.load(name, path)
             remote.load(name, path)
         here, there = local.generate(QUESTION, name), remote.generate(QUESTION, name)
@@ -90,7 +90,7 @@ def test_an_unreachable_backend_is_a_one_line_error(confident_ws, tmp_path) -> N
         engine.load("poetry", confident_ws.specialist("qna"))
 
 
-def test_export_for_vllm_writes_the_unified_model_the_specialists_and_the_serve_command(hybrid, tmp_path) -> None:
+def test_export_for_vllm_writes_the_served_base_the_adapters_and_the_serve_command(hybrid, tmp_path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
     from typer.testing import CliRunner
@@ -100,19 +100,17 @@ def test_export_for_vllm_writes_the_unified_model_the_specialists_and_the_serve_
     out = tmp_path / "vllm"
     result = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "export", "--vllm", "--output", str(out)])
     assert result.exit_code == 0, result.output
-    from pz2.models.unified import served_unified
+    from pz2.models.prepare import served_base
 
-    served = served_unified(hybrid.model_config(), hybrid.unified_model / "adapter")
-    assert (out / "base" / "model.safetensors").read_bytes() == (served.path / "model.safetensors").read_bytes(), \
-        "vLLM serves the unified model the specialists were trained on"
+    assert (out / "base" / "model.safetensors").read_bytes() == (served_base(hybrid.model_config()).path / "model.safetensors").read_bytes(), \
+        "vLLM serves the values the adapters were trained on"
     base = AutoModelForCausalLM.from_pretrained(out / "base")
-    assert sorted(p.name for p in (out / "adapters").iterdir()) == ["qna-specialist", "technical-specialist"]
-    for name in ("qna-specialist", "technical-specialist"):
+    for name in ("unified", "qna-specialist", "technical-specialist"):
         PeftModel.from_pretrained(base, out / "adapters" / name, adapter_name=name.replace("-", "_"))
     script = (out / "serve.sh").read_text()
     assert subprocess.run(["sh", "-n", str(out / "serve.sh")]).returncode == 0
     assert "vllm serve" in script and "--enable-lora" in script and "--max-lora-rank 16" in script
-    assert "--served-model-name unified" in script
+    assert "--served-model-name base" in script
     assert 'qna-specialist="$HERE/adapters/qna-specialist"' in script
     shutil.rmtree(hybrid.specialist("qna"))
     failed = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "export", "--vllm", "--output", str(tmp_path / "x")])

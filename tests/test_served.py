@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_adapter
+import yaml
+from conftest import SFT_FAST, random_adapter
 from typer.testing import CliRunner
 
 from pz2.cli import app
@@ -57,9 +58,16 @@ def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_ca
     cfg = ModelConfig(cache_dir=model_cache)
     base = served_base(cfg)
     types = served_equals_trained(base.path)
-    assert types["blk.0.ffn_up.weight"] == "Q4_0" and types["token_embd.weight"] == "Q8_0"
-    assert base.fingerprint["format"] == "q4_0"
+    assert types["blk.0.ffn_up.weight"] == "Q4_1" and types["token_embd.weight"] == "Q8_0"
+    assert base.fingerprint["format"] == "q4_1"
     assert base.fingerprint["sha256"] == hashlib.sha256((base.path / "model.gguf").read_bytes()).hexdigest()
+    import gguf
+
+    from pz2.models.embedded import BASE
+
+    shipped = {t.name: bytes(t.data) for t in gguf.GGUFReader(BASE.path()).tensors}
+    served = {t.name: bytes(t.data) for t in gguf.GGUFReader(base.path / "model.gguf").tensors}
+    assert served == shipped, "written in its own format, the shipped base is served byte for byte"
 
 
 @pytest.fixture
@@ -82,61 +90,95 @@ def test_the_merged_unified_model_is_served_as_written_and_cached_by_content(tin
     assert other.path != unified.path and other.fingerprint["sha256"] != unified.fingerprint["sha256"]
 
 
-def test_the_merged_model_answers_as_base_plus_adapter(hybrid_ws: Workspace) -> None:
+@pytest.fixture(scope="module")
+def two_stage_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The hybrid workspace with `merge_unified` on (a float base: the merge is exact) and its specialists
+    retrained the two-stage way, on the unified model merged into the base."""
+    from pz2.config import SFTConfig
+    from pz2.training.sft import train_sft
+
+    root = tmp_path_factory.mktemp("two-stage") / "finetuning"
+    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    config = root / "configs" / "model_config.yaml"
+    config.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"merge_unified": True}, allow_unicode=True))
+    ws = Workspace(root)
+    for kind in ("qna", "technical"):
+        train_sft(ws, kind, SFTConfig(**SFT_FAST), ws.model_config())
+    return ws
+
+
+@pytest.fixture
+def two_stage(two_stage_ws: Workspace, tmp_path: Path) -> Workspace:
+    root = tmp_path / "finetuning"
+    shutil.copytree(two_stage_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    return Workspace(root)
+
+
+def test_by_default_the_unified_adapter_rides_on_the_base_and_the_specialists_train_on_the_base(
+        hybrid_ws: Workspace) -> None:
+    engine = build_engine(hybrid_ws.model_config(), hybrid_ws.unified_model / "adapter")
+    assert engine.unified == "unified" and engine.loaded() == ["unified"]
+    assert engine.base["id"] == hybrid_ws.model_config().base_model
+    manifest = json.loads((hybrid_ws.specialist("qna") / "manifest.json").read_text())
+    assert manifest["base_model"]["sha256"] == engine.base["sha256"]
+    engine.load("qna", hybrid_ws.specialist("qna"))
+
+
+def test_the_merged_model_answers_as_base_plus_adapter(two_stage_ws: Workspace) -> None:
     """On a float base the merge is exact up to rounding: the merged model (adapter None) answers as the
     base with the unified adapter did, in both engines."""
     from pz2.runtime.engine_transformers import TransformersEngine
 
-    cfg = hybrid_ws.model_config()
-    unified = hybrid_ws.unified_model / "adapter"
+    cfg = two_stage_ws.model_config()
+    unified = two_stage_ws.unified_model / "adapter"
     reference = TransformersEngine.from_config(cfg, served_base(cfg))
     reference.load("unified", unified)
     expected = [reference.generate(q, "unified").token_ids for q in ("What is recursion?", "I feel sad today")]
     for backend in ("llamacpp", "transformers"):
-        engine = build_engine(hybrid_ws.model_config({"runtime.engine.backend": backend}), unified)
+        engine = build_engine(two_stage_ws.model_config({"runtime.engine.backend": backend}), unified)
         assert engine.base["id"] == unified_id(unified)
         assert [engine.generate(q, None).token_ids for q in ("What is recursion?", "I feel sad today")] == expected
 
 
-def test_both_engines_give_the_same_greedy_answers_on_the_merged_float_model(hybrid_ws: Workspace) -> None:
-    unified = hybrid_ws.unified_model / "adapter"
+def test_both_engines_give_the_same_greedy_answers_on_the_merged_float_model(two_stage_ws: Workspace) -> None:
+    unified = two_stage_ws.unified_model / "adapter"
     answers = {}
     for backend in ("llamacpp", "transformers"):
-        engine = build_engine(hybrid_ws.model_config({"runtime.engine.backend": backend}), unified)
-        engine.load("qna", hybrid_ws.specialist("qna"))
+        engine = build_engine(two_stage_ws.model_config({"runtime.engine.backend": backend}), unified)
+        engine.load("qna", two_stage_ws.specialist("qna"))
         answers[backend] = [engine.generate("What is entropy?", adapter).token_ids for adapter in (None, "qna")]
     assert answers["llamacpp"] == answers["transformers"]
     assert answers["llamacpp"][0] != answers["llamacpp"][1], "the specialist changes the answer"
 
 
-def test_a_specialist_is_trained_on_the_unified_model_and_refused_on_another(hybrid_ws: Workspace) -> None:
-    manifest = json.loads((hybrid_ws.specialist("qna") / "manifest.json").read_text())
-    unified = hybrid_ws.unified_model / "adapter"
+def test_a_specialist_is_trained_on_the_unified_model_and_refused_on_another(two_stage_ws: Workspace) -> None:
+    manifest = json.loads((two_stage_ws.specialist("qna") / "manifest.json").read_text())
+    unified = two_stage_ws.unified_model / "adapter"
     assert manifest["base_model"]["id"] == unified_id(unified)
-    plain = build_engine(hybrid_ws.model_config())   # the base alone, as before the unified model
+    plain = build_engine(two_stage_ws.model_config())   # the base alone, as before the unified model
     with pytest.raises(ModelError, match=r"trained on unified:[0-9a-f]{16} .* but the engine serves .*"
                                          r"retrain it \(`pz2 train specialist --type qna`\)"):
-        plain.load("qna", hybrid_ws.specialist("qna"))
-    merged = build_engine(hybrid_ws.model_config(), unified)
+        plain.load("qna", two_stage_ws.specialist("qna"))
+    merged = build_engine(two_stage_ws.model_config(), unified)
     with pytest.raises(ModelError, match=r"retrain it \(`pz2 train unified`\)"):
         merged.load("unified", unified)   # the unified adapter belongs to the base, not to itself merged
     assert merged.loaded() == [] and plain.loaded() == []
 
 
-def test_retraining_the_unified_model_makes_the_specialists_stale(hybrid: Workspace, tiny_base: Path,
+def test_retraining_the_unified_model_makes_the_specialists_stale(two_stage: Workspace, tiny_base: Path,
                                                                  tmp_path: Path) -> None:
-    before = json.loads(CliRunner().invoke(app, ["--workspace", str(hybrid.root), "status", "--json"]).stdout)
+    before = json.loads(CliRunner().invoke(app, ["--workspace", str(two_stage.root), "status", "--json"]).stdout)
     assert not [e for e in before if "stale" in e["metrics"]]
     retrained = random_adapter(tiny_base, tmp_path / "retrained", seed=9)
     for name in ("adapter_config.json", "adapter_model.safetensors"):   # the manifest stays: trained on the base
-        shutil.copy(retrained / name, hybrid.unified_model / "adapter" / name)
+        shutil.copy(retrained / name, two_stage.unified_model / "adapter" / name)
 
-    after = json.loads(CliRunner().invoke(app, ["--workspace", str(hybrid.root), "status", "--json"]).stdout)
+    after = json.loads(CliRunner().invoke(app, ["--workspace", str(two_stage.root), "status", "--json"]).stdout)
     stale = {e["name"]: e["metrics"]["stale"] for e in after if "stale" in e["metrics"]}
     assert set(stale) == {"qna_specialist", "technical_specialist"}
     assert "retrain with `pz2 train specialist --type qna`" in stale["qna_specialist"]
 
-    a = Assistant.from_workspace(hybrid, log=False)
+    a = Assistant.from_workspace(two_stage, log=False)
     try:
         turn = a.ask("What is entropy? expert mode", expert=True)
     finally:

@@ -103,10 +103,10 @@ def test_multi_turn_history_reaches_the_prompt_and_expert_mode_refers_back(api) 
     with_history = c.create(model="unified", messages=[*history, *_user("What is my name?")])
     assert with_history.usage.prompt_tokens > alone.usage.prompt_tokens + 10
     assistant = api.app.state.service.assistant
-    expected = assistant.engine.generate("What is my name?", None).text   # None: the served unified model
+    expected = assistant.engine.generate("What is my name?", assistant.engine.unified).text
     assert alone.choices[0].message.content == expected
     assert with_history.choices[0].message.content == assistant.engine.stream(
-        "What is my name?", None, history=history).text
+        "What is my name?", assistant.engine.unified, history=history).text
 
     first = c.create(model="pz2-hybrid", messages=_user(QUESTION))
     follow = c.create(model="pz2-hybrid", messages=[*_user(QUESTION), {"role": "assistant",

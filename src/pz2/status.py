@@ -7,15 +7,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pz2.config import ModelConfig
+from pz2.config import EMBEDDED, ModelConfig
+from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import ModelError
 from pz2.knowledge.index import MANIFEST
+from pz2.models.embedded import BASE
 from pz2.models.loading import MANIFEST as MODEL_MANIFEST
 from pz2.models.loading import adapter_dir
 from pz2.models.prepare import served_base_dir
-from pz2.models.unified import unified_id
+from pz2.models.unified import merges, unified_id
 from pz2.runtime.confidence import CONFIDENCE_FILE
-from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.workspace import Workspace
 
 
@@ -66,7 +67,7 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
         markers = ("config.json", "adapter_config.json", "manifest.json")
         for d in sorted(p for p in ws.models.rglob("*") if p.is_dir() and any((p / m).exists() for m in markers)):
             entries.append(Entry("model", str(d.relative_to(ws.models)), str(d), _size(d), _modified(d),
-                                 metrics=_metrics(d) | _staleness(ws, d)))
+                                 metrics=_metrics(d) | _staleness(ws, d, model_cfg)))
     confidence = ws.unified_model / CONFIDENCE_FILE
     if confidence.is_file():
         metrics = json.loads(confidence.read_text(encoding="utf-8")).get("metrics", {})
@@ -88,26 +89,25 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     return entries
 
 
-def _staleness(ws: Workspace, directory: Path) -> dict:
-    """For a specialist: which model it was trained on, and `stale` when that is not the unified model
-    trained now (two-stage recipe: retraining the unified model makes every specialist stale)."""
+def _staleness(ws: Workspace, directory: Path, model_cfg: ModelConfig) -> dict:
+    """For a specialist: which model it was trained on, and `stale` when that is not the model served
+    now (with `merge_unified`, retraining the unified model makes every specialist stale)."""
     if directory not in {ws.specialist(kind) for kind in SPECIALISTS}:
         return {}
     try:
         trained = json.loads((directory / MODEL_MANIFEST).read_text(encoding="utf-8"))["base_model"]["id"]
     except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
         return {}
-    unified = adapter_dir(ws.unified_model / "adapter")
-    if unified is None:
-        return {"trained_on": trained}
+    unified = ws.unified_model / "adapter"
     try:
-        current = unified_id(unified)
+        current = unified_id(adapter_dir(unified)) if merges(model_cfg, unified) else \
+            f"embedded:{BASE.name}" if model_cfg.base_model == EMBEDDED else model_cfg.base_model
     except ModelError as e:
         return {"trained_on": trained, "error": str(e)}
     if trained == current:
         return {"trained_on": trained}
     kind = next(k for k in SPECIALISTS if ws.specialist(k) == directory)
-    return {"trained_on": trained, "stale": f"the unified model is now {current}; "
+    return {"trained_on": trained, "stale": f"the model served now is {current}; "
                                              f"retrain with `pz2 train specialist --type {kind}`"}
 
 

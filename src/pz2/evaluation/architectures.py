@@ -73,7 +73,7 @@ def timed_stream(assistant: Assistant, question: str, adapter: str | None,
 
 
 def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answer:
-    gen, first, total = timed_stream(assistant, row.question, None)
+    gen, first, total = timed_stream(assistant, row.question, assistant.engine.unified)
     # the confidence the router would see: the curve sweeps its threshold over these
     confidence = assistant.confidence(gen, prediction) if assistant.confidence else None
     return Answer(gen.text, UNIFIED, first, total, False, "unified model", confidence)
@@ -83,7 +83,7 @@ def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     start = time.perf_counter()
     label = assistant.classifier.predict([row.question])[0].label   # timed: this architecture needs it
     if label not in SPECIALISTS:
-        gen, first, total = timed_stream(assistant, row.question, None, start)
+        gen, first, total = timed_stream(assistant, row.question, assistant.engine.unified, start)
         return Answer(gen.text, UNIFIED, first, total, False, f"category {label}")
     with assistant.pool.use(label):
         gen, first, total = timed_stream(assistant, row.question, label, start)
@@ -117,7 +117,7 @@ def run_architecture(name: str, assistant: Assistant, rows: list[EvalRow], predi
     for row, prediction in zip(rows, predictions, strict=True):
         run.answers.append(RUNNERS[name](assistant, row, prediction))
         run.peak_rss_mb = max(run.peak_rss_mb, rss_mb())
-        held = sum(assistant.engine.sizes.values())   # the unified model is the engine's base
+        held = sum(size for model, size in assistant.engine.sizes.items() if model != assistant.engine.unified)
         run.specialists_mb = max(run.specialists_mb, held / 2**20)
         advance()
     assistant.pool.drain()

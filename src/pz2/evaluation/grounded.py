@@ -146,11 +146,12 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
             engine.load(kind, ws.specialist(kind))
             plan.append((kind, kind, [i for i, r in enumerate(rows) if r.category == kind]))
     if "unified" in models:
-        plan.append(("unified", None, list(range(len(rows)))))
+        plan.append(("unified", engine.unified, list(range(len(rows)))))
     if "base" in models:
-        if unified.exists():   # the bare base beside the unified model, as a full model
+        merged = engine.unified is None and unified.exists()
+        if merged:   # the bare base beside the merged unified model, as a full model
             engine.load("base", engine.model_path(served_base(cfg)))
-        plan.append(("base", "base" if unified.exists() else None, list(range(len(rows)))))
+        plan.append(("base", "base" if merged else None, list(range(len(rows)))))
     engine.generate("hello", None, max_new_tokens=1)
     answers: dict[str, dict[str, dict[int, dict]]] = {}
     for model, adapter, idx in plan:

@@ -132,19 +132,19 @@ def copy_tokenizer_fields(writer: Any, source: Path) -> None:
 
 
 FORMATS = get_args(WeightFormat)
-_QUANTIZED = {"q4_0": "Q4_0", "q8_0": "Q8_0"}
-_FILE_TYPE = {"q4_0": "MOSTLY_Q4_0", "q8_0": "MOSTLY_Q8_0", "f16": "MOSTLY_F16", "f32": "ALL_F32"}
+_QUANTIZED = {"q4_0": "Q4_0", "q4_1": "Q4_1", "q8_0": "Q8_0"}
+_FILE_TYPE = {"q4_0": "MOSTLY_Q4_0", "q4_1": "MOSTLY_Q4_1", "q8_0": "MOSTLY_Q8_0", "f16": "MOSTLY_F16", "f32": "ALL_F32"}
 
 
 def tensor_format(hf_name: str, w: np.ndarray, dtype: str) -> str:
     """What one tensor is stored as in a model of format `dtype`, as llama.cpp's quantizer chooses:
-    norms stay float32; in a Q4_0 model the embedding (which a tied model also reads out with) keeps
+    norms stay float32; in a 4-bit model the embedding (which a tied model also reads out with) keeps
     8 bits, as the shipped base has it; a row that does not split into 32-value blocks stays float."""
     if w.ndim != 2 or dtype == "f32":
         return "f32"
     if dtype == "f16" or w.shape[-1] % 32:
         return "f16"
-    if dtype == "q4_0" and hf_name in ("model.embed_tokens.weight", "lm_head.weight"):
+    if dtype in ("q4_0", "q4_1") and hf_name in ("model.embed_tokens.weight", "lm_head.weight"):
         return "q8_0"
     return dtype
 

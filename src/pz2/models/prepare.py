@@ -182,11 +182,6 @@ def served_base(cfg: ModelConfig) -> ServedModel:
                        {"id": cfg.base_model, "format": "safetensors", "sha256": digest, "path": str(path)})
 
 
-def base_fingerprint(cfg: ModelConfig) -> dict[str, str]:
-    """What an adapter trained on the base records: id, format, sha256, path."""
-    return served_base(cfg).fingerprint
-
-
 def resolve_encoder(cfg: ModelConfig) -> str:
     if cfg.encoder_model == EMBEDDED:
         return str(ENCODER.path())

@@ -1,11 +1,15 @@
-"""The unified model as served: its adapter merged into the base and written like the base.
+"""The unified model merged into the base (`merge_unified`), written like the base.
 
-An unmerged LoRA costs every token a pair of extra matrix products per layer and module (about
-60 % of a Q4_0 answer's time here, benchmarks/engine_speed.py); merged, the most common route
-decodes as fast as the bare base. Merging then quantizing changes the unified model slightly
-(benchmarks/base_format.py measures it), so the specialists are trained as adapters on the merged
-model's served values (the two-stage recipe: unified first, then each specialist continues from
+An unmerged LoRA costs every token two extra matrix products per layer and module (the unified
+answer 0.69 s against 0.54 s for the bare base here, benchmarks/engine_speed.py); merged, the
+unified route decodes as fast as the bare base. The specialists are then trained as adapters on
+the merged model's served values (two stages: unified first, then each specialist continues from
 it) and stay exact, with one model in memory for all three.
+
+On a float base the merge is exact. On a 4-bit base it is not worth having: the base's weights sit
+on the quantization grid, and rounding base + update puts most of them back on the same points
+(benchmarks/base_format.py: perplexity of the references 13.3 with the LoRA unmerged, 20.2 merged
+into Q4_0, 21.0 the bare base), which is why `merge_unified` is off by default.
 
 The merged model is cached by content: its folder is named by the adapter's and the base's hashes,
 so retraining the unified model makes a new one, and the specialists trained on the old one are
@@ -30,10 +34,15 @@ from pz2.models.prepare import GGUF_FILE, SOURCE_FILE, WEIGHTS_FILE, ServedModel
 logger = logging.getLogger(__name__)
 
 
+def merges(cfg: ModelConfig, unified: Path | None) -> bool:
+    """Whether the unified model is served merged (`merge_unified`, and its adapter `unified` exists)."""
+    return cfg.merge_unified and unified is not None and adapter_dir(unified) is not None
+
+
 def served_model(cfg: ModelConfig, unified: Path | None) -> ServedModel:
-    """What the engines serve and the specialists train on: the unified model once its adapter
-    (`unified`) exists, the base before."""
-    return served_unified(cfg, unified) if unified is not None and adapter_dir(unified) else served_base(cfg)
+    """What the engines serve and the specialists train on: with `merge_unified`, the unified model
+    once its adapter (`unified`) exists; otherwise the base."""
+    return served_unified(cfg, unified) if merges(cfg, unified) else served_base(cfg)
 
 
 def unified_id(adapter: Path) -> str:

@@ -192,7 +192,7 @@ class Assistant:
         """One classification and one generated token, so the first real turn is not the slow one
         (lazy initialisation in torch and llama.cpp costs seconds on the first call)."""
         self.classifier.predict(["hello"])
-        self.engine.generate("hello", None, max_new_tokens=1)
+        self.engine.generate("hello", self.engine.unified, max_new_tokens=1)
 
     def session(self, name: str) -> _Session:
         with self._lock:
@@ -256,7 +256,7 @@ class Assistant:
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
             user = self._ground(question, grounding) if use_kb else question
-            gen = self.engine.stream(user, None, on_text=listen(UNIFIED, decision is None and
+            gen = self.engine.stream(user, self.engine.unified, on_text=listen(UNIFIED, decision is None and
                                                                         not options.provisional), **prompting)
             unified_answer = gen.text
             if decision is None or options.model is not None:
@@ -310,7 +310,7 @@ class Assistant:
             logger.warning("%s", e)
             grounding.passages, grounding.searched = [], False
             if unified is None:
-                unified = self.engine.stream(question, None, on_text=listen(UNIFIED), **prompting)
+                unified = self.engine.stream(question, self.engine.unified, on_text=listen(UNIFIED), **prompting)
             fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)
             return unified.text, fallback, self.pool.state(name), None, unified
 
@@ -337,6 +337,7 @@ class Assistant:
 
     def status(self) -> dict:
         return {"engine": self.engine.name, "serving": (self.engine.base or {}).get("id", "?"),
+                "unified": self.engine.unified or "merged into the served model, or none trained",
                 "confidence_model": self.confidence.metrics if self.confidence else None,
                 "pool": self.pool.snapshot(), "router": self.runtime.router.model_dump()}
 

@@ -32,6 +32,7 @@ from pz2.models.loading import adapter_dir, check_trained_on
 from pz2.models.prepare import ServedModel
 
 TextCallback = Callable[[str], None]
+UNIFIED = "unified"   # the unified adapter's name in an engine, when it is not merged
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Engine:
         self.sizes: dict[str, int] = {}
         self.context_length = 1 << 30  # tokens of prompt + answer; engines with a fixed context set it
         self.base: dict | None = None   # the served model's fingerprint: adapters trained on another are refused
+        self.unified: str | None = None  # the adapter the unified answer uses; None: the served model is it (merged)
         stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
         self.stop_ids = {t for t in stops if isinstance(t, int) and t >= 0}
 
@@ -339,21 +341,29 @@ class Engine:
 
 
 def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
-    """The engine the config names, with no adapters yet, serving the unified model (`unified`: its
-    adapter, merged into the base once and cached) or, without one, the base. Adapter None is then
-    the unified answer, and the specialists, trained on the merged model, are its only adapters."""
+    """The engine the config names, ready for the unified answer (`engine.unified` names its adapter):
+    `unified` is the unified adapter, loaded as one, or with `merge_unified` merged into the base once
+    (cached) and served as the model itself, the specialists then being its only adapters."""
     backend = cfg.runtime.engine.backend
     if backend == "openai":
         from pz2.runtime.engine_openai import OpenAIEngine
 
-        return OpenAIEngine.from_config(cfg)
-    from pz2.models.unified import served_model
+        engine: Engine = OpenAIEngine.from_config(cfg)
+    else:
+        from pz2.models.unified import merges, served_model
 
-    served = served_model(cfg, unified)
-    if backend == "llamacpp":
-        from pz2.runtime.engine_llamacpp import LlamaCppEngine
+        served = served_model(cfg, unified)
+        if backend == "llamacpp":
+            from pz2.runtime.engine_llamacpp import LlamaCppEngine
 
-        return LlamaCppEngine.from_config(cfg, served)
-    from pz2.runtime.engine_transformers import TransformersEngine
+            engine = LlamaCppEngine.from_config(cfg, served)
+        else:
+            from pz2.runtime.engine_transformers import TransformersEngine
 
-    return TransformersEngine.from_config(cfg, served)
+            engine = TransformersEngine.from_config(cfg, served)
+        if merges(cfg, unified):
+            return engine
+    if unified is not None and engine.available(unified):
+        engine.load(UNIFIED, unified)
+        engine.unified = UNIFIED
+    return engine

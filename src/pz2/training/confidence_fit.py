@@ -59,11 +59,11 @@ def fit_confidence(ws: Workspace, limit: int | None = 400, good_rouge_l: float =
     max_new = cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
     try:
-        x, y, rows = collect(engine, classifier, None, pairs, good_rouge_l, max_new, show_progress)
+        x, y, rows = collect(engine, classifier, engine.unified, pairs, good_rouge_l, max_new, show_progress)
     finally:
         assistant.close()
     model = ConfidenceModel.fit(x, y, max_new, good_rouge_l, seed=seed)
-    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "seconds": round(time.perf_counter() - start, 1)}
+    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "adapter": engine.unified, "seconds": round(time.perf_counter() - start, 1)}
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
