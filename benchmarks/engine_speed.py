@@ -2,13 +2,15 @@
 
 Every row answers the same prompts greedily, forced to 48 new tokens (end-of-turn ignored) so the
 formats do the same work, in one process. The rows:
-- today's default before the fast path: llama.cpp on the shipped Q4_1 base + the unified LoRA unmerged;
-- bare bases in each format (Q4_1 shipped, Q4_0, Q8_0, F16), what the weights alone cost;
-- the Q4_0 base + the unified LoRA unmerged (what merging saves);
-- the configured default, marked `"default": true`: the unified model merged into the base and
-  served in `weights_format`, flash attention as configured (and once without it);
-- that model + a specialist LoRA (the expert route);
-- transformers fp32, the reference engine.
+- the old default, the ratio's baseline: llama.cpp on the shipped Q4_1 base + the unified LoRA, no
+  flash attention;
+- the configured default, marked `"default": true`: the engine `build_engine` makes (the served
+  base in `weights_format` + the unified LoRA, or the unified model merged in with `merge_unified`;
+  flash attention as configured), and the same + a specialist LoRA (the expert route);
+- bare bases in each format (Q4_1, Q4_0, Q8_0, F16): what the weights alone cost;
+- the Q4_0 base + the unified LoRA, and the unified model merged into the base (no LoRA cost, but
+  the 4-bit rounding loses the fine-tune: benchmarks/base_format.py);
+- transformers fp32 + the unified LoRA, the reference engine.
 
 Decode reads every weight once per token, so memory bandwidth sets a ceiling: the script measures
 this machine's read bandwidth (numpy sums over 1 GiB, one thread per decode thread) and reports
@@ -41,7 +43,7 @@ from pz2.models.gguf_export import write_model_gguf
 from pz2.models.prepare import prepared_base_dir, served_base
 from pz2.models.unified import served_unified
 from pz2.runtime.assistant import Assistant
-from pz2.runtime.engine import Engine
+from pz2.runtime.engine import Engine, build_engine
 from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
 from pz2.runtime.engine_transformers import TransformersEngine
 from pz2.workspace import Workspace
@@ -149,10 +151,12 @@ def main() -> int:
     print(f"read bandwidth: {bandwidth:.1f} GB/s")
     results: dict[str, dict] = {}
 
-    def record(name: str, engine: Engine, weight_bytes: int, adapter: tuple[str, Path] | None = None, **extra) -> None:
+    def record(name: str, engine: Engine, weight_bytes: int, adapter: tuple[str, Path] | None = None,
+               unified_adapter: str | None = None, **extra) -> None:
+        """`adapter`: load it and answer with it; `unified_adapter`: an adapter the engine already holds."""
         if adapter:
             engine.load(*adapter)
-        r = measure(engine, adapter[0] if adapter else None, args.tokens, args.repeats)
+        r = measure(engine, adapter[0] if adapter else unified_adapter, args.tokens, args.repeats)
         ceiling = bandwidth * 1e9 / weight_bytes
         r |= {"weights_mb": weight_bytes / 2**20, "ceiling_tokens_per_s": ceiling,
               "share_of_ceiling": r["tokens_per_s"] / ceiling, **extra}
@@ -167,14 +171,21 @@ def main() -> int:
                               flash_attention=flash)
 
     shipped = BASE.path()
-    old = llama(shipped, flash=False)   # the engine as it was: no flash attention
-    record("old default: Q4_1 shipped + unified LoRA", old, shipped.stat().st_size, ("unified", unified_adapter),
-           baseline=True)
-    record("Q4_1 shipped, bare base", old, shipped.stat().st_size)
+    old = llama(shipped, flash=False)   # the engine as it was before the fast path: no flash attention
+    record("old default: Q4_1 shipped + unified LoRA", old, shipped.stat().st_size, ("unified", unified_adapter))
     del old
-    formats = {"q4_0": base.gguf if cfg.weights_format == "q4_0" else None}
-    for fmt in ("q4_0", "q8_0", "f16"):
-        if formats.get(fmt) is None:
+    default = build_engine(ws.model_config({"runtime.engine.threads": args.threads,
+                                            "runtime.engine.max_new_tokens": args.tokens}), unified_adapter)
+    default_name = f"default: {cfg.weights_format.upper()}" + (" unified merged" if default.unified is None else " + unified LoRA") \
+        + (", flash attention" if cfg.runtime.engine.flash_attention else "")
+    default.stop_ids = set()
+    record(default_name, default, base.gguf.stat().st_size, unified_adapter=default.unified, default=True)
+    if specialist.exists():
+        record(f"{default_name} + qna LoRA (expert route)", default, base.gguf.stat().st_size, ("qna", specialist))
+    del default
+    formats = {cfg.weights_format: base.gguf}
+    for fmt in ("q4_1", "q4_0", "q8_0", "f16"):
+        if fmt not in formats:
             formats[fmt] = work / f"base-{fmt}.gguf"
             if not formats[fmt].exists():
                 write_model_gguf(prepared_base_dir(cfg), formats[fmt], shipped, fmt)
@@ -182,24 +193,18 @@ def main() -> int:
         engine = llama(path)
         record(f"{fmt.upper()} bare base", engine, path.stat().st_size)
         if fmt == "q4_0":
-            record("Q4_0 base + unified LoRA unmerged", engine, path.stat().st_size, ("unified", unified_adapter))
+            record("Q4_0 base + unified LoRA", engine, path.stat().st_size, ("unified", unified_adapter))
         del engine
-    engine = llama(unified.gguf)
-    record(f"default: unified merged, {cfg.weights_format.upper()}", engine, unified.gguf.stat().st_size, default=True)
-    if specialist.exists():
-        record(f"unified merged {cfg.weights_format.upper()} + qna LoRA", engine, unified.gguf.stat().st_size,
-               ("qna", specialist))
-    del engine
-    if cfg.runtime.engine.flash_attention:
-        record(f"unified merged, {cfg.weights_format.upper()}, no flash attention", llama(unified.gguf, flash=False),
-               unified.gguf.stat().st_size)
+    record(f"unified merged into {cfg.weights_format.upper()} (loses the fine-tune, base_format.py)",
+           llama(unified.gguf), unified.gguf.stat().st_size)
 
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(unified.path, dtype=torch.float32).eval()
-    record("transformers fp32, unified merged", TransformersEngine(model, tokenizer, system, args.tokens),
-           sum(p.numel() * 4 for p in model.parameters()))
-    del model
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).eval()
+    reference = TransformersEngine(model, tokenizer, system, args.tokens)
+    record("transformers fp32 + unified LoRA", reference, sum(p.numel() * 4 for p in model.parameters()),
+           ("unified", unified_adapter))
+    del model, reference
 
     old_ms = results["old default: Q4_1 shipped + unified LoRA"]["answer_ms"]
     for r in results.values():
@@ -208,8 +213,7 @@ def main() -> int:
     print(f"whole turn (classifier + router + unified answer, {turns['turns']} general messages): median "
           f"{turns['turn_ms_p50']:.0f} ms, first piece {turns['first_piece_ms_p50']:.0f} ms, "
           f"{turns['answer_tokens_p50']:.0f} tokens")
-    default = next(name for name, r in results.items() if r.get("default"))
-    print(f"default vs old default: {results[default]['speedup_vs_old_default']:.2f}x")
+    print(f"default vs old default: {results[default_name]['speedup_vs_old_default']:.2f}x")
     atomic_write_json(args.out, {"tokens": args.tokens, "threads": args.threads, "read_bandwidth_gbs": bandwidth,
                                  "weights_format": cfg.weights_format, "results": results, "whole_turn": turns})
     print(f"written to {args.out}")

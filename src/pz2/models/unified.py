@@ -67,17 +67,18 @@ def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
     logger.info("merging the unified adapter into the base (%s, once per adapter) in %s", cfg.weights_format.upper(), target)
     if tokenizer_gguf is None:  # a base of your own without a GGUF: the float merge, for transformers
         with atomic_directory(target) as tmp:
-            _merge(cfg, base, adapter, tmp)
+            merge_adapter(cfg, base, adapter, tmp)
             fingerprint = {"id": name, "format": "safetensors", "sha256": sha256_file(tmp / WEIGHTS_FILE)}
             (tmp / SOURCE_FILE).write_text(json.dumps(record | fingerprint | {"gguf": False}, indent=2) + "\n")
         return ServedModel(target, None, fingerprint | {"base": record["base"], "path": str(target)})
     with tempfile.TemporaryDirectory() as scratch:
-        merged = _merge(cfg, base, adapter, Path(scratch))
+        merged = merge_adapter(cfg, base, adapter, Path(scratch))
         served = write_served(merged, target, cfg.weights_format, tokenizer_gguf, record | {"gguf": True})
     return ServedModel(served.path, served.gguf, served.fingerprint | {"base": record["base"]})
 
 
-def _merge(cfg: ModelConfig, base: ServedModel, adapter: Path, out: Path) -> Path:
+def merge_adapter(cfg: ModelConfig, base: ServedModel, adapter: Path, out: Path) -> Path:
+    """Base + adapter as one float32 checkpoint in `out` (not yet written in a served format)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
