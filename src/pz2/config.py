@@ -55,7 +55,7 @@ class EngineConfig(_Strict):
 
     backend: Literal["llamacpp", "transformers", "openai"] = Field(
         "llamacpp",
-        description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA (about 0.8 s "
+        description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA (about 0.6 s "
         "per 48-token answer here); `transformers`: PyTorch + PEFT, the reference (GPUs, full-model "
         "specialists); `openai`: an OpenAI-compatible server (`runtime.engine.openai`) generates.",
     )
@@ -66,8 +66,8 @@ class EngineConfig(_Strict):
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
     flash_attention: bool = Field(
         True,
-        description="llama.cpp's fused attention: a 48-token answer of the Q4_0 model in 0.35 s instead of 0.42 s "
-        "here. It rounds queries to float16, so on a float base its greedy answers can part from the "
+        description="llama.cpp's fused attention, a few percent faster per answer here (benchmarks/engine_speed.py). "
+        "It rounds queries to float16, so on a float base its greedy answers can part from the "
         "transformers engine's after a dozen tokens; off, the two agree token for token (tests/test_engine.py).",
     )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
@@ -218,16 +218,17 @@ class ModelConfig(_Strict):
         "q4_1",
         description="How llama.cpp serves the base (and a merged unified model); training sees the dequantized "
         "values of that very file. `q4_1`: the embedded base's own format, its served tensors byte-identical "
-        "to the shipped ones. `q4_0` decodes about 5 % faster here but re-rounds every weight: perplexity of "
-        "the unified references 17.5 -> 21.0 on the bare base (benchmarks/base_format.py). `f16`/`f32`: exact, "
-        "for a float base.",
+        "to the shipped ones. `q4_0` decodes the bare base 1.17x faster here but re-rounds every weight: "
+        "perplexity of the unified references 17.9 -> 21.6, 1 % of greedy answers unchanged "
+        "(benchmarks/base_format.py). `f16`/`f32`: exact, for a float base.",
     )
     merge_unified: bool = Field(
         False,
         description="Serve the unified model merged into the base, with no LoRA beside it on every token, and "
         "train the specialists as adapters on that merged model (two stages: retraining the unified model "
         "makes them stale). Exact on a float base (`weights_format` f16/f32); on a 4-bit base the rounding "
-        "erases the fine-tune (perplexity 13.3 unmerged, 20.2 merged into Q4_0, 21.0 the bare base), so off.",
+        "erases the fine-tune (perplexity 11.6 unmerged, 17.0 merged into Q4_1, 17.9 the bare base), and "
+        "Q8_0 keeps it (11.6) but decodes no faster than Q4_1 with the LoRA, so off.",
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
     runtime: RuntimeConfig = RuntimeConfig()

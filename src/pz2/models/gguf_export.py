@@ -3,7 +3,7 @@
 The adapter writer is what lets llama.cpp serve the adapters pz2 trains: its converter lives only
 in the llama.cpp source tree and breaks with the `gguf` release on PyPI. The model writer writes
 a checkpoint as F32 (exact: how the two engines are proven to give the same answer), F16, Q8_0 or
-Q4_0 (the served format: llama.cpp decodes it fastest here), and hands back the float values the
+Q4_1 or Q4_0 (the served formats), and hands back the float values the
 file holds, so that training can see exactly the weights that are served.
 
 llama.cpp's own converter permutes the rows of q/k projections (its rotary embedding pairs

@@ -5,10 +5,10 @@ The embedded base ships as a Q4_1 GGUF. Step one dequantizes it into float32 saf
 (transformers' GGUF loader, about 25 s; the folder then loads in about 1 s); transformers refuses
 to `save_pretrained` a GGUF-loaded model ("quantized with gguf and is not serializable"), so the
 weights are moved into a model built from the same config without `quantization_config`. Step two
-writes those weights in `weights_format` (Q4_0: llama.cpp decodes it faster than Q4_1 here,
-benchmarks/engine_speed.py) and saves what the written file dequantizes to as the training base:
-the served base is the trained base, bit for bit (tests/test_served.py), and adapters record the
-served file's sha256 so one trained on another base is refused.
+writes those weights in `weights_format` (Q4_1: the shipped tensors again, byte for byte; Q4_0 a
+second rounding, benchmarks/base_format.py) and saves what the written file dequantizes to as the
+training base: the served base is the trained base, bit for bit (tests/test_served.py), and
+adapters record the served file's sha256 so one trained on another base is refused.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""LoRA supervised fine-tuning: the unified model on the base, then the QnA / technical specialists
-on the unified model merged into it (two stages: a specialist starts from everything the unified
-model learned, and is served exactly on the one model in memory; models/unified.py).
+"""LoRA supervised fine-tuning of the base: the unified model and the QnA / technical specialists
+(with `merge_unified`, the specialists on the unified model merged into the base: two stages, in
+which a specialist starts from everything the unified model learned; models/unified.py).
 
 Reads top to bottom: data -> base + LoRA -> transformers Trainer (masked-prompt collator,
 optional packing, checkpoints, TensorBoard) -> train (or resume) -> evaluate -> atomic save of
