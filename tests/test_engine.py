@@ -188,3 +188,18 @@ def test_earlier_turns_are_dropped_oldest_first_to_fit_the_context(engines) -> N
     assert dropped >= 2 and dropped % 2 == 0 and len(prompt) + 16 <= full - 100
     assert prompt == fast.prompt("last", turns[dropped:]), "the newest turns, the system prompt and the question stay"
     assert fast.fit_prompt("last", turns, None, 16) == (fast.prompt("last", turns), 0)
+
+
+def test_the_float32_log_softmax_matches_float64_and_keeps_banned_tokens_out() -> None:
+    from pz2.runtime.engine import BANNED, log_softmax
+
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 8.0, 40.0):   # 40: most exponents fall below float32's normal range
+        logits = (rng.standard_normal(49152) * scale).astype(np.float32)
+        logits[:3] = BANNED
+        x = logits.astype(np.float64) - logits.max()
+        reference = x - np.log(np.exp(x).sum())
+        logp, entropy = log_softmax(logits)
+        np.testing.assert_allclose(logp[3:], reference[3:], atol=5e-5)
+        assert abs(entropy - float(-(np.exp(reference) * reference)[3:].sum())) < 1e-5
+        assert (logp[:3] < -1e20).all() and int(np.argmax(logp)) == int(np.argmax(logits))
