@@ -218,7 +218,7 @@ class ModelConfig(_Strict):
         "q4_1",
         description="How llama.cpp serves the base (and a merged unified model); training sees the dequantized "
         "values of that very file. `q4_1`: the embedded base's own format, its served tensors byte-identical "
-        "to the shipped ones. `q4_0` decodes the bare base 1.17x faster here but re-rounds every weight: "
+        "to the shipped ones. `q4_0` decodes the bare base about 1.2x faster here but re-rounds every weight: "
         "perplexity of the unified references 17.9 -> 21.6, 1 % of greedy answers unchanged "
         "(benchmarks/base_format.py). `f16`/`f32`: exact, for a float base.",
     )
@@ -228,7 +228,7 @@ class ModelConfig(_Strict):
         "train the specialists as adapters on that merged model (two stages: retraining the unified model "
         "makes them stale). Exact on a float base (`weights_format` f16/f32); on a 4-bit base the rounding "
         "erases the fine-tune (perplexity 11.6 unmerged, 17.0 merged into Q4_1, 17.9 the bare base), and "
-        "Q8_0 keeps it (11.6) but decodes no faster than Q4_1 with the LoRA, so off.",
+        "Q8_0 keeps it (11.6) but is only 7 % faster than Q4_1 with the LoRA, so off.",
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
     runtime: RuntimeConfig = RuntimeConfig()

@@ -1,7 +1,7 @@
 """The unified model merged into the base (`merge_unified`), written like the base.
 
 An unmerged LoRA costs every token two extra matrix products per layer and module (a 48-token
-unified answer 0.60 s against 0.43 s merged, benchmarks/engine_speed.py); merged, the unified
+unified answer 0.59 s against 0.39 s merged, benchmarks/engine_speed.py); merged, the unified
 route decodes as fast as the bare base. The specialists are then trained as adapters on
 the merged model's served values (two stages: unified first, then each specialist continues from
 it) and stay exact, with one model in memory for all three.
@@ -9,7 +9,7 @@ it) and stay exact, with one model in memory for all three.
 On a float base the merge is exact. On a 4-bit base it is not worth having: the base's weights sit
 on the quantization grid, and rounding base + update puts most of them back on the same points
 (benchmarks/base_format.py: perplexity of the references 11.6 with the LoRA unmerged, 17.0 merged
-into Q4_1, 17.9 the bare base; merged into Q8_0 it keeps 11.6 but decodes no faster than Q4_1
+into Q4_1, 17.9 the bare base; merged into Q8_0 it keeps 11.6 but is only 7 % faster than Q4_1
 with the LoRA), which is why `merge_unified` is off by default.
 
 The merged model is cached by content: its folder is named by the adapter's and the base's hashes,
