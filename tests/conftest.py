@@ -122,12 +122,17 @@ def hybrid_ws(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, tiny_
     return ws
 
 
+def copy_workspace(ws: Workspace, parent: Path) -> Workspace:
+    """A copy of `ws` under `parent`, without its checkpoints and training logs."""
+    root = parent / "finetuning"
+    shutil.copytree(ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    return Workspace(root)
+
+
 @pytest.fixture
 def hybrid(hybrid_ws: Workspace, tmp_path: Path) -> Workspace:
     """A private copy of the trained hybrid workspace."""
-    root = tmp_path / "finetuning"
-    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
-    return Workspace(root)
+    return copy_workspace(hybrid_ws, tmp_path)
 
 
 def random_adapter(base: Path, out: Path, seed: int) -> Path:

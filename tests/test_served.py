@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import SFT_FAST, random_adapter
+from conftest import SFT_FAST, copy_workspace, random_adapter
 from typer.testing import CliRunner
 
 from pz2.cli import app
@@ -97,11 +97,9 @@ def two_stage_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     from pz2.config import SFTConfig
     from pz2.training.sft import train_sft
 
-    root = tmp_path_factory.mktemp("two-stage") / "finetuning"
-    shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
-    config = root / "configs" / "model_config.yaml"
+    ws = copy_workspace(hybrid_ws, tmp_path_factory.mktemp("two-stage"))
+    config = ws.configs / "model_config.yaml"
     config.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"merge_unified": True}, allow_unicode=True))
-    ws = Workspace(root)
     for kind in ("qna", "technical"):
         train_sft(ws, kind, SFTConfig(**SFT_FAST), ws.model_config())
     return ws
@@ -109,9 +107,7 @@ def two_stage_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 def two_stage(two_stage_ws: Workspace, tmp_path: Path) -> Workspace:
-    root = tmp_path / "finetuning"
-    shutil.copytree(two_stage_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
-    return Workspace(root)
+    return copy_workspace(two_stage_ws, tmp_path)
 
 
 def test_by_default_the_unified_adapter_rides_on_the_base_and_the_specialists_train_on_the_base(
