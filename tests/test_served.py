@@ -54,7 +54,7 @@ def served_equals_trained(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_cache: Path) -> None:
+def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_cache: Path, tmp_path: Path) -> None:
     cfg = ModelConfig(cache_dir=model_cache)
     base = served_base(cfg)
     types = served_equals_trained(base.path)
@@ -68,6 +68,19 @@ def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_ca
     shipped = {t.name: bytes(t.data) for t in gguf.GGUFReader(BASE.path()).tensors}
     served = {t.name: bytes(t.data) for t in gguf.GGUFReader(base.path / "model.gguf").tensors}
     assert served == shipped, "written in its own format, the shipped base is served byte for byte"
+
+    from pz2.fileio import sha256_file
+    from pz2.models.loading import check_trained_on
+
+    assert base.fingerprint["same_values_as"] == sha256_file(BASE.path())
+    earlier = tmp_path / "earlier-adapter"   # what pz2 recorded before the served base: the shipped file's hash
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text(json.dumps({"kind": "qna", "base_model": {
+        "id": f"embedded:{BASE.name}", "sha256": sha256_file(BASE.path())}}))
+    check_trained_on(earlier, base.fingerprint)
+    (earlier / "manifest.json").write_text(json.dumps({"kind": "qna", "base_model": {"id": "other", "sha256": "0" * 64}}))
+    with pytest.raises(ModelError, match="trained on other"):
+        check_trained_on(earlier, base.fingerprint)
 
 
 @pytest.fixture

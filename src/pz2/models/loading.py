@@ -28,8 +28,9 @@ def _described(base: dict) -> str:
 
 def check_trained_on(adapter: Path, base: dict | None) -> None:
     """Refuse an adapter whose manifest says it was trained on another base than `base` (the served
-    model's fingerprint): its update would be applied to weights it never saw. An adapter without a
-    manifest (made elsewhere) records nothing to check and is taken as it is."""
+    model's fingerprint): its update would be applied to weights it never saw. `same_values_as`: the hash
+    an earlier pz2 recorded for the same values (the shipped GGUF's). An adapter without a manifest
+    (made elsewhere) records nothing to check and is taken as it is."""
     if base is None:
         return
     try:
@@ -39,7 +40,7 @@ def check_trained_on(adapter: Path, base: dict | None) -> None:
         return
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ModelError(f"{adapter / MANIFEST}: unreadable or without `base_model`; retrain the adapter") from None
-    if trained.get("sha256") == base.get("sha256"):
+    if trained.get("sha256") in {base.get("sha256"), base.get("same_values_as")} - {None}:
         return
     kind = manifest.get("kind", "?")
     command = "pz2 train unified" if kind == "unified" else f"pz2 train specialist --type {kind}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
-from pz2.fileio import atomic_directory, sha256_file
+from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
 from pz2.models.embedded import BASE, ENCODER
 
 logger = logging.getLogger(__name__)
@@ -98,15 +98,28 @@ def prepare_base(cfg: ModelConfig, force: bool = False) -> PreparedBase:
         recorded = json.loads((target / SOURCE_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         recorded = {}
-    if (not force and shipped.cached and recorded.get("converted_from") == shipped.source
-            and (target / GGUF_FILE).is_file() and (target / WEIGHTS_FILE).is_file()):
-        return PreparedBase(target, time.perf_counter() - start, True, recorded)
-    logger.info("writing the base as %s in %s (once)", cfg.weights_format.upper(), target)
-    record = {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "license": BASE.license,
-              "converted_from": shipped.source}
-    write_served(shipped.path, target, cfg.weights_format, BASE.path(), record)
-    recorded = json.loads((target / SOURCE_FILE).read_text())
-    return PreparedBase(target, time.perf_counter() - start, False, recorded)
+    cached = (not force and shipped.cached and recorded.get("converted_from") == shipped.source
+              and (target / GGUF_FILE).is_file() and (target / WEIGHTS_FILE).is_file())
+    if not cached:
+        logger.info("writing the base as %s in %s (once)", cfg.weights_format.upper(), target)
+        record = {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "license": BASE.license,
+                  "converted_from": shipped.source}
+        write_served(shipped.path, target, cfg.weights_format, BASE.path(), record)
+        recorded = json.loads((target / SOURCE_FILE).read_text())
+    if "same_values_as" not in recorded:
+        # adapters of earlier pz2 releases trained on the shipped values and recorded the shipped file's hash
+        same = _same_values(shipped.path / WEIGHTS_FILE, target / WEIGHTS_FILE)
+        recorded["same_values_as"] = shipped.source["sha256"] if same else None
+        atomic_write_text(target / SOURCE_FILE, json.dumps(recorded, indent=2) + "\n")
+    return PreparedBase(target, time.perf_counter() - start, cached, recorded)
+
+
+def _same_values(a: Path, b: Path) -> bool:
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
 
 
 def write_served(source: Path, target: Path, fmt: str, tokenizer_gguf: Path, record: dict) -> ServedModel:
@@ -172,7 +185,7 @@ def served_base(cfg: ModelConfig) -> ServedModel:
     its folder for transformers, `runtime.engine.gguf_model` (when set) for llama.cpp."""
     if cfg.base_model == EMBEDDED:
         prepared = prepare_base(cfg)
-        fingerprint = {k: prepared.source[k] for k in ("id", "format", "sha256")}
+        fingerprint = {k: prepared.source[k] for k in ("id", "format", "sha256", "same_values_as")}
         return ServedModel(prepared.path, prepared.path / GGUF_FILE, fingerprint | {"path": str(prepared.path)})
     path = Path(resolve_base(cfg))
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
