@@ -189,10 +189,27 @@ def served_base(cfg: ModelConfig) -> ServedModel:
         return ServedModel(prepared.path, prepared.path / GGUF_FILE, fingerprint | {"path": str(prepared.path)})
     path = Path(resolve_base(cfg))
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    digest = sha256_file(weights[0]) if len(weights) == 1 else ",".join(sha256_file(w) for w in weights)
+    digest = ",".join(_sha256_remembered(cfg, w) for w in weights)
     gguf = cfg.runtime.engine.gguf_model
     return ServedModel(path, gguf.expanduser() if gguf else None,
                        {"id": cfg.base_model, "format": "safetensors", "sha256": digest, "path": str(path)})
+
+
+def _sha256_remembered(cfg: ModelConfig, file: Path) -> str:
+    """The file's sha256, hashed once per size and mtime: every engine start asks for a base's
+    fingerprint, and hashing a base of your own (gigabytes) each time would dominate the start."""
+    book = _cache_root(cfg) / "sha256.json"
+    try:
+        known = json.loads(book.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        known = {}
+    stat, key = file.stat(), str(file.resolve())
+    entry = known.get(key)
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return entry["sha256"]
+    known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(file)}
+    atomic_write_text(book, json.dumps(known, indent=1) + "\n")
+    return known[key]["sha256"]
 
 
 def resolve_encoder(cfg: ModelConfig) -> str:
