@@ -72,6 +72,14 @@ def test_saved_in_hugging_face_format_with_everything_needed(finetuned) -> None:
     assert plain.config.id2label == {0: "qna", 1: "technical", 2: "general"}
 
 
+def test_setfit_honours_epochs_and_learning_rate(setfit) -> None:
+    # 160 pairs in batches of 16 for the configured 2 epochs; the method's own rate when none is set
+    assert setfit.metrics["steps"] == 2 * 160 // 16
+    assert (setfit.metrics["epochs"], setfit.metrics["learning_rate"]) == (2, 2e-5)
+    lr = ClassifierConfig(method="setfit", learning_rate=1e-3)
+    assert (lr.train_epochs, lr.train_learning_rate) == (1, 1e-3)
+
+
 def test_setfit_uses_real_text_and_reports_on_it(setfit) -> None:
     assert "real_test_macro_f1" in setfit.metrics
     assert (setfit.path / "head.safetensors").exists()

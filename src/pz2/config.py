@@ -295,9 +295,17 @@ class ClassifierConfig(_Strict):
         "and stop early on its validation split; its test split stays held out.",
     )
     max_length: int = Field(64, ge=8, le=512, description="Tokens per text; longer input is truncated (with a note).")
-    epochs: int = Field(3, ge=1, le=50, description="Upper bound; early stopping usually ends sooner.")
+    epochs: int | None = Field(
+        None, ge=1, le=50,
+        description="Upper bound; early stopping usually ends sooner. `setfit`: passes over the pairs. "
+        "Unset: 3 for `finetune`, 1 for `setfit` (its pairs already repeat every text many times).",
+    )
     batch_size: int = Field(32, ge=1, le=1024)
-    learning_rate: float = Field(5e-5, gt=0, le=1e-2)
+    learning_rate: float | None = Field(
+        None, gt=0, le=1e-2,
+        description="Peak AdamW rate. Unset: 5e-5 for `finetune`, 2e-5 for `setfit` (SetFit's own default: "
+        "the contrastive stage moves a pretrained sentence encoder, which a higher rate unlearns).",
+    )
     weight_decay: float = Field(0.01, ge=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
     eval_every: int = Field(50, ge=1, description="Steps between validation passes.")
@@ -306,6 +314,14 @@ class ClassifierConfig(_Strict):
         6000, ge=10, description="`setfit` only: contrastive pairs (half same-label, half different-label)."
     )
     seed: int = Field(42, ge=0)
+
+    @property
+    def train_epochs(self) -> int:
+        return self.epochs or {"finetune": 3, "setfit": 1}[self.method]
+
+    @property
+    def train_learning_rate(self) -> float:
+        return self.learning_rate or {"finetune": 5e-5, "setfit": 2e-5}[self.method]
 
 
 class LoraSettings(_Strict):

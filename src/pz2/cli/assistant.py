@@ -217,12 +217,18 @@ MENU: list[tuple[str, str, list[list[str]]]] = [
     ("9", "unified model, start to finish: generate, validate, train (simple, fast)",
      [["data", "generate"], ["data", "validate"], ["train", "unified", "--profile", "{profile}"]]),
     ("10", "fit the confidence model (router)", [["train", "confidence"]]),
-    ("11", "evaluate: classifier and unified model", [["eval", "classifier"], ["eval", "generation", "--limit", "50"]]),
+    ("11", "evaluate: classifier and unified model",
+     [["eval", "classifier", "--data", "{datasets}/classification_test.jsonl"], ["eval", "generation", "--limit", "50"]]),
     ("12", "compare hybrid, separated and unified (quality, speed, memory, routing curve)",
      [["eval", "compare", "--limit", "10"]]),
     ("13", "build the knowledge base the specialists answer from", [["kb", "build"]]),
     ("14", "evaluate the specialists with and without the knowledge base", [["eval", "kb", "--models", "specialists"]]),
 ]
+
+
+def menu_args(command: list[str], ws: Workspace, profile: str) -> list[str]:
+    """One menu command with its placeholders filled: the workspace's datasets, the chosen profile."""
+    return [part.replace("{profile}", profile).replace("{datasets}", str(ws.datasets)) for part in command]
 
 
 def finetune_menu(ws: Workspace, out: Console) -> None:
@@ -243,7 +249,7 @@ def finetune_menu(ws: Workspace, out: Console) -> None:
         if any("{profile}" in part for cmd in entry[2] for part in cmd):
             profile = (_ask_line(out, "profile, quick or full [quick] ▸ ") or "").strip() or "quick"
         for command in entry[2]:
-            args = [part.replace("{profile}", profile) for part in command]
+            args = menu_args(command, ws, profile)
             out.print(f"[dim]$ pz2 {' '.join(args)}[/]")
             code = subprocess.call([sys.executable, "-m", "pz2", "--workspace", str(ws.root), *args])
             if code != 0:

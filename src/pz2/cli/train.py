@@ -194,6 +194,7 @@ def train_classifier_cmd(
     ctx: typer.Context,
     method: Annotated[Method | None, typer.Option(help="finetune or setfit (config: classifier.method).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs (config: classifier.epochs).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate (config: classifier.learning_rate).")] = None,
     include_real: Annotated[bool | None, typer.Option("--include-real/--no-include-real",
                                                       help="Add human-written rows (config: classifier.include_real).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (config: classifier.seed).")] = None,
@@ -207,6 +208,7 @@ def train_classifier_cmd(
 
     ws = _ws(ctx)
     cfg = ws.training_config({"classifier.method": method and method.value, "classifier.epochs": epochs,
+                              "classifier.learning_rate": learning_rate,
                               "classifier.include_real": include_real, "classifier.seed": seed})
     result = train_classifier(ws, cfg.classifier, ws.model_config(), output)
     m = result.metrics

@@ -197,7 +197,8 @@ def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: Classifie
         return nn.functional.cross_entropy(model_logits(m, batch), torch.tensor([labels[i] for i in idx]))
 
     return _train_loop(model, [len(t) for t in texts], cfg, loss_fn,
-                       _validation_scorer(tokenizer, data.validation, cfg), cfg.learning_rate, cfg.epochs, "finetune")
+                       _validation_scorer(tokenizer, data.validation, cfg), cfg.train_learning_rate, cfg.train_epochs,
+                       "finetune")
 
 
 def _pairs(labels: list[int], n: int, rng: np.random.Generator) -> tuple[list[int], list[int], list[float]]:
@@ -229,7 +230,8 @@ def _setfit(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierC
         return nn.functional.mse_loss(cos, torch.tensor([target[k] for k in idx]))
 
     pair_lengths = [len(texts[i]) + len(texts[j]) for i, j in zip(a, b, strict=True)]
-    stage1 = _train_loop(model, pair_lengths, cfg, contrastive, None, 2e-5, 1, "setfit pairs")
+    stage1 = _train_loop(model, pair_lengths, cfg, contrastive, None, cfg.train_learning_rate, cfg.train_epochs,
+                         "setfit pairs")
     # 2. head: multinomial logistic regression on frozen embeddings, L2-regularised
     with torch.inference_mode():
         x = torch.cat([model.embed(**Encoded(tokenizer, texts[i : i + 128], cfg.max_length).batch)
@@ -290,7 +292,8 @@ def train_classifier(ws: Workspace, cfg: ClassifierConfig, model_cfg: ModelConfi
                for name, s in held_out.items()}
     seconds = time.perf_counter() - start
     metrics = {
-        "method": cfg.method, "temperature": temperature, "train_seconds": round(seconds, 1), "steps": trained.steps,
+        "method": cfg.method, "epochs": cfg.train_epochs, "learning_rate": cfg.train_learning_rate,
+        "temperature": temperature, "train_seconds": round(seconds, 1), "steps": trained.steps,
         "validation_ece_before": before.ece, "validation_ece_after": after.ece,
         "validation_nll_before": before.nll, "validation_nll_after": after.nll,
         **{f"{name}_macro_f1": m.macro_f1 for name, m in results.items()},
