@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from pz2.data.real import CHALLENGE_FILE
-from pz2.fileio import atomic_write_json, read_jsonl
+from pz2.fileio import atomic_write_json
+from pz2.data.jsonl import read_jsonl
 from pz2.runtime.classifier import ConversationClassifier
 
 

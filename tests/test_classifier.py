@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from pz2.cli import app
 from pz2.config import ClassifierConfig, DataConfig, ModelConfig
 from pz2.data.generate import generate
-from pz2.runtime.classifier import META_FILE, ConversationClassifier
+from pz2.models.classifier_model import META_FILE
+from pz2.runtime.classifier import ConversationClassifier
 from pz2.training.classifier import train_classifier
 from pz2.workspace import Workspace
 

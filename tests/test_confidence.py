@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pz2.cli import app
 from pz2.errors import ModelError
-from pz2.runtime.classifier import Prediction
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.confidence import FEATURES, ConfidenceModel, features
 from pz2.runtime.engine import Generation
 from pz2.workspace import Workspace
@@ -86,7 +86,8 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     construction), it fits over a stale earlier fit, saves the model, the scored rows and the
     reliability diagram."""
     from pz2.evaluation.generation_report import reference_pairs
-    from pz2.fileio import atomic_write_jsonl, read_jsonl
+    from pz2.fileio import atomic_write_jsonl
+    from pz2.data.jsonl import read_jsonl
     from pz2.runtime.engine import build_engine
 
     runner = CliRunner()

@@ -179,7 +179,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
     from pz2.data.real import import_real
     from pz2.data.schema import normalize
     from pz2.evaluation.grounded import GROUNDED_QUESTIONS, load_grounded, questions_in_index
-    from pz2.fileio import read_jsonl
+    from pz2.data.jsonl import read_jsonl
 
     real = import_real(tmp_path / "real")
     report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder, "embedded")

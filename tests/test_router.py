@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pz2.config import RouterConfig
-from pz2.runtime.classifier import Prediction
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.complexity import complexity
 from pz2.runtime.predictor import UsagePredictor
 from pz2.runtime.router import OFFER, SPECIALIST, UNIFIED, Router

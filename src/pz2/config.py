@@ -408,6 +408,22 @@ class EvaluationConfig(_Strict):
     seed: int = Field(0, ge=0, description="Which rows `limit` draws, and the bootstrap's resamples.")
 
 
+class ConfidenceFitConfig(_Strict):
+    """`pz2 train confidence`: the router's P(the unified answer is good), fitted on validation answers."""
+
+    limit: int | None = Field(
+        400, ge=10, description="Validation questions answered; null: all. 400 or more keep the ECE's bootstrap "
+        "interval within a few points.",
+    )
+    good_rouge_l: float = Field(0.3, gt=0, lt=1, description="An answer is good when its ROUGE-L reaches this.")
+    l2: float = Field(
+        1.0, ge=0, description="L2 penalty of the logistic regression on standardised features: with 13 features "
+        "and a few hundred answers, 1.0 keeps out-of-fold ECE within its interval (unpenalised it overfits).",
+    )
+    folds: int = Field(5, ge=2, le=20, description="Folds of the out-of-fold predictions the reported ECE comes from.")
+    seed: int = Field(0, ge=0, description="Which validation questions are drawn, and the folds.")
+
+
 class TrainingConfig(_Strict):
     """Everything in `training_config.yaml`."""
 
@@ -417,6 +433,7 @@ class TrainingConfig(_Strict):
     sft: SFTConfig = SFTConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     raft: RaftConfig = RaftConfig()
+    confidence: ConfidenceFitConfig = ConfidenceFitConfig()
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named overlays on `sft` (`--profile quick`); each key must be an `sft` key.",

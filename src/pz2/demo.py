@@ -29,9 +29,10 @@ from pz2.models.base import greedy_reply, load_base
 from pz2.models.loading import load_for_generation
 from pz2.models.prepare import base_token_counter, prepare_base
 from pz2.models.sentence import SentenceEncoder
+from pz2.runtime.assistant import unified_parts
 from pz2.runtime.classifier import ConversationClassifier
+from pz2.runtime.confidence_fit import fit_confidence
 from pz2.training.classifier import train_classifier
-from pz2.training.confidence_fit import fit_confidence
 from pz2.training.sft import train_sft
 from pz2.views import print_comparison, print_validation, rows_table, source_lines
 from pz2.workspace import Workspace
@@ -160,7 +161,7 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
 
     console.print(Rule("8. fit the router's confidence: P(the unified answer is good)"))
-    confidence, path = fit_confidence(ws, limit=400)
+    confidence, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, train_cfg.confidence)
     c = confidence.metrics
     console.print(f"{c['rows']} validation answers, {c['good_rate']:.0%} good (ROUGE-L >= {confidence.good_rouge_l}): "
                   f"out-of-fold ECE {c['ece']:.3f} (95% CI {c['ece_ci95'][0]:.3f}-{c['ece_ci95'][1]:.3f}), "

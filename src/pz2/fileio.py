@@ -1,4 +1,4 @@
-"""Atomic writes and line-numbered JSONL reads.
+"""Atomic writes and content hashes.
 
 A killed run must never leave a half-written dataset or model behind, and inputs are only
 ever opened for reading: every output goes to a temporary sibling first and is renamed into
@@ -17,8 +17,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from pz2.data.messages import render
-from pz2.errors import DatasetError
 
 
 @contextlib.contextmanager
@@ -79,44 +77,6 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file strictly; a bad line raises `DatasetError` with its line number."""
-    return [row for _, row in iter_jsonl(path)]
-
-
-Problem = tuple[str, dict[str, Any]]  # a message code of `pz2.data.messages` and its parameters
-
-
-def parse_jsonl_line(raw: bytes) -> tuple[dict[str, Any] | None, Problem | None]:
-    """Parse one raw line: (object, None), (None, problem), or (None, None) for a blank line."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, ("invalid_utf8", {"byte": e.start})
-    if not text.strip():
-        return None, None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return None, ("invalid_json", {"detail": e.msg, "column": e.colno})
-    if not isinstance(obj, dict):
-        return None, ("not_object", {"got": type(obj).__name__})
-    return obj, None
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) per non-blank line; the first bad line raises `DatasetError`."""
-    if not path.is_file():
-        raise DatasetError(path, None, "file not found")
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            obj, problem = parse_jsonl_line(raw)
-            if problem:
-                raise DatasetError(path, lineno, render(problem[0], **problem[1]))
-            if obj is not None:
-                yield lineno, obj
 
 
 def sha256_file(path: Path) -> str:

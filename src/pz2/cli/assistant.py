@@ -138,7 +138,8 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
 
 def batch(assistant: Any, source: Path, target: Path) -> int:
     """JSONL in (text or input_text, optional session and expert), JSONL out with answer and routing."""
-    from pz2.fileio import atomic_write_jsonl, iter_jsonl
+    from pz2.fileio import atomic_write_jsonl
+    from pz2.data.jsonl import iter_jsonl
 
     if source.resolve() == target.resolve():
         raise UsageError("--output must differ from --input: inputs are never modified")

@@ -293,20 +293,25 @@ def classify(
 @train_app.command("confidence")
 def train_confidence_cmd(
     ctx: typer.Context,
-    limit: Annotated[int | None, typer.Option(help="Validation questions to answer (all when 0); 400 or more "
-                                                   "keep the ECE's bootstrap interval within a few points.")] = 400,
-    good_rouge_l: Annotated[float, typer.Option(help="An answer is good when its ROUGE-L reaches this.")] = 0.3,
+    limit: Annotated[int | None, typer.Option(help="Validation questions to answer, all when 0 "
+                                                   "(config: confidence.limit).")] = None,
+    good_rouge_l: Annotated[float | None, typer.Option(help="An answer is good when its ROUGE-L reaches this "
+                                                            "(config: confidence.good_rouge_l).")] = None,
     engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
 ) -> None:
     """Fit the router's confidence: P(the unified answer is good), from generation signals.
 
     Example: [bold]pz2 train confidence --limit 400[/]
     """
-    from pz2.training.confidence_fit import fit_confidence
+    from pz2.runtime.assistant import unified_parts
+    from pz2.runtime.confidence_fit import fit_confidence
 
-    if not 0 < good_rouge_l < 1:
-        raise UsageError("--good-rouge-l must lie between 0 and 1")
-    model, path = fit_confidence(_ws(ctx), limit or None, good_rouge_l, overrides={"runtime.engine.backend": engine})
+    ws = _ws(ctx)
+    cfg = ws.training_config({"confidence.good_rouge_l": good_rouge_l}).confidence
+    if limit is not None:
+        cfg = cfg.model_copy(update={"limit": limit or None})
+    model_cfg = ws.model_config({"runtime.engine.backend": engine})
+    model, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, cfg)
     m = model.metrics
     lo, hi = m["ece_ci95"]
     console.print(f"confidence model saved to {path}: {m['rows']} answers, {m['good_rate']:.0%} good, "

@@ -28,7 +28,7 @@ from pz2.data.schema import (
     normalize,
     user_text,
 )
-from pz2.fileio import parse_jsonl_line
+from pz2.data.jsonl import jsonl_lines
 
 # Counts tokens of many texts at once; `None` skips the token limit.
 TokenCounter = Callable[[list[str]], list[int]]
@@ -194,30 +194,26 @@ def check_file(
     seen: dict[str, int] = {}
     labels: Counter[str] = Counter()
     texts: list[tuple[int, str]] = []
-    with path.open("rb") as f:  # read-only: the validator never touches its inputs
-        for lineno, raw in enumerate(f, start=1):
-            row, problem = parse_jsonl_line(raw)
-            if problem:
-                issues.append(Issue(Severity.ERROR, problem[0], path, lineno, problem[1]))
-                continue
-            if row is None:
-                continue
-            report.rows += 1
-            problems = _check_row(row, kind, cfg)
-            issues += [Issue(sev, code, path, lineno, params) for sev, code, params in problems]
-            if any(sev is Severity.ERROR for sev, _, _ in problems):
-                continue
-            if kind is FileKind.CLASSIFICATION:
-                labels[LABELS[row["label"]]] += 1
-            elif kind is FileKind.UNIFIED:
-                labels[row["category"]] += 1
-            key = normalize(user_text(kind, row))
-            if key in seen:
-                issues.append(Issue(Severity.ERROR, "duplicate", path, lineno, {"first": seen[key]}))
-            else:
-                seen[key] = lineno
-            quoted = [p["text"] for p in row.get("passages", [])] if kind is FileKind.DIALOGUE else []
-            texts.append((lineno, "\n".join([*quoted, *(row[n] for n, t in REQUIRED[kind].items() if t is str)])))
+    for lineno, row, problem in jsonl_lines(path):  # read-only: the validator never touches its inputs
+        if problem:
+            issues.append(Issue(Severity.ERROR, problem[0], path, lineno, problem[1]))
+            continue
+        report.rows += 1
+        problems = _check_row(row, kind, cfg)
+        issues += [Issue(sev, code, path, lineno, params) for sev, code, params in problems]
+        if any(sev is Severity.ERROR for sev, _, _ in problems):
+            continue
+        if kind is FileKind.CLASSIFICATION:
+            labels[LABELS[row["label"]]] += 1
+        elif kind is FileKind.UNIFIED:
+            labels[row["category"]] += 1
+        key = normalize(user_text(kind, row))
+        if key in seen:
+            issues.append(Issue(Severity.ERROR, "duplicate", path, lineno, {"first": seen[key]}))
+        else:
+            seen[key] = lineno
+        quoted = [p["text"] for p in row.get("passages", [])] if kind is FileKind.DIALOGUE else []
+        texts.append((lineno, "\n".join([*quoted, *(row[n] for n, t in REQUIRED[kind].items() if t is str)])))
     if report.rows == 0 and not issues:
         issues.append(Issue(Severity.ERROR, "file_empty", path, None))
     if count_tokens is not None and texts:

@@ -8,12 +8,12 @@ answer (`dialogue_<category>_<split>.jsonl` beside a unified file) is a second r
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from pz2.data.jsonl import jsonl_lines
 from pz2.data.loading import EVALUATION_TOLERATES, load_rows
 from pz2.data.real import import_real
 from pz2.data.schema import LABELS, FileKind, file_info, normalize, parse_unified
@@ -43,15 +43,8 @@ def _kind(path: Path) -> FileKind:
     if info is not None:
         kind = info.kind
     else:
-        if not path.is_file():
-            raise DatasetError(path, None, "file not found")
-        with path.open("rb") as f:
-            first = next((line for line in f if line.strip()), b"{}")
-        try:
-            fields = json.loads(first)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            fields = {}
-        kind = FileKind.UNIFIED if isinstance(fields, dict) and "category" in fields else FileKind.DIALOGUE
+        _, fields, _ = next(jsonl_lines(path), (0, None, None))
+        kind = FileKind.UNIFIED if fields and "category" in fields else FileKind.DIALOGUE
     if kind is FileKind.CLASSIFICATION:
         raise DatasetError(path, None, "a classification file has no reference answers; give a unified_* or "
                            "dialogue_* file (`input_text`, `target_text`)")

@@ -21,16 +21,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pz2.config import RuntimeConfig
+from pz2.config import ModelConfig, RuntimeConfig
 from pz2.errors import ModelError
 from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, unsourced
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever
-from pz2.runtime.classifier import ConversationClassifier, Prediction
+from pz2.models.classifier_model import META_FILE
+from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.complexity import complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engine
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
 from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Route, Router
 from pz2.workspace import Workspace
@@ -144,6 +146,18 @@ class _Grounding:
         return [p.source(p.n in used) for p in self.passages]
 
 
+def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
+    """The engine ready for the unified answer and the router's classifier: what the assistant and the
+    confidence fit (which must see the very answers the router will judge) both stand on."""
+    if not (ws.classifier / META_FILE).exists():
+        raise ModelError(f"{ws.classifier}: no classifier; the router needs it (`pz2 train classifier`)")
+    classifier = ConversationClassifier.load(ws.classifier)
+    unified = ws.unified_model / "adapter"
+    if not unified.exists():
+        logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
+    return build_engine(cfg, unified), classifier
+
+
 class Assistant:
     def __init__(self, engine: Engine, classifier: ConversationClassifier, runtime: RuntimeConfig,
                  specialists: dict[str, Path],
@@ -166,24 +180,19 @@ class Assistant:
         """The assistant over the workspace's trained models, as configured in model_config.yaml;
         `log=False` keeps its turns out of the decisions log (an evaluation is not usage)."""
         cfg = ws.model_config(overrides)
-        if not (ws.classifier / "pz2_classifier.json").exists():
-            raise ModelError(f"{ws.classifier}: no classifier; the router needs it (`pz2 train classifier`)")
-        classifier = ConversationClassifier.load(ws.classifier)
+        engine, classifier = unified_parts(ws, cfg)
         try:
             confidence = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)
         except ModelError as e:  # a stale fit must not stop the chat, nor `pz2 train confidence` from replacing it
             logger.warning("%s; until then the unified answer stands", e)
             confidence = None
-        unified = ws.unified_model / "adapter"
-        if not unified.exists():
-            logger.warning("%s: no unified adapter yet; the base model answers (`pz2 train unified`)", unified)
         specialists = {kind: ws.specialist(kind) for kind in SPECIALISTS}
         retriever = None
         if (ws.knowledge / MANIFEST).is_file():
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        assistant = cls(build_engine(cfg, unified), classifier, cfg.runtime, specialists, confidence,
+        assistant = cls(engine, classifier, cfg.runtime, specialists, confidence,
                         ws.assistant_logs / "decisions.jsonl" if log else None, retriever)
         assistant.warm_up()
         return assistant

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from pz2.data.messages import render
 from pz2.errors import DatasetError
-from pz2.fileio import atomic_open, parse_jsonl_line
+from pz2.fileio import atomic_open
+from pz2.data.jsonl import iter_jsonl
 from pz2.runtime.classifier import ConversationClassifier
 
 BATCH = 64
@@ -18,22 +18,17 @@ BATCH = 64
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
     """JSONL rows with a `text` field, or, for any other file, one text per non-blank line."""
-    as_jsonl = path.suffix == ".jsonl"
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not as_jsonl:
+    if path.suffix != ".jsonl":
+        with path.open("rb") as f:
+            for raw in f:
                 text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 if text.strip():
                     yield {"text": text}
-                continue
-            row, problem = parse_jsonl_line(raw)
-            if problem:
-                raise DatasetError(path, lineno, render(problem[0], **problem[1]))
-            if row is None:
-                continue
-            if not isinstance(row.get("text"), str):
-                raise DatasetError(path, lineno, "field `text` (a string) is missing")
-            yield row
+        return
+    for lineno, row in iter_jsonl(path):
+        if not isinstance(row.get("text"), str):
+            raise DatasetError(path, lineno, "field `text` (a string) is missing")
+        yield row
 
 
 def _write(clf: ConversationClassifier, path: Path, out: TextIO) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from pz2.data.banks.technical import PROBLEMS, TASKS
-from pz2.runtime.classifier import Prediction
+from pz2.runtime.prediction import Prediction
 
 WEIGHTS = {"length": 0.30, "terms": 0.35, "parts": 0.25, "uncertainty": 0.10}
 

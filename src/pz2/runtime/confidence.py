@@ -18,7 +18,7 @@ import numpy as np
 from pz2.data.schema import LABELS
 from pz2.errors import ModelError
 from pz2.fileio import atomic_write_json
-from pz2.runtime.classifier import Prediction
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.engine import Generation
 
 CONFIDENCE_FILE = "confidence.json"

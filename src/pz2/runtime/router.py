@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pz2.config import RouterConfig
 from pz2.data.schema import LABELS
-from pz2.runtime.classifier import Prediction
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.complexity import Complexity, lexicon_terms
 
 GENERAL = LABELS[2]

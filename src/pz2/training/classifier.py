@@ -29,7 +29,7 @@ from pz2.evaluation.metrics import classification_metrics, softmax
 from pz2.evaluation.plots import reliability_diagram
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.prepare import resolve_encoder
-from pz2.runtime.classifier import HEAD_FILE, META_FILE, Encoded, SetFitClassifier, batched_logits, model_logits
+from pz2.models.classifier_model import HEAD_FILE, META_FILE, Encoded, SetFitClassifier, batched_logits, model_logits
 from pz2.training.calibration import fit_temperature
 from pz2.workspace import Workspace
 

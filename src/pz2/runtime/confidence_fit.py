@@ -1,8 +1,10 @@
 """Fit the confidence model: answer validation questions with the unified model, score, fit.
 
 Each answer is labelled good when its ROUGE-L against the reference reaches `good_rouge_l`;
-the features are the ones the assistant computes live (runtime/confidence.py), from the same
-engine, so the fitted probabilities describe the answers the assistant will actually give.
+the features are the ones the assistant computes live (runtime/confidence.py), from the engine
+and classifier the caller hands in (the ones the router will use), so the fitted probabilities
+describe the answers the assistant will actually give. It lives beside the features it fits:
+it needs the runtime's engine, and nothing of the runtime needs it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from pz2.config import ConfidenceFitConfig, ModelConfig
 from pz2.evaluation.generation_report import reference_pairs
 from pz2.evaluation.plots import reliability_diagram
 from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_write_jsonl
-from pz2.runtime.assistant import Assistant
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel, features
 from pz2.runtime.engine import Engine
@@ -47,28 +49,24 @@ def collect(engine: Engine, classifier: ConversationClassifier, adapter: str | N
     return np.array(xs), np.array(ys), rows
 
 
-def fit_confidence(ws: Workspace, limit: int | None = 400, good_rouge_l: float = 0.3, seed: int = 0,
-                   overrides: dict | None = None, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
-    """Fit on up to `limit` rows of unified_validation.jsonl; writes confidence.json beside the adapter."""
-    cfg = ws.model_config(overrides)
-    assistant = Assistant.from_workspace(ws, overrides)  # the engine and classifier the router will use
-    engine, classifier = assistant.engine, assistant.classifier
-    pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", cfg.system_prompt, None)
-    if limit is not None and limit < len(pairs):
-        pairs = random.Random(seed).sample(pairs, limit)
-    max_new = cfg.runtime.engine.max_new_tokens
+def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassifier, model_cfg: ModelConfig,
+                   cfg: ConfidenceFitConfig, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
+    """Fit on up to `cfg.limit` rows of unified_validation.jsonl, answered by `engine`'s unified model;
+    writes confidence.json beside the unified adapter."""
+    pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", model_cfg.system_prompt, None)
+    if cfg.limit is not None and cfg.limit < len(pairs):
+        pairs = random.Random(cfg.seed).sample(pairs, cfg.limit)
+    max_new = model_cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
-    try:
-        x, y, rows = collect(engine, classifier, engine.unified, pairs, good_rouge_l, max_new, show_progress)
-    finally:
-        assistant.close()
-    model = ConfidenceModel.fit(x, y, max_new, good_rouge_l, seed=seed)
-    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "adapter": engine.unified, "seconds": round(time.perf_counter() - start, 1)}
+    x, y, rows = collect(engine, classifier, engine.unified, pairs, cfg.good_rouge_l, max_new, show_progress)
+    model = ConfidenceModel.fit(x, y, max_new, cfg.good_rouge_l, l2=cfg.l2, folds=cfg.folds, seed=cfg.seed)
+    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "adapter": engine.unified,
+                      "seconds": round(time.perf_counter() - start, 1)}
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     atomic_write_jsonl(out.with_name("confidence_rows.jsonl"), rows)
-    p = ConfidenceModel.out_of_fold(x, y, max_new, good_rouge_l, seed=seed)
+    p = ConfidenceModel.out_of_fold(x, y, max_new, cfg.good_rouge_l, cfg.l2, cfg.folds, cfg.seed)
     reliability_diagram({"P(good), out of fold": (np.stack([1 - p, p], axis=1), y.astype(int))},
                         out.with_name("confidence_reliability.png"), "Confidence of the unified answer")
     logger.info("confidence fitted on %d answers (%.0f%% good): out-of-fold ECE %.3f", len(y), 100 * y.mean(), model.metrics["ece"])
