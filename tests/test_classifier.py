@@ -180,6 +180,7 @@ def test_missing_classifier_is_a_clear_error(ws: Workspace, tmp_path: Path) -> N
 
 def test_bad_training_data_stops_with_the_validators_message(tmp_path: Path) -> None:
     root = tmp_path / "finetuning"
+    shutil.copytree(REPO / "finetuning" / "configs", root / "configs")
     workspace = Workspace(root)
     generate(DataConfig(per_category=20), ModelConfig().system_prompt, workspace.datasets)
     path = workspace.datasets / "classification_train.jsonl"

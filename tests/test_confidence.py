@@ -60,7 +60,7 @@ def test_saved_model_loads_to_the_same_predictions_and_refuses_other_features(tm
     with pytest.raises(ModelError, match="refit"):
         ConfidenceModel.load(tmp_path / "confidence.json")
     (tmp_path / "confidence.json").write_text('{"features": [')  # cut off mid-write by another tool
-    with pytest.raises(ModelError, match="not a confidence model"):
+    with pytest.raises(ModelError, match="confidence.json: not valid JSON, truncated or corrupt"):
         ConfidenceModel.load(tmp_path / "confidence.json")
 
 

@@ -113,4 +113,5 @@ def test_the_rule_lets_imports_run_down() -> None:
 @pytest.mark.parametrize("module", ["pz2.runtime.router", "pz2.runtime.prediction", "pz2.runtime.confidence"])
 def test_the_routing_types_load_without_torch(module: str) -> None:
     code = f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

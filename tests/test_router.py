@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pz2.config import RouterConfig
-from pz2.runtime.prediction import Prediction
 from pz2.runtime.complexity import complexity
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
-from pz2.runtime.router import OFFER, SPECIALIST, UNIFIED, Router
+from pz2.runtime.router import OFFER, SPECIALIST, UNIFIED, Request, Router
 
 
 def pred(qna: float, technical: float, general: float) -> Prediction:
@@ -22,7 +22,8 @@ router = Router(RouterConfig())
 
 
 def before(text: str, p: Prediction, explicit: str | None = None):
-    return router.before(text, p, complexity(text, p), explicit)
+    request = None if explicit is None else Request("command" if explicit == "/expert" else "phrase", explicit)
+    return router.before(text, p, complexity(text, p), request)
 
 
 @pytest.mark.parametrize("text,phrase", [
@@ -85,6 +86,37 @@ def test_low_confidence_on_an_unsure_category_offers_expert_mode() -> None:
     assert (decision.route, decision.reason, decision.category) == (OFFER, "offer", "technical")
 
 
+def test_where_nobody_can_accept_an_offer_a_low_confidence_answer_escalates() -> None:
+    decision = router.after(UNSURE, 0.3, can_offer=False)
+    assert (decision.route, decision.reason, decision.category) == (SPECIALIST, "low_confidence", "technical")
+
+
+def test_a_request_says_how_it_was_made() -> None:
+    assert router.request("hello", command=True, offered=False) == Request("command", "/expert")
+    assert router.request("SketchUp expert mode", command=False, offered=False) == Request("phrase", "expert mode")
+    assert router.request("네", command=False, offered=True) == Request("offer_accepted", "네")
+    assert router.request("네", command=False, offered=False) is None       # nothing was offered
+    assert router.request("How do I trim?", command=False, offered=True) is None  # a new question
+    accepted = router.before("x", TECH, complexity("x", TECH), Request("offer_accepted", "네"))
+    assert (accepted.reason, accepted.detail) == ("explicit_request", "accepted the expert-mode offer ('네')")
+
+
+def test_the_reasons_are_design_section_3s_and_the_two_exceptions() -> None:
+    from pz2.runtime.router import REASONS
+    assert set(REASONS) == {"explicit_request", "model_requested", "complexity", "general", "confident",
+                            "low_confidence", "offer", "no_confidence_model", "fallback", "unreadable_input"}
+
+
+def test_the_complexity_weights_come_from_the_config() -> None:
+    from pz2.config import ComplexityWeights, ModelConfig, load_config
+    from pz2.errors import ConfigError
+    text = "How do I export a SketchUp model with Blender and AutoCAD layers?"
+    only_terms = ComplexityWeights(length=0, terms=1, parts=0, uncertainty=0)
+    assert complexity(text, TECH, only_terms).score == pytest.approx(min(1, 3 / 4))
+    with pytest.raises(ConfigError, match="sum to 1"):
+        load_config(ModelConfig, None, {"runtime.router.complexity_weights.terms": 0.9})
+
+
 def test_without_a_fitted_confidence_model_the_unified_answer_stands_and_says_why() -> None:
     decision = router.after(TECH, None)
     assert (decision.route, decision.reason) == (UNIFIED, "no_confidence_model")
@@ -135,3 +167,26 @@ def test_predictor_demand_is_what_other_active_sessions_expect() -> None:
     assert p.demand("technical", excluding="bob") > 0.5  # alice is on technical
     assert p.demand("technical", excluding="alice") < p.probabilities("alice")["technical"]
     assert p.demand("qna", excluding="bob") < 0.5
+
+
+@pytest.mark.parametrize("text", [
+    "전문가 모드: AutoCAD에서 선을 자르는 방법 알려줘",
+    "SketchUp에서 그룹 만드는 방법이 뭐예요? 전문가 모드로",
+    "엑셀에서 피벗 테이블을 어떻게 만들어요? 더 정확한 답변 부탁해요",
+    "전문가 모드로 알려줘: 포토샵에서 배경 지우는 법",
+    "expert mode: Blender에서 how to add a modifier",
+    "How do I freeze panes in Excel? 전문가 모드",
+])
+def test_a_how_to_about_a_named_tool_reaches_technical_support_in_any_language(text: str) -> None:
+    # the English encoder reads the few Latin letters of a Korean sentence as a question of fact
+    decision = before(text, QNA, router.expert_phrase(text))
+    assert (decision.route, decision.category) == (SPECIALIST, "technical"), text
+
+
+@pytest.mark.parametrize("text", [
+    "전문가 모드: AutoCAD는 누가 만들었나요?",      # a fact about a tool, not a how-to
+    "전문가 모드: 파이썬의 GIL이 무엇인가요?",
+    "expert mode: what is the capital of France?",
+])
+def test_a_question_of_fact_stays_with_the_qna_specialist(text: str) -> None:
+    assert before(text, QNA, router.expert_phrase(text)).category == "qna", text

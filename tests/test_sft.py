@@ -176,7 +176,7 @@ def test_killed_training_resumes_and_the_final_adapter_generates(sft_ws, tiny_ba
     run = sft_ws.checkpoints / "unified"
     proc = _pz2(sft_ws, "train", "unified", "--profile", "tiny", "--max-steps", "20")
     try:
-        _wait_for(run, "checkpoint-10", proc)
+        _wait_for(run, "run-*/checkpoint-10", proc)
     finally:
         proc.kill()  # SIGKILL: no handler runs, nothing is flushed
         proc.wait()
@@ -202,23 +202,23 @@ def test_ctrl_c_saves_a_checkpoint_first(sft_ws) -> None:
     run = sft_ws.checkpoints / "unified"
     proc = _pz2(sft_ws, "train", "unified", "--profile", "tiny", "--max-steps", "200")
     try:
-        _wait_for(run, "checkpoint-5", proc)
+        _wait_for(run, "run-*/checkpoint-5", proc)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 130, out
     assert "continue with the same command and --resume" in out
-    last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
+    last = max(int(p.name.split("-")[1]) for p in run.glob("run-1/checkpoint-*"))
     assert last > 5, "the step that was running when Ctrl-C came is checkpointed"
-    state = json.loads((run / f"checkpoint-{last}" / "trainer_state.json").read_text())
+    state = json.loads((run / "run-1" / f"checkpoint-{last}" / "trainer_state.json").read_text())
     assert state["global_step"] == last < 200
     assert not (sft_ws.models / "unified_model" / "adapter").exists(), "an interrupted run saves no final adapter"
 
 
 def test_two_process_ddp_training_writes_one_adapter_from_the_main_process(sft_ws, tiny_base) -> None:
-    """Two processes on a CPU train with DDP over gloo: only the main one deletes the older run, logs,
-    checkpoints and saves, in the same adapter format as one process. (`accelerate launch --cpu` starts
+    """Two processes on a CPU train with DDP over gloo: only the main one logs, checkpoints (in a new run
+    folder, the earlier run's checkpoints kept and said so) and saves, in the same adapter format as one process. (`accelerate launch --cpu` starts
     more than one process only through MPI; `--multi_gpu` starts them with torchrun, and on a machine
     without a GPU pz2 puts them on the CPU.)"""
     stale = sft_ws.checkpoints / "unified" / "checkpoint-999"
@@ -239,8 +239,9 @@ def test_two_process_ddp_training_writes_one_adapter_from_the_main_process(sft_w
     assert weights and all("lora_" in k for k in weights)
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k), "B starts at zero: it trained"
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), adapter)  # the usual format
-    assert not stale.exists(), "the main process deletes the older run"
-    assert [p.name for p in (sft_ws.checkpoints / "unified").iterdir()] == ["checkpoint-4"]
+    assert stale.exists(), "a run started without --resume keeps the earlier run's checkpoints"
+    assert "the earlier runs' checkpoints stay in" in out.stdout + out.stderr
+    assert [p.name for p in (sft_ws.checkpoints / "unified" / "run-1").iterdir()] == ["checkpoint-4"]
     assert len(list(sft_ws.training_logs.glob("unified-*"))) == 1, "one log folder, the main process's"
     assert out.stdout.count("unified adapter saved to") == 1, out.stdout
 

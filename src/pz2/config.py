@@ -86,6 +86,25 @@ class EngineConfig(_Strict):
     )
 
 
+class ComplexityWeights(_Strict):
+    """The complexity score's parts (runtime/complexity.py): each part lies in [0, 1], the weights sum
+    to 1, so the score does too and `complexity_threshold` keeps its meaning."""
+
+    length: float = Field(0.30, ge=0, le=1, description="min(1, words / 40): long messages carry more to get right.")
+    terms: float = Field(0.35, ge=0, le=1, description="min(1, terms / 4): named tools and technical vocabulary, "
+                         "the strongest sign of a specialist question in the generated and real data.")
+    parts: float = Field(0.25, ge=0, le=1, description="min(1, (parts - 1) / 2): several questions in one message.")
+    uncertainty: float = Field(0.10, ge=0, le=1, description="1 - margin: the classifier torn between categories; "
+                               "small, since the confidence model already reads it after the answer.")
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> ComplexityWeights:
+        total = self.length + self.terms + self.parts + self.uncertainty
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"the complexity weights must sum to 1 (they sum to {total:.3f})")
+        return self
+
+
 class RouterConfig(_Strict):
     """When a turn leaves the unified model for a specialist (DESIGN.md §3)."""
 
@@ -106,6 +125,7 @@ class RouterConfig(_Strict):
         min_length=1,
         description="Phrases that ask for a specialist, matched case-insensitively.",
     )
+    complexity_weights: ComplexityWeights = ComplexityWeights()
 
 
 class PoolConfig(_Strict):
@@ -117,6 +137,18 @@ class PoolConfig(_Strict):
     preload: bool = Field(True, description="Load the specialist a session is predicted to need next, in the background.")
     preload_min_probability: float = Field(
         0.5, ge=0, le=1, description="Preload only when the predicted probability reaches this."
+    )
+    session_weight: float = Field(
+        0.6, ge=0, le=1, description="The predictor's share of a session's own recent categories against the "
+        "global transition table: people mostly stay on their topic, yet a new topic must show within a turn or two.",
+    )
+    decay: float = Field(
+        0.6, gt=0, le=1, description="Per turn, how much of a session's earlier categories the predictor keeps "
+        "(0.6: three turns back weigh a fifth of the last).",
+    )
+    active_window: int = Field(
+        32, ge=1, description="Turns, across sessions, during which a session counts as active: whose upcoming "
+        "needs a preload must not evict.",
     )
 
 
@@ -172,6 +204,17 @@ class RuntimeConfig(_Strict):
     router: RouterConfig = RouterConfig()
     pool: PoolConfig = PoolConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    english_only: bool = Field(
+        True,
+        description="The base reads English only (the embedded SmolLM2): a message with no English text gets an "
+        "honest reply in its script (Korean or English) asking for the question in English, instead of a "
+        "sentence the model would invent. Set false for a multilingual base.",
+    )
+    classify_batch_size: int = Field(
+        64, ge=1, le=4096,
+        description="Texts per forward pass of `pz2 classify --input`: 64 short texts keep 2 cores busy; larger "
+        "batches pad more and hold more rows in memory.",
+    )
 
 
 class KnowledgeConfig(_Strict):

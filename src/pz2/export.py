@@ -4,7 +4,6 @@ serve that model with the pz2 adapters, so `runtime.engine.backend: openai` can 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_json
 from pz2.models.loading import adapter_dir, check_trained_on, load_for_generation
+from pz2.models.artifacts import read_json
 from pz2.models.unified import merges, served_model
 from pz2.workspace import Workspace
 
@@ -24,7 +24,7 @@ def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
     peft_model, tokenizer = load_for_generation(model_cfg, model)
     merged = peft_model.merge_and_unload()
     manifest_file = adapter / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    manifest = read_json(manifest_file, "retrain the adapter") if manifest_file.exists() else {}
     with atomic_directory(output) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -50,7 +50,7 @@ def export_vllm(ws: Workspace, model_cfg: ModelConfig, output: Path) -> Path:
     served = served_model(model_cfg, unified)
     for path in adapters.values():
         check_trained_on(path, served.fingerprint)
-    ranks = [json.loads((path / "adapter_config.json").read_text())["r"] for path in adapters.values()]
+    ranks = [read_json(path / "adapter_config.json", "retrain the adapter", {"r": int})["r"] for path in adapters.values()]
     name = "unified" if merged else "base"   # the name requests without an adapter go to (`openai.models.base`)
     with atomic_directory(output) as tmp:
         shutil.copytree(served.path, tmp / "base", ignore=shutil.ignore_patterns("*.gguf", "pz2_*"))

@@ -8,14 +8,19 @@ place, which is atomic on POSIX file systems.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from pz2.errors import UsageError
 
 
 
@@ -59,24 +64,73 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); False where the system
+    or the file system cannot."""
+    if sys.platform != "linux":
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `target` only if the block succeeds."""
+    """Yield a temporary directory that replaces `target` only if the block succeeds.
+
+    The old and the new folder are swapped in one atomic step, so a reader never finds `target`
+    missing, and every writer has its own temporary names, so two at once never collide (the last
+    one's folder stays). Where the system has no atomic swap (not Linux), the old folder is renamed
+    aside first and the target is missing for the instant between two renames.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
+        try:
+            os.rename(tmp, target)   # no target yet: the simple case
+            return
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
+        if not _exchange(tmp, target):
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+            os.replace(target, old / target.name)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+            tmp = old
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(tmp, ignore_errors=True)   # after the swap: the previous folder
+
+
+@contextlib.contextmanager
+def growing_file(path: Path) -> Iterator[IO[str]]:
+    """A text file written row by row that survives a crash and appears at `path` only when complete:
+    rows go to `<path>.partial` and reach the disk as they are written (line-buffered), so a run killed
+    half-way keeps every row it finished; success renames the partial file to `path` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8", buffering=1) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def distinct_output(source: Path, target: Path | None) -> None:
+    """Refuse an output that is the input: inputs are never modified."""
+    if target is None:
+        return
+    if source.resolve() == target.resolve() or target.exists() and os.path.samefile(source, target):
+        raise UsageError(f"{target}: --output must differ from --input: inputs are never modified")
 
 
 def sha256_file(path: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +10,7 @@ from pz2.config import EMBEDDED, ModelConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import ModelError
 from pz2.knowledge.index import MANIFEST
+from pz2.models.artifacts import read_json
 from pz2.models.embedded import BASE
 from pz2.models.loading import MANIFEST as MODEL_MANIFEST
 from pz2.models.loading import adapter_dir
@@ -46,15 +46,23 @@ def _rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def _read(path: Path, fix: str) -> dict:
+    """A JSON record, or {"error": its one-line problem}: status shows a broken artefact, never stops at one."""
+    try:
+        return read_json(path, fix)
+    except ModelError as e:
+        return {"error": str(e)}
+
+
 def _metrics(directory: Path) -> dict:
     for name, key in (("metrics.json", None), ("manifest.json", "metrics")):
         file = directory / name
         if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return {"error": f"{name} is not valid JSON"}
-            return (data.get(key) or {}) if key else data
+            data = _read(file, "retrain this model")
+            if "error" in data:
+                return data
+            metrics = data.get(key) if key else data
+            return metrics if isinstance(metrics, dict) else {}
     return {}
 
 
@@ -70,9 +78,11 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
                                  metrics=_metrics(d) | _staleness(ws, d, model_cfg)))
     confidence = ws.unified_model / CONFIDENCE_FILE
     if confidence.is_file():
-        metrics = json.loads(confidence.read_text(encoding="utf-8")).get("metrics", {})
+        raw = _read(confidence, "refit with `pz2 train confidence`")
+        metrics = raw if "error" in raw else raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
         entries.append(Entry("model", "unified_model/confidence (router)", str(confidence), _size(confidence),
-                             _modified(confidence), metrics={k: metrics[k] for k in ("rows", "good_rate", "ece", "auc") if k in metrics}))
+                             _modified(confidence),
+                             metrics={k: metrics[k] for k in ("rows", "good_rate", "ece", "auc", "error") if k in metrics}))
     decisions = ws.assistant_logs / "decisions.jsonl"
     if decisions.is_file():
         entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),
@@ -94,10 +104,12 @@ def _staleness(ws: Workspace, directory: Path, model_cfg: ModelConfig) -> dict:
     now (with `merge_unified`, retraining the unified model makes every specialist stale)."""
     if directory not in {ws.specialist(kind) for kind in SPECIALISTS}:
         return {}
-    try:
-        trained = json.loads((directory / MODEL_MANIFEST).read_text(encoding="utf-8"))["base_model"]["id"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+    if not (directory / MODEL_MANIFEST).is_file():
         return {}
+    manifest = _read(directory / MODEL_MANIFEST, "retrain the adapter")
+    trained = manifest.get("base_model", {}).get("id") if isinstance(manifest.get("base_model"), dict) else None
+    if trained is None:
+        return {"error": manifest.get("error", f"{directory / MODEL_MANIFEST}: no `base_model`; retrain the adapter")}
     unified = ws.unified_model / "adapter"
     try:
         current = unified_id(adapter_dir(unified)) if merges(model_cfg, unified) else \
@@ -115,11 +127,8 @@ def _latest_eval(ws: Workspace, key: str) -> tuple[Path, dict] | None:
     """The newest evaluation run whose metrics.json has `key` ("architectures": compare, "retrieval": kb)."""
     runs = sorted(ws.eval_logs.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime) if ws.eval_logs.is_dir() else []
     for path in reversed(runs):
-        try:
-            m = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(m, dict) and key in m:
+        m = _read(path, "rerun the evaluation")
+        if key in m:
             return path, m
     return None
 
@@ -153,20 +162,23 @@ def _knowledge(ws: Workspace) -> list[Entry]:
     out = []
     manifest = ws.knowledge / MANIFEST
     if manifest.is_file():
+        m = _read(manifest, "rebuild with `pz2 kb build`")
         try:
-            m = json.loads(manifest.read_text(encoding="utf-8"))
             metrics = {"documents": len(m["documents"]), "skipped": len(m["skipped"]), "built": m["built"],
                        **{name: c["chunks"] for name, c in m["collections"].items()}}
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            metrics, m = {"error": f"manifest unreadable ({e}); rebuild with `pz2 kb build`"}, {}
+        except (KeyError, TypeError, AttributeError) as e:
+            metrics, m = {"error": m.get("error") or f"{manifest}: unreadable ({e}); rebuild with `pz2 kb build`"}, {}
         out.append(Entry("knowledge", "index", str(ws.knowledge), _size(ws.knowledge), _modified(manifest),
                          rows=m.get("chunks"), metrics=metrics))
     found = _latest_eval(ws, "retrieval")
     if found is not None:
         path, m = found
-        metrics = {k: m["retrieval"].get(k) for k in ("recall@1", "recall@3", "mrr@10")}
-        for name, modes in m.get("models", {}).items():
-            metrics[f"{name} factual"] = f"{modes['without']['factual_accuracy']:.2f}→{modes['with']['factual_accuracy']:.2f}"
+        try:
+            metrics = {k: m["retrieval"].get(k) for k in ("recall@1", "recall@3", "mrr@10")}
+            for name, modes in m.get("models", {}).items():
+                metrics[f"{name} factual"] = f"{modes['without']['factual_accuracy']:.2f}→{modes['with']['factual_accuracy']:.2f}"
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            metrics = {"error": f"{path}: unreadable ({e}); rerun `pz2 eval kb`"}
         out.append(Entry("eval", f"{path.parent.name} grounding", str(path), _size(path.parent), _modified(path),
                          rows=m.get("rows"), metrics=metrics))
     return out

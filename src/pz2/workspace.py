@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pz2.config import ModelConfig, TrainingConfig, load_config
+from pz2.errors import ConfigError, UsageError
 
 MODEL_CONFIG = "model_config.yaml"
 TRAINING_CONFIG = "training_config.yaml"
@@ -69,6 +70,18 @@ class Workspace:
     @property
     def checkpoints(self) -> Path:
         return self.root / "logs" / "checkpoints"
+
+    def check(self) -> Workspace:
+        """Itself, when it is a folder with both config files: a mistyped `--workspace` must not run on
+        silent defaults (nor write a new tree where the user did not mean to)."""
+        if not self.root.is_dir():
+            raise UsageError(f"{self.root}: no such workspace folder; run pz2 beside the seed's finetuning/ folder "
+                             "or name it with --workspace (or PZ2_WORKSPACE)")
+        for name in (MODEL_CONFIG, TRAINING_CONFIG):
+            if not (self.configs / name).is_file():
+                raise ConfigError(self.configs / name, "missing; copy it from the repository's finetuning/configs/ "
+                                  "(pz2 never runs a workspace on unstated defaults)")
+        return self
 
     def model_config(self, overrides: dict | None = None) -> ModelConfig:
         return load_config(ModelConfig, self.configs / MODEL_CONFIG, overrides)

@@ -137,26 +137,35 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
 
 
 def batch(assistant: Any, source: Path, target: Path) -> int:
-    """JSONL in (text or input_text, optional session and expert), JSONL out with answer and routing."""
-    from pz2.fileio import atomic_write_jsonl
-    from pz2.data.jsonl import iter_jsonl
+    """JSONL in (text or input_text, optional session and expert), JSONL out with answer and routing.
 
-    if source.resolve() == target.resolve():
-        raise UsageError("--output must differ from --input: inputs are never modified")
+    Every row is checked before the first is answered; answers reach `<target>.partial` one by one
+    (a crash keeps those), which becomes `target` when all are done. Nobody can accept an expert-mode
+    offer here, so a low-confidence answer escalates instead."""
+    from pz2.data.jsonl import iter_jsonl
+    from pz2.fileio import distinct_output, growing_file
+    from pz2.runtime.assistant import Options
+
+    distinct_output(source, target)
     rows = []
     for line, row in iter_jsonl(source):
         text = row.get("text", row.get("input_text"))
         if not isinstance(text, str):
             raise DatasetError(source, line, "needs a string field `text` or `input_text`")
+        if not isinstance(row.get("expert", False), bool):
+            raise DatasetError(source, line, f"field `expert` must be true or false, got {row['expert']!r}")
+        if not isinstance(row.get("session", ""), str):
+            raise DatasetError(source, line, f"field `session` must be a string, got {row['session']!r}")
         rows.append((line, text, row))
-    done = []
-    for line, text, row in rows:
-        try:
-            turn = assistant.ask(text, session=str(row.get("session", "batch")), expert=bool(row.get("expert", False)))
-        except Pz2Error as e:
-            raise DatasetError(source, line, str(e)) from None
-        done.append({**row, "answer": turn.answer, "routing": turn.record()})
-    return atomic_write_jsonl(target, done)
+    with growing_file(target) as out:
+        for line, text, row in rows:
+            try:
+                turn = assistant.ask(text, session=row.get("session", "batch"), expert=row.get("expert", False),
+                                     options=Options(offers=False))
+            except Pz2Error as e:
+                raise DatasetError(source, line, str(e)) from None
+            out.write(json.dumps({**row, "answer": turn.answer, "routing": turn.record()}, ensure_ascii=False) + "\n")
+    return len(rows)
 
 
 @app.command()
@@ -175,7 +184,7 @@ def chat(
     Example: [bold]pz2 chat[/]   [bold]pz2 chat --text "How to draw a line in CAD software?"[/]
     [bold]pz2 chat --input questions.jsonl --output answers.jsonl[/]
     """
-    from pz2.runtime.assistant import Assistant
+    from pz2.runtime.assistant import Assistant, Options
 
     mode = mode or (Mode.batch if input else Mode.single if text else Mode.interactive)
     if mode is Mode.single and not text:
@@ -190,8 +199,8 @@ def chat(
         if mode is Mode.interactive:
             interactive(assistant, ws, console)
         elif mode is Mode.single:
-            turn = assistant.ask(text, session="single", expert=expert,
-                                 on_text=None if as_json else _Screen(console))
+            turn = assistant.ask(text, session="single", expert=expert, on_text=None if as_json else _Screen(console),
+                                 options=Options(offers=False))
             if as_json:
                 typer.echo(json.dumps(turn.record(), ensure_ascii=False))
             else:

@@ -26,8 +26,15 @@ class _Pz2Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except Pz2Error as e:
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2 if isinstance(e, UsageError) else 1) from None
+            _fail(str(e), 2 if isinstance(e, UsageError) else 1)
+        except OSError as e:  # an unwritable output, a full disk, a permission: the system's words, one line
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or e}", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code) from None
 
 
 app = typer.Typer(
@@ -50,7 +57,8 @@ app.add_typer(kb_app, name="kb")
 
 
 def _ws(ctx: typer.Context) -> Workspace:
-    return ctx.find_root().obj
+    """The workspace a command works in, checked when the command needs it (so `--help` works anywhere)."""
+    return ctx.find_root().obj.check()
 
 
 @app.callback()

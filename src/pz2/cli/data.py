@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 
 from pz2.cli.common import _ws, console, data_app, models_app
+from pz2.data.schema import FileKind
 from pz2.errors import UsageError
 
 
 class Lang(str, Enum):
     en = "en"
     ko = "ko"
-
 
 # ---------------------------------------------------------------- data
 
@@ -74,11 +74,14 @@ def data_validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     lang: Annotated[Lang, typer.Option(help="Message language (ko: 한국어).")] = Lang.en,
     tokens: Annotated[bool, typer.Option("--tokens/--no-tokens", help="Check the base-tokenizer token limit.")] = True,
+    kind: Annotated[FileKind | None, typer.Option(help="The format of named files whose name says none "
+                                                   "(classification_*, dialogue_*, unified_*).")] = None,
 ) -> None:
     """Check dataset files; exit 0 when clean, 1 on errors, 2 on bad usage. Inputs are never modified.
 
-    Example: [bold]pz2 data validate --lang ko[/]
+    Example: [bold]pz2 data validate --lang ko[/]   [bold]pz2 data validate my_rows.jsonl --kind unified[/]
     """
+    from pz2.data.schema import file_info
     from pz2.data.validate import validate_directory, validate_files
     from pz2.models.prepare import base_token_counter
     from pz2.views import print_validation
@@ -88,13 +91,19 @@ def data_validate(
     for p in targets:
         if not p.exists():
             raise UsageError(f"{p}: no such file or folder")
+    named = [p for p in targets if p.is_file()]
+    unknown = [p for p in named if file_info(p) is None]
+    if unknown and kind is None:
+        raise UsageError(f"{unknown[0]}: the file name follows no known pattern (classification_*, "
+                         "dialogue_<qna|technical|general>_*, unified_*); rename it or say its format with "
+                         "--kind classification|dialogue|unified")
     cfg = ws.training_config().validation
     counter = base_token_counter(ws.model_config()) if tokens else None
     if len(targets) == 1 and targets[0].is_dir():
         report = validate_directory(targets[0], cfg, counter, require_defaults=targets[0].resolve() == ws.datasets.resolve())
     else:
         files = [f for p in targets for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
-        report = validate_files(files, cfg, counter)
+        report = validate_files(files, cfg, counter, dict.fromkeys(unknown, kind) if kind else None)
     if as_json:
         typer.echo(json.dumps(report.to_dict(lang.value), ensure_ascii=False, indent=2))
     else:

@@ -273,7 +273,7 @@ def classify(
         raise UsageError(f"{input}: no such file")
     clf = ConversationClassifier.load(_classifier_dir(ctx, model))
     if input is not None:
-        n = classify_file(clf, input, output)
+        n = classify_file(clf, input, output, _ws(ctx).model_config().runtime.classify_batch_size)
         if output:
             console.print(f"labelled {n} rows -> {output}")
         return

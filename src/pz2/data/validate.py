@@ -118,15 +118,19 @@ def validate_directory(
     return report
 
 
-def validate_files(paths: Iterable[Path], cfg: ValidationConfig, count_tokens: TokenCounter | None = None) -> ValidationReport:
+def validate_files(paths: Iterable[Path], cfg: ValidationConfig, count_tokens: TokenCounter | None = None,
+                   kinds: dict[Path, FileKind] | None = None) -> ValidationReport:
+    """`kinds`: the kind of a file whose name says none (`pz2 data validate FILE --kind ...`); any
+    other file of unknown name is skipped with a warning (a folder may hold unrelated files)."""
     report = ValidationReport()
     questions: dict[Path, dict[str, int]] = {}  # file -> normalised question -> first line
     for path in paths:
         info = file_info(path)
-        if info is None:
+        kind = (kinds or {}).get(path) or (info.kind if info else None)
+        if kind is None:
             report.issues.append(Issue(Severity.WARNING, "unknown_file", path, None))
             continue
-        file_report, issues, seen = check_file(path, info.kind, cfg, count_tokens)
+        file_report, issues, seen = check_file(path, kind, cfg, count_tokens)
         report.files.append(file_report)
         report.issues += issues
         questions[path] = seen

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ModelConfig
+from pz2.models.artifacts import pretrained
 from pz2.models.chat import prompt_ids
 from pz2.models.prepare import resolve_base
 
@@ -17,10 +18,10 @@ def load_base(cfg: ModelConfig, path: Path | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = path or resolve_base(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, use_safetensors=True, trust_remote_code=cfg.trust_remote_code
-    )
+    fix = "check base_model in model_config.yaml"
+    tokenizer = pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix, trust_remote_code=cfg.trust_remote_code)
+    model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", fix, dtype=torch.float32,
+                       use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
     return model.eval(), tokenizer
 
 

@@ -13,7 +13,6 @@ the same way by permuting the rows of B.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from pz2.config import WeightFormat
 from pz2.errors import ModelError
+from pz2.models.artifacts import read_json
 
 _MODULES = {
     "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -85,9 +85,8 @@ def write_lora_gguf(adapter: Path, out: Path, n_head: int, n_head_kv: int) -> Pa
     from safetensors.numpy import load_file
 
     weights_path = lora_weights(adapter)
-    cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    if not isinstance(cfg, dict) or "lora_alpha" not in cfg or "r" not in cfg:
-        raise ModelError(f"{adapter}/adapter_config.json: no `r` / `lora_alpha`; not a LoRA adapter config")
+    cfg = read_json(adapter / "adapter_config.json", "retrain the adapter (not a LoRA adapter config)",
+                    {"r": int, "lora_alpha": (int, float)})
     unsupported = [k for k in ("use_dora", "modules_to_save") if cfg.get(k)]
     if cfg.get("peft_type", "LORA") != "LORA" or unsupported:
         raise ModelError(f"{adapter}: llama.cpp serves plain LoRA only ({', '.join(unsupported) or cfg.get('peft_type')})")
@@ -177,7 +176,7 @@ def write_model_gguf(model_dir: Path, out: Path, tokenizer_gguf: Path, dtype: We
 
     if dtype not in FORMATS:
         raise ModelError(f"{dtype!r}: not a GGUF format pz2 writes; choose one of {list(FORMATS)}")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config = read_json(model_dir / "config.json", "give a Hugging Face model folder", {"model_type": str})
     if config.get("model_type") != "llama":
         raise ModelError(f"{model_dir}: model_type {config.get('model_type')!r}; only llama is written as GGUF")
     n_head, n_head_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])

@@ -3,12 +3,13 @@ trained on), or a full model."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
+from pz2.models.artifacts import pretrained, read_json
 from pz2.models.base import load_base
 
 MANIFEST = "manifest.json"   # written by training beside every adapter: what it was trained on, with what
@@ -22,6 +23,28 @@ def adapter_dir(path: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A trained model as pz2 finds it on disk: a LoRA adapter folder, a full Hugging Face model folder,
+    or one GGUF file. Every loader asks this one question, so all refuse the same things alike."""
+
+    kind: Literal["adapter", "full", "gguf"]
+    path: Path
+
+
+def find_trained(path: Path) -> Trained:
+    adapter = adapter_dir(path)
+    if adapter is not None:
+        return Trained("adapter", adapter)
+    if (path / "config.json").is_file():
+        return Trained("full", path)
+    ggufs = [path] if path.suffix == ".gguf" and path.is_file() else sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if len(ggufs) == 1:
+        return Trained("gguf", ggufs[0])
+    raise ModelError(f"{path}: neither a LoRA adapter (adapter_config.json), a model folder (config.json) nor "
+                     "one .gguf file; train it first (`pz2 train unified` / `pz2 train specialist`)")
+
+
 def _described(base: dict) -> str:
     return f"{base.get('id', '?')} ({base.get('format', '?')}, sha256 {str(base.get('sha256', '?'))[:12]})"
 
@@ -33,13 +56,10 @@ def check_trained_on(adapter: Path, base: dict | None) -> None:
     (made elsewhere) records nothing to check and is taken as it is."""
     if base is None:
         return
-    try:
-        manifest = json.loads((adapter / MANIFEST).read_text(encoding="utf-8"))
-        trained = manifest["base_model"]
-    except FileNotFoundError:
+    if not (adapter / MANIFEST).is_file():
         return
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ModelError(f"{adapter / MANIFEST}: unreadable or without `base_model`; retrain the adapter") from None
+    manifest = read_json(adapter / MANIFEST, "retrain the adapter", {"base_model": dict})
+    trained = manifest["base_model"]
     if trained.get("sha256") in {base.get("sha256"), base.get("same_values_as")} - {None}:
         return
     kind = manifest.get("kind", "?")
@@ -53,11 +73,10 @@ def check_trained_on(adapter: Path, base: dict | None) -> None:
 def _trained_on(adapter: Path) -> Path | None:
     """The model folder the adapter's manifest says it was trained on, when it is still there (a
     specialist's is the merged unified model, cached by content); None: the configured base."""
-    try:
-        recorded = Path(json.loads((adapter / MANIFEST).read_text(encoding="utf-8"))["base_model"]["path"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+    if not (adapter / MANIFEST).is_file():
         return None
-    return recorded if (recorded / "config.json").is_file() else None
+    recorded = read_json(adapter / MANIFEST, "retrain the adapter", {"base_model": dict})["base_model"].get("path")
+    return Path(recorded) if isinstance(recorded, str) and (Path(recorded) / "config.json").is_file() else None
 
 
 def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any, Any]:
@@ -69,19 +88,23 @@ def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any,
         return load_base(model_cfg)
     if not path.exists():
         raise ModelError(f"{path}: no such model folder; train it first (`pz2 train unified` / `pz2 train specialist`)")
-    adapter = adapter_dir(path)
-    if adapter is not None:
+    trained = find_trained(path)
+    if trained.kind == "adapter":
         from peft import PeftModel
 
+        adapter = trained.path
         trained_on = _trained_on(adapter)
         if trained_on is None:
             from pz2.models.prepare import served_base
 
             check_trained_on(adapter, served_base(model_cfg).fingerprint)
         base, _ = load_base(model_cfg, trained_on)
-        return PeftModel.from_pretrained(base, adapter).eval(), AutoTokenizer.from_pretrained(adapter)
-    if (path / "config.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                     trust_remote_code=model_cfg.trust_remote_code)
-        return model.eval(), AutoTokenizer.from_pretrained(path)
-    raise ModelError(f"{path}: neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
+        fix = "retrain the adapter"
+        model = pretrained(lambda a: PeftModel.from_pretrained(base, a), adapter, "LoRA adapter", fix)
+        return model.eval(), pretrained(AutoTokenizer.from_pretrained, adapter, "tokenizer", fix)
+    if trained.kind == "gguf":
+        raise ModelError(f"{trained.path}: a GGUF file; transformers loads a Hugging Face model folder or an adapter")
+    fix = "retrain or re-export the model"
+    model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", fix, dtype=torch.float32,
+                       use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code)
+    return model.eval(), pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix)

@@ -17,13 +17,14 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pz2.config import EMBEDDED, ModelConfig
+from pz2.data.validate import TokenCounter
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
+from pz2.models.artifacts import pretrained
 from pz2.models.embedded import BASE, ENCODER
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 SOURCE_FILE = "pz2_source.json"
 GGUF_FILE = "model.gguf"
 WEIGHTS_FILE = "model.safetensors"
-TokenCounter = Callable[[list[str]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,8 @@ def base_token_counter(cfg: ModelConfig) -> TokenCounter:
     if cfg.base_model != EMBEDDED:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(resolve_base(cfg), trust_remote_code=cfg.trust_remote_code)
+        tok = pretrained(AutoTokenizer.from_pretrained, resolve_base(cfg), "tokenizer",
+                         "check base_model in model_config.yaml", trust_remote_code=cfg.trust_remote_code)
         return lambda texts: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
     from tokenizers import Tokenizer

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from pz2.config import ModelConfig
+from pz2.models.artifacts import pretrained
 from pz2.models.prepare import resolve_encoder
 
 
@@ -33,7 +34,9 @@ class SentenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_encoder(cfg)
-        return cls(AutoModel.from_pretrained(path, use_safetensors=True), AutoTokenizer.from_pretrained(path))
+        fix = "check encoder_model in model_config.yaml"
+        return cls(pretrained(AutoModel.from_pretrained, path, "encoder", fix, use_safetensors=True),
+                   pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix))
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(N, 384) unit vectors; an empty text embeds like its special tokens alone."""

@@ -27,25 +27,38 @@ from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, unsourced
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever
 from pz2.models.classifier_model import META_FILE
-from pz2.runtime.classifier import ConversationClassifier
-from pz2.runtime.complexity import complexity
+from pz2.runtime.classifier import ConversationClassifier, english_coverage
+from pz2.runtime.complexity import Complexity, complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engine
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
-from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Route, Router
+from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Request, Route, Router
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 OFFER_TEXT = {"en": "Would you like a more expert answer?", "ko": "더 전문적인 답변이 필요하시나요?"}
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+UNREADABLE_TEXT = {
+    "en": "I can only read English well. Could you ask your question in English?",
+    "ko": "저는 영어로 된 질문에 가장 잘 답할 수 있어요. 질문을 영어로 다시 해 주시겠어요?",
+}
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+
+
+def _language(text: str) -> str:
+    return "ko" if _HANGUL.search(text) else "en"
 
 
 def offer_text(question: str) -> str:
     """The expert-mode offer in the question's language."""
-    return OFFER_TEXT["ko" if _HANGUL.search(question) else "en"]
+    return OFFER_TEXT[_language(question)]
+
+
+def unreadable_reply(question: str) -> str:
+    """The honest reply to a question the English-only base cannot read, in its script where pz2 has one."""
+    return UNREADABLE_TEXT[_language(question)]
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Options:
     model: str | None = None               # None: the router decides; unified | qna | technical: that one answers
     retrieval: bool = True                 # False: a specialist answers from the messages alone (a plain backend)
     provisional: bool = True               # stream the unified answer before the router has kept it
+    offers: bool = True                    # someone can accept an expert-mode offer (not batch or single mode)
 
 # (source, piece): source is "unified" or the specialist's name, so a screen can label the stream
 TextListener = Callable[[str, str], None]
@@ -74,6 +88,7 @@ class Turn:
     category: str
     confidence: float | None
     complexity: float
+    complexity_parts: dict             # the score's components: words, terms, parts, margin
     latency_ms: float
     specialist_state: str
     session: str
@@ -111,6 +126,46 @@ class _Session:
     offer: tuple[str, Prediction] | None = None
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a turn answers once the session is read: the question (the message, or the one it refers
+    back to), its prediction, the explicit request if any, and the history to answer it with."""
+
+    question: str
+    prediction: Prediction
+    request: Request | None
+    history: tuple[dict[str, str], ...]
+
+
+class _Stream:
+    """A turn's answer pieces on their way to the listener: timed from the turn's start, and held back
+    while the router may still replace the unified answer with a specialist's."""
+
+    def __init__(self, on_text: TextListener | None) -> None:
+        self.on_text, self.start = on_text, time.perf_counter()
+        self.first_ms: float | None = None
+        self.held: list[tuple[str, str]] = []
+
+    def piece(self, source: str, held: bool = False) -> Callable[[str], None]:
+        def emit(text: str) -> None:
+            if self.first_ms is None:
+                self.first_ms = self.elapsed_ms()
+            if held:
+                self.held.append((source, text))
+            elif self.on_text is not None:
+                self.on_text(source, text)
+        return emit
+
+    def release(self) -> None:
+        if self.on_text is not None:
+            for source, text in self.held:
+                self.on_text(source, text)
+        self.held.clear()
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.start) * 1000, 1)
+
+
 def passage_room(engine: Engine, question: str, top_k: int) -> int:
     """Tokens the engine's context leaves for passages: beyond the bare prompt, the longest answer and
     the sources' framing (number, title, instruction: about 24 tokens per passage at most)."""
@@ -146,6 +201,20 @@ class _Grounding:
         return [p.source(p.n in used) for p in self.passages]
 
 
+@dataclass
+class _Answer:
+    """What answers a turn, under which decision, filled in as the turn goes."""
+
+    decision: Route
+    text: str
+    gen: Generation | None
+    unified_text: str | None = None
+    confidence: float | None = None
+    specialist: str | None = None
+    specialist_state: str = "not needed"
+    grounding: _Grounding = field(default_factory=_Grounding)
+
+
 def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
     """The engine ready for the unified answer and the router's classifier: what the assistant and the
     confidence fit (which must see the very answers the router will judge) both stand on."""
@@ -169,7 +238,7 @@ class Assistant:
         self.runtime = runtime
         self.router = Router(runtime.router)
         self.pool = SpecialistPool(engine, specialists, runtime.pool.memory_budget_mb)
-        self.predictor = UsagePredictor(SPECIALISTS)
+        self.predictor = UsagePredictor(SPECIALISTS, runtime.pool)
         self.confidence = confidence
         self.log_path = log_path
         self._sessions: dict[str, _Session] = {}
@@ -226,75 +295,87 @@ class Assistant:
     def ask(self, message: str, session: str = "default", expert: bool = False,
             on_text: TextListener | None = None, options: Options = Options()) -> Turn:
         """Answer one message. `expert` is the `/expert` command or the API's flag."""
-        start = time.perf_counter()
+        stream = _Stream(on_text)
+        state, asked = self._read(message, session, expert, options)
+        cx = complexity(asked.question, asked.prediction, self.runtime.router.complexity_weights)
+        answer = self._unreadable(asked, stream) or self._answer(asked, cx, stream, options)
+        if answer.decision.route != SPECIALIST:
+            stream.release()    # the unified answer stands: what was held back goes out now
+        self._remember(state, session, asked, answer.decision)
+        turn = self._turn(message, session, asked, cx, answer, stream)
+        self._log(turn)
+        return turn
+
+    def _read(self, message: str, session: str, expert: bool, options: Options) -> tuple[_Session, _Asked]:
+        """The session's memory (or, over the stateless API, what the history implies) and what the message
+        asks: its own question, or, for a bare expert request ("네, 전문가 모드로 해주세요"), the last one."""
         history = options.history
         state, before = (self.session(session), 0) if history is None else self._recalled(history)
-        phrase = "/expert" if expert else self.router.expert_phrase(message)
-        if state.offer is not None and not phrase and self.router.refers_back(message) and message.strip():
-            phrase = "accepted the offer"
+        request = self.router.request(message, expert, offered=state.offer is not None)
         earlier = state.offer or state.last
-        if phrase and earlier is not None and self.router.refers_back(message):
+        state.offer = None
+        if request and earlier is not None and self.router.refers_back(message):
             (question, prediction), history = earlier, history and history[:before]
         else:
             question, prediction = message, self.classifier.predict([message])[0]
-        state.offer = None
-        cx = complexity(question, prediction)
-        if options.model is not None:
-            decision = self.router.requested(options.model, prediction)
-        else:
-            decision = self.router.before(question, prediction, cx, phrase)
-        prompting = {"history": history or (), "system": options.system, "sampling": options.sampling,
+        return state, _Asked(question, prediction, request, tuple(history or ()))
+
+    def _unreadable(self, asked: _Asked, stream: _Stream) -> _Answer | None:
+        """With an English-only base (`runtime.english_only`), a question with no English text gets an
+        honest reply in its script instead of a sentence the model would invent."""
+        if not self.runtime.english_only or english_coverage(asked.question) > 0:
+            return None
+        text = unreadable_reply(asked.question)
+        stream.piece(UNIFIED)(text)
+        decision = Route(UNIFIED, "unreadable_input", "no English text: the base model reads English only "
+                         "(runtime.english_only)", asked.prediction.label)
+        return _Answer(decision, text, None)
+
+    def _answer(self, asked: _Asked, cx: Complexity, stream: _Stream, options: Options) -> _Answer:
+        """Route before generating; else the unified model answers and the router judges its confidence;
+        then a specialist answers when the decision says so."""
+        prompting = {"history": asked.history, "system": options.system, "sampling": options.sampling,
                      "max_new_tokens": options.max_new_tokens}
-
-        first_token: list[float] = []
-        held: list[tuple[str, str]] = []   # the unified answer's pieces while the router may still replace it
-
-        def listen(source: str, provisional: bool = False) -> Callable[[str], None]:
-            def piece(text: str) -> None:
-                if not first_token:
-                    first_token.append(time.perf_counter() - start)
-                if provisional:
-                    held.append((source, text))
-                elif on_text is not None:
-                    on_text(source, text)
-            return piece
-
-        unified_answer = confidence = None
-        grounding = _Grounding()
-        gen: Generation | None = None
+        if options.model is not None:
+            decision = self.router.requested(options.model, asked.prediction)
+        else:
+            decision = self.router.before(asked.question, asked.prediction, cx, asked.request)
+        answer = _Answer(decision, "", None)
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
-            user = self._ground(question, grounding) if use_kb else question
-            gen = self.engine.stream(user, self.engine.unified, on_text=listen(UNIFIED, decision is None and
-                                                                        not options.provisional), **prompting)
-            unified_answer = gen.text
+            user = self._ground(asked.question, answer.grounding) if use_kb else asked.question
+            held = decision is None and not options.provisional   # the router may still replace it
+            answer.gen = self.engine.stream(user, self.engine.unified, on_text=stream.piece(UNIFIED, held),
+                                            **prompting)
+            answer.text = answer.unified_text = answer.gen.text
             if decision is None or options.model is not None:
-                confidence = self.confidence(gen, prediction) if self.confidence else None
+                answer.confidence = self.confidence(answer.gen, asked.prediction) if self.confidence else None
             if decision is None:
-                decision = self.router.after(prediction, confidence)
-        answer, specialist_state, specialist = unified_answer, "not needed", None
-        if decision.route == SPECIALIST:
-            grounding = _Grounding()
-            answer, decision, specialist_state, specialist, gen = self._specialist(
-                question, decision, gen, listen, grounding, prompting, options.retrieval)
-            unified_answer = unified_answer if unified_answer is not None or specialist else gen.text
-        if decision.route != SPECIALIST and on_text is not None:
-            for source, text in held:   # the unified answer stands: what was held back goes out now
-                on_text(source, text)
-        if decision.route == OFFER:
-            state.offer = (question, prediction)
-        state.last = (question, prediction)
-        self._predict_next(session, decision.category if decision.route == SPECIALIST else prediction.label)
+                answer.decision = self.router.after(asked.prediction, answer.confidence, options.offers)
+        if answer.decision.route == SPECIALIST:
+            self._specialist(asked.question, answer, stream, prompting, options.retrieval)
+        return answer
 
-        turn = Turn(message, answer or "", decision.route, decision.reason, decision.detail, decision.category,
-                    confidence, round(cx.score, 4), round((time.perf_counter() - start) * 1000, 1), specialist_state,
-                    session, question, unified_answer, specialist,
-                    round(first_token[0] * 1000, 1) if first_token else None,
-                    {"label": prediction.label, "probability": round(prediction.confidence, 4), "note": prediction.note},
-                    grounding.sources(answer or ""), grounding.ms,
-                    offer_text(question) if decision.route == OFFER else None, grounding.passages, gen)
-        self._log(turn)
-        return turn
+    def _remember(self, state: _Session, session: str, asked: _Asked, decision: Route) -> None:
+        """What the next turn may refer back to, and what the predictor learns for preloading."""
+        if decision.route == OFFER:
+            state.offer = (asked.question, asked.prediction)
+        state.last = (asked.question, asked.prediction)
+        self._predict_next(session, decision.category if decision.route == SPECIALIST else asked.prediction.label)
+
+    def _turn(self, message: str, session: str, asked: _Asked, cx: Complexity, answer: _Answer,
+              stream: _Stream) -> Turn:
+        d, p = answer.decision, asked.prediction
+        return Turn(
+            message=message, answer=answer.text or "", route=d.route, reason=d.reason, detail=d.detail,
+            category=d.category, confidence=answer.confidence, complexity=round(cx.score, 4),
+            complexity_parts=cx.as_dict(), latency_ms=stream.elapsed_ms(), specialist_state=answer.specialist_state,
+            session=session, question=asked.question, unified_answer=answer.unified_text,
+            specialist=answer.specialist, first_token_ms=stream.first_ms,
+            classifier={"label": p.label, "probability": round(p.confidence, 4), "note": p.note},
+            sources=answer.grounding.sources(answer.text or ""), retrieval_ms=answer.grounding.ms,
+            offer=offer_text(asked.question) if d.route == OFFER else None,
+            passages=answer.grounding.passages, generation=answer.gen)
 
     def _ground(self, question: str, grounding: _Grounding) -> str:
         """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
@@ -305,23 +386,26 @@ class Assistant:
         grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
         return message
 
-    def _specialist(self, question: str, decision: Route, unified: Generation | None,
-                    listen: Callable[..., Callable[[str], None]], grounding: _Grounding, prompting: dict,
-                    retrieval: bool) -> tuple[str, Route, str, str | None, Generation]:
-        """The specialist's grounded answer, or the unified one with the reason when the specialist cannot load."""
-        name = decision.category
+    def _specialist(self, question: str, answer: _Answer, stream: _Stream, prompting: dict, retrieval: bool) -> None:
+        """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified
+        answer (generated now if it was not yet) with the reason."""
+        name = answer.decision.category
+        answer.grounding = _Grounding()
         try:
             with self.pool.use(name) as how:
-                user = self._ground(question, grounding) if retrieval else question
-                gen = self.engine.stream(user, name, on_text=grounding.prefix(listen(name)), **prompting)
-            return grounding.finish(gen.text), decision, f"{name}: {how}", name, gen
+                user = self._ground(question, answer.grounding) if retrieval else question
+                gen = self.engine.stream(user, name, on_text=answer.grounding.prefix(stream.piece(name)), **prompting)
+            answer.text, answer.gen = answer.grounding.finish(gen.text), gen
+            answer.specialist_state, answer.specialist = f"{name}: {how}", name
         except SpecialistUnavailable as e:
             logger.warning("%s", e)
-            grounding.passages, grounding.searched = [], False
-            if unified is None:
-                unified = self.engine.stream(question, self.engine.unified, on_text=listen(UNIFIED), **prompting)
-            fallback = Route(UNIFIED, "fallback", f"{decision.detail}; {e}: the unified answer stands", name)
-            return unified.text, fallback, self.pool.state(name), None, unified
+            answer.grounding = _Grounding()
+            if answer.gen is None:
+                answer.gen = self.engine.stream(question, self.engine.unified, on_text=stream.piece(UNIFIED), **prompting)
+                answer.unified_text = answer.gen.text
+            answer.text = answer.gen.text
+            answer.decision = Route(UNIFIED, "fallback", f"{answer.decision.detail}; {e}: the unified answer stands", name)
+            answer.specialist_state = self.pool.state(name)
 
     def _predict_next(self, session: str, category: str) -> None:
         self.predictor.observe(session, category)

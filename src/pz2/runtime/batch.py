@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pz2.errors import DatasetError
-from pz2.fileio import atomic_open
+from pz2.fileio import distinct_output, growing_file
 from pz2.data.jsonl import iter_jsonl
 from pz2.runtime.classifier import ConversationClassifier
-
-BATCH = 64
-
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
     """JSONL rows with a `text` field, or, for any other file, one text per non-blank line."""
@@ -31,27 +28,29 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _write(clf: ConversationClassifier, path: Path, out: TextIO) -> int:
+def _write(clf: ConversationClassifier, path: Path, out: TextIO, batch_size: int) -> int:
     n = 0
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        for row, p in zip(batch, clf.predict([r["text"] for r in batch], BATCH), strict=True):
+        for row, p in zip(batch, clf.predict([r["text"] for r in batch], batch_size), strict=True):
             out.write(json.dumps({**row, **p.to_dict()}, ensure_ascii=False) + "\n")
         batch.clear()
 
     for row in _rows(path):
         batch.append(row)
         n += 1
-        if len(batch) == BATCH:
+        if len(batch) == batch_size:
             flush()
     flush()
     return n
 
 
-def classify_file(clf: ConversationClassifier, path: Path, output: Path | None) -> int:
-    """Label every row of `path`; the input's fields are kept and the prediction's added. Returns rows."""
+def classify_file(clf: ConversationClassifier, path: Path, output: Path | None, batch_size: int = 64) -> int:
+    """Label every row of `path`; the input's fields are kept and the prediction's added. Returns rows.
+    Rows reach `output` batch by batch (a crash keeps the labelled ones in `<output>.partial`)."""
+    distinct_output(path, output)
     if output is None:
-        return _write(clf, path, sys.stdout)
-    with atomic_open(output) as out:
-        return _write(clf, path, out)
+        return _write(clf, path, sys.stdout, batch_size)
+    with growing_file(output) as out:
+        return _write(clf, path, out, batch_size)

@@ -5,6 +5,8 @@
                + 0.25 · min(1, (parts − 1) / 2)           several questions in one message
                + 0.10 · (1 − margin)                      the classifier torn between categories
 
+(the weights are `runtime.router.complexity_weights`, these their defaults)
+
 `terms` counts distinct hits of a lexicon (the tools of the technical topic bank plus technical
 and "advanced" words, English and Korean); `parts` counts question marks and joined requests
 ("and how", "also", numbered lines); `margin` is the classifier's top probability minus the
@@ -18,10 +20,9 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from pz2.config import ComplexityWeights
 from pz2.data.banks.technical import PROBLEMS, TASKS
 from pz2.runtime.prediction import Prediction
-
-WEIGHTS = {"length": 0.30, "terms": 0.35, "parts": 0.25, "uncertainty": 0.10}
 
 _VOCABULARY = (
     "advanced", "complex", "in depth", "in-depth", "detailed", "step by step", "expert", "professional",
@@ -49,8 +50,21 @@ class Complexity:
                 "parts": self.parts, "margin": round(self.margin, 4)}
 
 
+# The bank's tools as Korean writes them (a Korean message names "엑셀", not "Excel"); names that are
+# common words inside others ("워드" in "키워드", "깃", "맥") are left out.
+KOREAN_TOOLS = ("오토캐드", "캐드", "스케치업", "엑셀", "포토샵", "블렌더", "도커", "리눅스", "파이썬", "윈도우",
+                "퓨전 360", "비주얼 스튜디오 코드", "와이파이", "공유기", "맥OS")
+_HOW_TO = re.compile(r"\bhow (?:do|can|could|should|to)\b|\bsteps? to\b|\bways? to\b|"
+                     r"방법|어떻게|하려면|는 ?법(?:을|이|은|좀)?(?:$|[\s?.!,])", re.IGNORECASE)
+
+
 def _tools() -> set[str]:
-    return {t.tool for t in TASKS} | {p.tool for p in PROBLEMS}
+    return {t.tool for t in TASKS} | {p.tool for p in PROBLEMS} | set(KOREAN_TOOLS)
+
+
+def asks_how_to(text: str) -> bool:
+    """A request to do something ("how do I", "방법", "어떻게"), in English or Korean."""
+    return bool(_HOW_TO.search(text))
 
 
 @cache
@@ -76,12 +90,12 @@ def lexicon_terms(text: str, tools_only: bool = False) -> tuple[str, ...]:
     return tuple(found)
 
 
-def complexity(text: str, prediction: Prediction) -> Complexity:
+def complexity(text: str, prediction: Prediction, weights: ComplexityWeights = ComplexityWeights()) -> Complexity:
     words = len(_WORD.findall(text))
     terms = lexicon_terms(text)
     parts = max(1, text.count("?") + text.count("？")) + len(_JOINERS.findall(text))
     top = sorted(prediction.probs.values(), reverse=True)
     margin = top[0] - top[1] if len(top) > 1 else 1.0
-    score = (WEIGHTS["length"] * min(1.0, words / 40) + WEIGHTS["terms"] * min(1.0, len(terms) / 4)
-             + WEIGHTS["parts"] * min(1.0, (parts - 1) / 2) + WEIGHTS["uncertainty"] * (1 - margin))
+    score = (weights.length * min(1.0, words / 40) + weights.terms * min(1.0, len(terms) / 4)
+             + weights.parts * min(1.0, (parts - 1) / 2) + weights.uncertainty * (1 - margin))
     return Complexity(score, words, terms, parts, margin)

@@ -9,7 +9,6 @@ would see. "confidence < 0.70" then means: fewer than 7 in 10 answers like this 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from pz2.data.schema import LABELS
 from pz2.errors import ModelError
 from pz2.fileio import atomic_write_json
+from pz2.models.artifacts import read_json
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.engine import Generation
 
@@ -112,16 +112,14 @@ class ConfidenceModel:
         """The fitted model, or None when it has not been fitted yet."""
         if not path.exists():
             return None
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path}: not a confidence model ({e}); refit with `pz2 train confidence`") from None
-        if not isinstance(raw, dict) or raw.pop("features", None) != list(FEATURES):
-            raise ModelError(f"{path}: fitted on other features; refit with `pz2 train confidence`")
+        fix = "refit with `pz2 train confidence`"
+        raw = read_json(path, fix)
+        if raw.pop("features", None) != list(FEATURES):
+            raise ModelError(f"{path}: fitted on other features; {fix}")
         try:
             return cls(**raw)
         except TypeError as e:
-            raise ModelError(f"{path}: not a confidence model ({e}); refit with `pz2 train confidence`") from None
+            raise ModelError(f"{path}: not a confidence model ({e}); {fix}") from None
 
 
 def binary_metrics(p: np.ndarray, y: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:

@@ -20,8 +20,9 @@ import numpy as np
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
+from pz2.models.artifacts import pretrained
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
-from pz2.models.loading import adapter_dir
+from pz2.models.loading import find_trained
 from pz2.models.prepare import ServedModel
 from pz2.runtime.engine import Engine
 
@@ -52,7 +53,8 @@ def tokenizer_for(cfg: ModelConfig) -> Any:
     from pz2.models.prepare import embedded_tokenizer_dir
 
     source = embedded_tokenizer_dir(cfg) if cfg.base_model == EMBEDDED else cfg.base_model
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    return pretrained(AutoTokenizer.from_pretrained, source, "tokenizer", "check base_model in model_config.yaml",
+                      trust_remote_code=cfg.trust_remote_code)
 
 
 class LlamaCppEngine(Engine):
@@ -74,8 +76,12 @@ class LlamaCppEngine(Engine):
         self._active_adapter: str | None = None
         self._kv_adapter: dict[int, str | None] = {}  # per context: the adapter its cached tokens were computed with
         meta = self.llm.metadata
-        self.n_head = int(meta["llama.attention.head_count"])
-        self.n_head_kv = int(meta.get("llama.attention.head_count_kv", self.n_head))
+        arch = meta.get("general.architecture", "?")
+        if f"{arch}.attention.head_count" not in meta:
+            raise ModelError(f"{gguf}: a GGUF of architecture {arch!r} without `{arch}.attention.head_count`; "
+                             "pz2 cannot put its adapters on it (set runtime.engine.backend: transformers)")
+        self.n_head = int(meta[f"{arch}.attention.head_count"])
+        self.n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", self.n_head))
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
@@ -123,18 +129,18 @@ class LlamaCppEngine(Engine):
         return out
 
     def _load(self, name: str, path: Path) -> int:
-        adapter = adapter_dir(path)
-        if adapter is not None:
-            gguf = self.lora_gguf(adapter)
+        trained = find_trained(path)
+        if trained.kind == "adapter":
+            gguf = self.lora_gguf(trained.path)
             handle = self.lib.llama_adapter_lora_init(self.llm.model, str(gguf).encode())
             if not handle:
-                raise ModelError(f"{adapter}: llama.cpp refused the adapter (does it belong to this base?)")
+                raise ModelError(f"{trained.path}: llama.cpp refused the adapter (does it belong to this base?)")
             self.adapters[name] = handle
             return gguf.stat().st_size
-        ggufs = [path] if path.suffix == ".gguf" else sorted(path.glob("*.gguf"))
-        if len(ggufs) != 1:
+        if trained.kind == "full":
             raise ModelError(f"{path}: the llamacpp engine serves a LoRA adapter folder or one .gguf model; "
                              "for a Hugging Face model folder use runtime.engine.backend: transformers")
+        ggufs = [trained.path]
         self.full[name] = self._open(ggufs[0])
         return ggufs[0].stat().st_size
 

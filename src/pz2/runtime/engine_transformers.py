@@ -13,8 +13,9 @@ import numpy as np
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
+from pz2.models.artifacts import pretrained
 from pz2.models.base import load_base
-from pz2.models.loading import adapter_dir
+from pz2.models.loading import find_trained
 from pz2.models.prepare import ServedModel
 from pz2.runtime.engine import Engine
 
@@ -50,19 +51,20 @@ class TransformersEngine(Engine):
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        adapter = adapter_dir(path)
-        if adapter is not None:
+        trained = find_trained(path)
+        if trained.kind == "adapter":
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(adapter), adapter_name=name)
+                self.model.load_adapter(str(trained.path), adapter_name=name)
             else:
-                self.model = PeftModel.from_pretrained(self.model, str(adapter), adapter_name=name).eval()
+                self.model = pretrained(lambda a: PeftModel.from_pretrained(self.model, str(a), adapter_name=name),
+                                        trained.path, "LoRA adapter", "retrain the adapter").eval()
             return sum(p.numel() * p.element_size() for n, p in self.model.named_parameters() if f".{name}." in n)
-        if (path / "config.json").exists():
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                         trust_remote_code=self.trust_remote_code).eval()
-            self.full[name] = model
-            return sum(p.numel() * p.element_size() for p in model.parameters())
-        raise ModelError(f"{path}: neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
+        if trained.kind == "gguf":
+            raise ModelError(f"{trained.path}: a GGUF file is served by runtime.engine.backend: llamacpp")
+        model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", "retrain or re-export the model",
+                           dtype=torch.float32, use_safetensors=True, trust_remote_code=self.trust_remote_code).eval()
+        self.full[name] = model
+        return sum(p.numel() * p.element_size() for p in model.parameters())
 
     def _unload(self, name: str) -> None:
         if self.full.pop(name, None) is None:

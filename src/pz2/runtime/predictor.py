@@ -17,17 +17,19 @@ from __future__ import annotations
 import threading
 from collections import defaultdict, deque
 
+from pz2.config import PoolConfig
 from pz2.data.schema import LABELS
 
 START = "<start>"
 
 
 class UsagePredictor:
-    def __init__(self, specialists: tuple[str, ...], session_weight: float = 0.6, decay: float = 0.6,
-                 active_window: int = 32) -> None:
+    def __init__(self, specialists: tuple[str, ...], cfg: PoolConfig = PoolConfig()) -> None:
+        """`cfg`: the weights (`runtime.pool.session_weight`, `decay`, `active_window`)."""
         self.specialists = specialists
-        self.session_weight = session_weight
-        self.decay = decay
+        self.session_weight = cfg.session_weight
+        self.decay = cfg.decay
+        active_window = cfg.active_window
         self._recent: dict[str, dict[str, float]] = defaultdict(dict)
         self._last: dict[str, str] = {}
         self._transitions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

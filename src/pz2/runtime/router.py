@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from pz2.config import RouterConfig
-from pz2.data.schema import LABELS
+from pz2.data.schema import LABELS, SPECIALIST_CATEGORIES
+from pz2.runtime.complexity import Complexity, asks_how_to, lexicon_terms
 from pz2.runtime.prediction import Prediction
-from pz2.runtime.complexity import Complexity, lexicon_terms
 
 GENERAL = LABELS[2]
-SPECIALISTS = tuple(label for label in LABELS if label != GENERAL)
+SPECIALISTS = SPECIALIST_CATEGORIES
 
 UNIFIED, SPECIALIST, OFFER = "unified", "specialist", "offer"
 
@@ -31,13 +32,33 @@ _FILLERS = {
 _TOKEN = re.compile(r"[A-Za-z]+|[\uac00-\ud7a3]+")
 
 
+# Why a turn went where it went: DESIGN.md §3's rules, the API's named model, a fallback when a
+# specialist cannot load, and input the base cannot read (an honest reply instead of a guess).
+Reason = Literal["explicit_request", "model_requested", "complexity", "general", "confident", "low_confidence",
+                 "offer", "no_confidence_model", "fallback", "unreadable_input"]
+REASONS: tuple[str, ...] = get_args(Reason)
+
+
 @dataclass(frozen=True)
 class Route:
-    route: str             # unified | specialist | offer
-    reason: str            # explicit_request | model_requested | complexity | general | confident |
-                           # low_confidence | offer | no_confidence_model | fallback
+    route: Literal["unified", "specialist", "offer"]
+    reason: Reason
     detail: str            # the reason in words, with the numbers that decided it
     category: str          # the specialist's category (or general)
+
+
+@dataclass(frozen=True)
+class Request:
+    """An explicit ask for a specialist: the `/expert` command or API flag, an expert phrase in the
+    message, or a yes to the expert-mode offer; `words` as written, for the record."""
+
+    how: Literal["command", "phrase", "offer_accepted"]
+    words: str
+
+    def describe(self) -> str:
+        if self.how == "offer_accepted":
+            return f"accepted the expert-mode offer ({self.words!r})"
+        return f"asked for it ({self.words!r})"
 
 
 class Router:
@@ -51,6 +72,18 @@ class Router:
         m = self._phrases.search(text.lower())
         return m.group(0) if m else None
 
+    def request(self, message: str, command: bool, offered: bool) -> Request | None:
+        """The explicit request `message` makes: the command or flag, a phrase, or, right after an offer,
+        a reply with no question of its own ("yes", "네")."""
+        if command:
+            return Request("command", "/expert")
+        phrase = self.expert_phrase(message)
+        if phrase:
+            return Request("phrase", phrase)
+        if offered and message.strip() and self.refers_back(message):
+            return Request("offer_accepted", message.strip())
+        return None
+
     def refers_back(self, text: str) -> bool:
         """An expert request with no question of its own ("네, 전문가 모드로 해주세요")."""
         rest = self._phrases.sub(" ", text.lower())
@@ -58,24 +91,28 @@ class Router:
 
     @staticmethod
     def specialist_for(prediction: Prediction, text: str) -> str:
-        """The specialist an explicit request goes to: the classifier's category, or, when it says
-        general (no specialist exists for that), the likelier specialist; named tools tip to technical."""
+        """The specialist a turn sent to one gets: a how-to about a named tool is technical support in
+        any language (the English encoder reads "AutoCAD에서 선 자르는 방법" by its few Latin letters
+        as a question of fact); otherwise the classifier's category, or, when it says general (no
+        specialist exists for that), technical for a named tool, else the likelier specialist."""
+        tools = lexicon_terms(text, tools_only=True)
+        if tools and asks_how_to(text):
+            return "technical"
         if prediction.label in SPECIALISTS:
             return prediction.label
-        if lexicon_terms(text, tools_only=True):
+        if tools:
             return "technical"
         return max(SPECIALISTS, key=lambda label: prediction.probs.get(label, 0.0))
 
-    def before(self, text: str, prediction: Prediction, complexity: Complexity, explicit: str | None) -> Route | None:
+    def before(self, text: str, prediction: Prediction, complexity: Complexity, request: Request | None) -> Route | None:
         """The decision that needs no answer yet, or None: let the unified model answer first."""
-        if explicit:
-            category = self.specialist_for(prediction, text)
-            return Route(SPECIALIST, "explicit_request", f"asked for it ({explicit!r})", category)
+        if request:
+            return Route(SPECIALIST, "explicit_request", request.describe(), self.specialist_for(prediction, text))
         if prediction.label == GENERAL:
             return Route(UNIFIED, "general", "general conversation stays on the unified model", GENERAL)
         if complexity.score > self.cfg.complexity_threshold:
-            return Route(SPECIALIST, "complexity",
-                         f"complexity {complexity.score:.2f} > {self.cfg.complexity_threshold:.2f}", prediction.label)
+            return Route(SPECIALIST, "complexity", f"complexity {complexity.score:.2f} > "
+                         f"{self.cfg.complexity_threshold:.2f}", self.specialist_for(prediction, text))
         return None
 
     @staticmethod
@@ -88,8 +125,10 @@ class Router:
             raise ValueError(f"no model {model!r}; choose {UNIFIED} or one of {list(SPECIALISTS)}")
         return Route(SPECIALIST, "model_requested", f"the request named the {model} specialist", model)
 
-    def after(self, prediction: Prediction, confidence: float | None) -> Route:
-        """The decision once the unified model has answered with `confidence`."""
+    def after(self, prediction: Prediction, confidence: float | None, can_offer: bool = True) -> Route:
+        """The decision once the unified model has answered with `confidence`. `can_offer`: someone is
+        there to accept an offer (a terminal chat, the API); in batch or single mode a low-confidence
+        answer escalates instead (DESIGN.md §3, rule 3)."""
         category = prediction.label
         threshold = self.cfg.confidence_threshold
         if confidence is None:
@@ -97,7 +136,7 @@ class Router:
                          "confidence not fitted (`pz2 train confidence`): the unified answer stands", category)
         if confidence >= threshold:
             return Route(UNIFIED, "confident", f"confidence {confidence:.2f} >= {threshold:.2f}", category)
-        if prediction.confidence < self.cfg.offer_below_category_probability:
+        if can_offer and prediction.confidence < self.cfg.offer_below_category_probability:
             return Route(OFFER, "offer", f"confidence {confidence:.2f} < {threshold:.2f} and category {category} "
                          f"only {prediction.confidence:.2f} sure: expert mode offered", category)
         return Route(SPECIALIST, "low_confidence", f"confidence {confidence:.2f} < {threshold:.2f}", category)

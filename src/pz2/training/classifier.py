@@ -116,7 +116,7 @@ class _Trained:
 def _train_loop(
     model: nn.Module, lengths: list[int], cfg: ClassifierConfig,
     loss_fn: Callable[[nn.Module, list[int]], torch.Tensor],
-    evaluate: Callable[[nn.Module], dict] | None, lr: float, epochs: int, desc: str,
+    evaluate: Callable[[nn.Module], dict] | None, lr: float, epochs: int, desc: str, log: Callable[[dict], None],
 ) -> _Trained:
     """AdamW with linear warm-up and decay over items 0..len(lengths)-1; `loss_fn` turns a batch of
     item indices into a loss. Keeps the best validation state and stops after `patience` passes."""
@@ -149,6 +149,7 @@ def _train_loop(
             if evaluate is not None and (step % cfg.eval_every == 0 or step == total):
                 record = {"step": step, "epoch": epoch, "loss": float(loss.item()), **evaluate(model)}
                 history.append(record)
+                log(record)
                 score = (record["val_macro_f1"], -record["val_nll"])
                 if best is None or score > best:
                     best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
@@ -175,7 +176,8 @@ def _validation_scorer(tokenizer: Any, val: Split, cfg: ClassifierConfig) -> Cal
     return evaluate
 
 
-def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig) -> _Trained:
+def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig,
+              log: Callable[[dict], None]) -> _Trained:
     from transformers import AutoModelForSequenceClassification
 
     from transformers.utils import logging as hf_logging
@@ -198,7 +200,7 @@ def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: Classifie
 
     return _train_loop(model, [len(t) for t in texts], cfg, loss_fn,
                        _validation_scorer(tokenizer, data.validation, cfg), cfg.train_learning_rate, cfg.train_epochs,
-                       "finetune")
+                       "finetune", log)
 
 
 def _pairs(labels: list[int], n: int, rng: np.random.Generator) -> tuple[list[int], list[int], list[float]]:
@@ -215,7 +217,8 @@ def _pairs(labels: list[int], n: int, rng: np.random.Generator) -> tuple[list[in
     return a, b, target
 
 
-def _setfit(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig) -> _Trained:
+def _setfit(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig,
+            log: Callable[[dict], None]) -> _Trained:
     from transformers import AutoModel
 
     model = SetFitClassifier(AutoModel.from_pretrained(encoder, use_safetensors=True), len(LABELS))
@@ -231,7 +234,7 @@ def _setfit(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierC
 
     pair_lengths = [len(texts[i]) + len(texts[j]) for i, j in zip(a, b, strict=True)]
     stage1 = _train_loop(model, pair_lengths, cfg, contrastive, None, cfg.train_learning_rate, cfg.train_epochs,
-                         "setfit pairs")
+                         "setfit pairs", log)
     # 2. head: multinomial logistic regression on frozen embeddings, L2-regularised
     with torch.inference_mode():
         x = torch.cat([model.embed(**Encoded(tokenizer, texts[i : i + 128], cfg.max_length).batch)
@@ -248,10 +251,11 @@ def _setfit(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierC
 
     opt.step(closure)
     history = stage1.history + [{"step": stage1.steps, **_validation_scorer(tokenizer, data.validation, cfg)(model)}]
+    log(history[-1])
     return _Trained(model.eval(), history, stage1.steps)
 
 
-METHODS: dict[str, Callable[[str, Any, ClassifierData, ClassifierConfig], _Trained]] = {
+METHODS: dict[str, Callable[[str, Any, ClassifierData, ClassifierConfig, Callable[[dict], None]], _Trained]] = {
     "finetune": _finetune,
     "setfit": _setfit,
 }
@@ -277,7 +281,14 @@ def train_classifier(ws: Workspace, cfg: ClassifierConfig, model_cfg: ModelConfi
     logger.info("classifier: %s on %d train / %d validation texts, max_length %d, encoder %s",
                 cfg.method, len(data.train.texts), len(data.validation.texts), cfg.max_length, encoder)
 
-    trained = METHODS[cfg.method](encoder, tokenizer, data, cfg)
+    log = ws.training_logs / f"classifier-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(record: dict) -> None:   # as it goes: a crash keeps the validation passes done so far
+        with log.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    trained = METHODS[cfg.method](encoder, tokenizer, data, cfg, append)
     n_params = sum(p.numel() for p in trained.model.parameters())
 
     val_logits = _logits(trained.model, tokenizer, data.validation.texts, cfg.max_length)
@@ -323,8 +334,6 @@ def train_classifier(ws: Workspace, cfg: ClassifierConfig, model_cfg: ModelConfi
              f"after (T={temperature:.2f})": (softmax(val_logits, temperature), data.validation.y)},
             tmp / "reliability_validation.png", "classifier calibration on the validation split",
         )
-    log = ws.training_logs / f"classifier-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("".join(json.dumps(r) + "\n" for r in [*trained.history, {"final": metrics}]))
+    append({"final": metrics})
     logger.info("classifier saved to %s in %.0fs (log %s)", output, seconds, log)
     return ClassifierResult(output, metrics, seconds)

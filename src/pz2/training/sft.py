@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -26,11 +25,14 @@ from typing import Any
 import torch
 
 from pz2.config import ModelConfig, RaftConfig, SFTConfig
+from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
+from pz2.models.artifacts import pretrained
 from pz2.models.loading import MANIFEST
 from pz2.models.unified import served_model
 from pz2.training.sft_data import (
+    KINDS,
     CompletionCollator,
     completion_loss,
     data_files,
@@ -42,9 +44,10 @@ from pz2.training.sft_data import (
 )
 from pz2.workspace import Workspace
 
+BASE_FIX = "check base_model in model_config.yaml, or delete the served model's cache folder to rebuild it"
+
 logger = logging.getLogger(__name__)
 
-SPECIALISTS = ("qna", "technical")
 REMOVED_TYPES = {"daily_chat": "everyday chat is handled by the unified model (제거됨 - 통합모델에서 처리)"}
 
 
@@ -55,7 +58,7 @@ def output_dir(ws: Workspace, kind: str) -> Path:
 def check_kind(kind: str) -> str:
     if kind in REMOVED_TYPES:
         raise UsageError(f"`--type {kind}` was removed: {REMOVED_TYPES[kind]}")
-    if kind not in ("unified", *SPECIALISTS):
+    if kind not in KINDS:
         raise UsageError(f"unknown model type {kind!r}; choose one of {list(SPECIALISTS)}")
     return kind
 
@@ -118,54 +121,88 @@ def _last_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def train_sft(
-    ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, *, resume: bool = False,
-    output: Path | None = None, profile: str | None = None, raft: RaftConfig | None = None,
-) -> SFTResult:
-    """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved.
-    A specialist trains on RAFT rows (`raft`) when the knowledge base exists."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+def _run_dir(root: Path, resume: bool, state: Any) -> tuple[Path, Path | None]:
+    """Where this run checkpoints, and the checkpoint it continues from. Every run has its own
+    `run-N/` folder, so a run started without `--resume` never deletes an earlier run's checkpoints;
+    `--resume` continues the newest run that has one (or checkpoints an earlier pz2 left in `root`)."""
+    def number(p: Path) -> int:
+        return int(p.name.split("-")[1]) if p.name.split("-")[-1].isdigit() else 0
 
-    from accelerate import PartialState
+    runs = sorted((p for p in root.glob("run-*") if p.is_dir()), key=number)
+    if resume:
+        for run in [*reversed(runs), root]:
+            checkpoint = _last_checkpoint(run)
+            if checkpoint is not None:
+                return run, checkpoint
+        logger.warning("--resume: no checkpoint in %s, starting from the beginning", root)
+    if state.is_main_process:
+        run = root / f"run-{number(runs[-1]) + 1 if runs else 1}"
+        run.mkdir(parents=True)
+        kept = [p for p in [*runs, root] if _last_checkpoint(p) is not None]
+        if kept:
+            logger.warning("a new run checkpoints in %s; the earlier runs' checkpoints stay in %s (`--resume` "
+                           "continues the newest; delete them when no longer needed)", run,
+                           ", ".join(str(p) for p in kept))
+    state.wait_for_everyone()
+    return max((p for p in root.glob("run-*") if p.is_dir()), key=number), None
 
-    start = time.perf_counter()
-    check_kind(kind)
-    output = output or output_dir(ws, kind)
-    run_dir = ws.checkpoints / kind
-    cpu = not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
-    # data: validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked
+@dataclass
+class _Data:
+    """One adapter's training data, tokenized with the tokenizer of the model it trains on."""
+
+    base: dict                 # the served model's fingerprint (`served_model`): what the manifest records
+    tokenizer: Any
+    train_path: Path
+    val_path: Path
+    grounded: bool             # RAFT rows quoting retrieved passages
+    train_rows: int
+    train: list[dict]
+    validation: list[dict]
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(f["input_ids"]) for f in self.train)
+
+
+def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft: RaftConfig | None,
+          state: Any) -> _Data:
+    """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked."""
+    from transformers import AutoTokenizer
+
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
         base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter").fingerprint
-        tokenizer = AutoTokenizer.from_pretrained(base["path"], trust_remote_code=model_cfg.trust_remote_code)
+        tokenizer = pretrained(AutoTokenizer.from_pretrained, base["path"], "tokenizer", BASE_FIX,
+                               trust_remote_code=model_cfg.trust_remote_code)
         grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
     train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
     val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
-    train_features = tokenize(train_ex, tokenizer, cfg.max_length)
+    train = tokenize(train_ex, tokenizer, cfg.max_length)
     if cfg.packing:
-        train_features = pack(train_features, cfg.max_length)
-    val_features = tokenize(val_ex, tokenizer, cfg.max_length)
+        train = pack(train, cfg.max_length)
+    return _Data(base, tokenizer, train_path, val_path, grounded is not None, len(train_ex), train,
+                 tokenize(val_ex, tokenizer, cfg.max_length))
 
-    # model: the base in float32 on a CPU (bf16 only where the GPU supports it), LoRA on every linear layer
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    model = AutoModelForCausalLM.from_pretrained(
-        base["path"], dtype=torch.bfloat16 if use_bf16 else torch.float32, use_safetensors=True,
-        trust_remote_code=model_cfg.trust_remote_code,
-    )
+
+def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, use_bf16: bool) -> Any:
+    """The model the data was tokenized for, float32 on a CPU (bf16 only where the GPU supports it), with
+    LoRA on the configured linear layers."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = pretrained(AutoModelForCausalLM.from_pretrained, data.base["path"], "model", BASE_FIX,
+                       dtype=torch.bfloat16 if use_bf16 else torch.float32, use_safetensors=True,
+                       trust_remote_code=model_cfg.trust_remote_code)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    trainable, total = model.get_nb_trainable_parameters()
-    tokens = sum(len(f["input_ids"]) for f in train_features)
-    logger.info("%s: %d train rows (%d sequences, %d tokens, %.0f tokens/step), %d validation rows; "
-                "LoRA trains %d of %d parameters (%.2f%%)", kind, len(train_ex), len(train_features), tokens,
-                tokens / max(1, len(train_features)) * cfg.batch_size * cfg.gradient_accumulation_steps,
-                len(val_features), trainable, total, 100 * trainable / total)
+    return get_peft_model(model, lora)
 
-    args = TrainingArguments(
+
+def _arguments(cfg: SFTConfig, run_dir: Path, cpu: bool, use_bf16: bool) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(run_dir),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -187,7 +224,7 @@ def train_sft(
         use_cpu=cpu,                          # with several processes and no GPU: DDP over gloo
         activation_checkpointing=False,       # on a CPU it costs far more time than the memory it saves
         dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=not cpu,
         remove_unused_columns=False,
         report_to="none",                     # TensorBoard is attached below, with our log folder
         seed=cfg.seed,
@@ -196,44 +233,66 @@ def train_sft(
         disable_tqdm=False,
         include_num_input_tokens_seen="non_padding",
     )
+
+
+def train_sft(
+    ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, *, resume: bool = False,
+    output: Path | None = None, profile: str | None = None, raft: RaftConfig | None = None,
+) -> SFTResult:
+    """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved.
+    A specialist trains on RAFT rows (`raft`) when the knowledge base exists."""
+    from accelerate import PartialState
+    from transformers import Trainer
+
+    start = time.perf_counter()
+    check_kind(kind)
+    output = output or output_dir(ws, kind)
+    cpu = not torch.cuda.is_available()
+    use_bf16 = not cpu and torch.cuda.is_bf16_supported()
+    state = PartialState(cpu=cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
+
+    data = _data(ws, kind, cfg, model_cfg, raft, state)
+    model = _lora_model(data, cfg, model_cfg, use_bf16)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("%s: %d train rows (%d sequences, %d tokens, %.0f tokens/step), %d validation rows; "
+                "LoRA trains %d of %d parameters (%.2f%%)", kind, data.train_rows, len(data.train), data.tokens,
+                data.tokens / max(1, len(data.train)) * cfg.batch_size * cfg.gradient_accumulation_steps,
+                len(data.validation), trainable, total, 100 * trainable / total)
+
+    run_dir, checkpoint = _run_dir(ws.checkpoints / kind, resume, state)
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     callbacks, interrupt = _callbacks(log_dir, state.is_main_process)
-    trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_features,
-                      data_collator=CompletionCollator(tokenizer.pad_token_id, head_at_labels=True),
+    trainer = Trainer(model=model, args=_arguments(cfg, run_dir, cpu, use_bf16), train_dataset=data.train,
+                      eval_dataset=data.validation,
+                      data_collator=CompletionCollator(data.tokenizer.pad_token_id, head_at_labels=True),
                       compute_loss_func=completion_loss(model.get_output_embeddings()), callbacks=callbacks)
-
-    checkpoint = _last_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        logger.warning("--resume: no checkpoint in %s, starting from the beginning", run_dir)
-    if checkpoint is None and run_dir.exists() and state.is_main_process:
-        shutil.rmtree(run_dir)  # a fresh run must not leave an older run's checkpoints to resume from
-    state.wait_for_everyone()
     train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if interrupt.requested:
         return SFTResult(None, run_dir, {"global_step": trainer.state.global_step}, time.perf_counter() - start, True)
 
     eval_metrics = trainer.evaluate()
     seconds = time.perf_counter() - start
+    runtime = train_out.metrics["train_runtime"]
     metrics = {
         "train_loss": train_out.training_loss, "eval_loss": eval_metrics["eval_loss"],
-        "global_step": trainer.state.global_step, "train_tokens": tokens, "train_rows": len(train_ex),
-        "tokens_seen": trainer.state.num_input_tokens_seen,
-        "train_runtime_s": train_out.metrics["train_runtime"],
-        "train_tokens_per_s": trainer.state.num_input_tokens_seen / train_out.metrics["train_runtime"],
+        "global_step": trainer.state.global_step, "train_tokens": data.tokens, "train_rows": data.train_rows,
+        "tokens_seen": trainer.state.num_input_tokens_seen, "train_runtime_s": runtime,
+        "train_tokens_per_s": trainer.state.num_input_tokens_seen / runtime,
         "resumed_from": checkpoint.name if checkpoint else None,
     }
     manifest = {
-        "kind": kind, "profile": profile, "base_model": base, "raft": grounded is not None,
-        "data": {str(p): sha256_file(p) for p in (train_path, val_path)},
+        "kind": kind, "profile": profile, "base_model": data.base, "raft": data.grounded,
+        "data": {str(p): sha256_file(p) for p in (data.train_path, data.val_path)},
         "config": cfg.model_dump(mode="json"), "system_prompt": model_cfg.system_prompt,
         "metrics": metrics, "wall_time_s": round(seconds, 1), "trainable_parameters": trainable,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "log_dir": str(log_dir),
+        "processes": state.num_processes,
     }
     if trainer.is_world_process_zero():
         with atomic_directory(output) as tmp:
             trainer.accelerator.unwrap_model(model).save_pretrained(tmp)   # adapter_config.json + safetensors
-            tokenizer.save_pretrained(tmp)
-            atomic_write_json(tmp / MANIFEST, manifest | {"processes": state.num_processes})
+            data.tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / MANIFEST, manifest)
         logger.info("%s adapter saved to %s in %.0fs", kind, output, seconds)
     state.wait_for_everyone()   # the others return once the adapter is there
     return SFTResult(output, run_dir, metrics, seconds, main_process=state.is_main_process)

@@ -12,7 +12,7 @@ import torch
 
 from pz2.config import ModelConfig, RaftConfig
 from pz2.data.loading import load_rows
-from pz2.data.schema import FileKind, parse_unified
+from pz2.data.schema import SPECIALIST_CATEGORIES, FileKind, parse_unified
 from pz2.errors import DatasetError
 from pz2.fileio import atomic_write_jsonl
 from pz2.knowledge.grounding import Passage, grounded_message
@@ -24,7 +24,7 @@ from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("unified", "qna", "technical")
+KINDS = ("unified", *SPECIALIST_CATEGORIES)
 
 
 def data_files(ws: Workspace, kind: str) -> tuple[Path, Path]:
