@@ -26,10 +26,12 @@ def assistant(confident_ws: Workspace):
 
 
 def test_scenario_1_general_question_in_korean_stays_on_the_unified_model(assistant) -> None:
+    # the English-only base cannot read it: an honest reply in Korean, not an invented English sentence
     turn = assistant.ask("오늘 날씨 어때?")
-    assert (turn.route, turn.reason, turn.category) == ("unified", "general", "general")
+    assert (turn.route, turn.reason, turn.category) == ("unified", "unreadable_input", "general")
     assert turn.specialist is None and turn.specialist_state == "not needed"
     assert turn.classifier["note"] == "no English text: no signal"
+    assert "영어" in turn.answer and turn.generation is None
 
 
 def test_scenario_2_unified_answer_then_offer_then_expert_mode_on_request(assistant) -> None:

@@ -66,3 +66,18 @@ def require_file(path: Path, fix: str) -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: missing; {fix}")
     return path
+
+
+# A tokenizer folder holds one of these; without any, transformers builds an empty tokenizer of the
+# model type (five special tokens) and every text becomes [UNK]: silently wrong, so it is refused.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def load_tokenizer(source: Path | str, fix: str, **kwargs: Any) -> Any:
+    """`AutoTokenizer.from_pretrained` of a folder that really holds a tokenizer (or a cached hub id)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"{folder}: no tokenizer file ({', '.join(TOKENIZER_FILES[:2])}, ...); {fix}")
+    return pretrained(AutoTokenizer.from_pretrained, source, "tokenizer", fix, **kwargs)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ModelConfig
-from pz2.models.artifacts import pretrained
+from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.chat import prompt_ids
 from pz2.models.prepare import resolve_base
 
@@ -15,11 +15,11 @@ def load_base(cfg: ModelConfig, path: Path | None = None) -> tuple[Any, Any]:
     """The base causal LM (float32, eval mode) and its tokenizer, loaded offline from safetensors;
     `path`: another checkpoint of the base's architecture (the merged unified model)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = path or resolve_base(cfg)
     fix = "check base_model in model_config.yaml"
-    tokenizer = pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(path, fix, trust_remote_code=cfg.trust_remote_code)
     model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", fix, dtype=torch.float32,
                        use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
     return model.eval(), tokenizer

@@ -18,7 +18,7 @@ from torch import nn
 
 from pz2.data.schema import LABELS
 from pz2.errors import ModelError
-from pz2.models.artifacts import pretrained, read_json, require_file
+from pz2.models.artifacts import load_tokenizer, pretrained, read_json, require_file
 from pz2.models.sentence import mean_pool
 
 META_FILE = "pz2_classifier.json"
@@ -87,7 +87,7 @@ def batched_logits(model: nn.Module, tokenizer: Any, texts: list[str], max_lengt
 def load_classifier(path: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(network, tokenizer, meta) of a trained classifier directory."""
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     fix = "retrain it with `pz2 train classifier`"
     if not (path / META_FILE).is_file():
@@ -95,7 +95,7 @@ def load_classifier(path: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     meta = read_json(path / META_FILE, fix, {"method": str, "labels": list, "max_length": int})
     if meta["method"] not in ("finetune", "setfit"):
         raise ModelError(f"{path / META_FILE}: unknown method {meta['method']!r}; {fix}")
-    tokenizer = pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix)
+    tokenizer = load_tokenizer(path, fix)
     if meta["method"] == "setfit":
         head = require_file(path / HEAD_FILE, fix)
         model = SetFitClassifier(pretrained(AutoModel.from_pretrained, path, "encoder", fix, use_safetensors=True),

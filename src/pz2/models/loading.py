@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
-from pz2.models.artifacts import pretrained, read_json
+from pz2.models.artifacts import load_tokenizer, pretrained, read_json
 from pz2.models.base import load_base
 
 MANIFEST = "manifest.json"   # written by training beside every adapter: what it was trained on, with what
@@ -82,7 +82,7 @@ def _trained_on(adapter: Path) -> Path | None:
 def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any, Any]:
     """(model, tokenizer): the base when `path` is None; base + adapter; or a full model directory."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if path is None:
         return load_base(model_cfg)
@@ -101,10 +101,10 @@ def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any,
         base, _ = load_base(model_cfg, trained_on)
         fix = "retrain the adapter"
         model = pretrained(lambda a: PeftModel.from_pretrained(base, a), adapter, "LoRA adapter", fix)
-        return model.eval(), pretrained(AutoTokenizer.from_pretrained, adapter, "tokenizer", fix)
+        return model.eval(), load_tokenizer(adapter, fix)
     if trained.kind == "gguf":
         raise ModelError(f"{trained.path}: a GGUF file; transformers loads a Hugging Face model folder or an adapter")
     fix = "retrain or re-export the model"
     model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", fix, dtype=torch.float32,
                        use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code)
-    return model.eval(), pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix)
+    return model.eval(), load_tokenizer(path, fix)

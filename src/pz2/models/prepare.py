@@ -24,7 +24,7 @@ from pz2.config import EMBEDDED, ModelConfig
 from pz2.data.validate import TokenCounter
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
-from pz2.models.artifacts import pretrained
+from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.embedded import BASE, ENCODER
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,15 @@ def _local_or_cached(name: str, key: str) -> str:
         return str(path)
     if name.startswith((".", "/", "~")):
         raise ModelError(f"`{key}`: directory {path} does not exist")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:   # not even a well-formed hub id
+        cached = None
+    if not isinstance(cached, str):
+        raise ModelError(f"`{key}`: {name}: no such folder, and not a model in the local Hugging Face cache "
+                         f"(pz2 never downloads); give a local directory, or run `huggingface-cli download {name}` once")
     return name  # a hub id: loaded with HF_HUB_OFFLINE=1, so only from the local cache
 
 
@@ -251,10 +260,8 @@ def embedded_tokenizer_dir(cfg: ModelConfig) -> Path:
 def base_token_counter(cfg: ModelConfig) -> TokenCounter:
     """Count base-tokenizer tokens fast (the `tokenizers` library directly, in batches)."""
     if cfg.base_model != EMBEDDED:
-        from transformers import AutoTokenizer
-
-        tok = pretrained(AutoTokenizer.from_pretrained, resolve_base(cfg), "tokenizer",
-                         "check base_model in model_config.yaml", trust_remote_code=cfg.trust_remote_code)
+        tok = load_tokenizer(resolve_base(cfg), "check base_model in model_config.yaml",
+                             trust_remote_code=cfg.trust_remote_code)
         return lambda texts: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
     from tokenizers import Tokenizer

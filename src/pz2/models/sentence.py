@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pz2.config import ModelConfig
-from pz2.models.artifacts import pretrained
+from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.prepare import resolve_encoder
 
 
@@ -31,12 +31,12 @@ class SentenceEncoder:
 
     @classmethod
     def load(cls, cfg: ModelConfig) -> SentenceEncoder:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         path = resolve_encoder(cfg)
         fix = "check encoder_model in model_config.yaml"
         return cls(pretrained(AutoModel.from_pretrained, path, "encoder", fix, use_safetensors=True),
-                   pretrained(AutoTokenizer.from_pretrained, path, "tokenizer", fix))
+                   load_tokenizer(path, fix))
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(N, 384) unit vectors; an empty text embeds like its special tokens alone."""

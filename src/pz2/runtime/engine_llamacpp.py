@@ -20,7 +20,7 @@ import numpy as np
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
-from pz2.models.artifacts import pretrained
+from pz2.models.artifacts import load_tokenizer
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import find_trained
 from pz2.models.prepare import ServedModel
@@ -48,13 +48,10 @@ def served_gguf(served: ServedModel) -> Path:
 
 def tokenizer_for(cfg: ModelConfig) -> Any:
     """The Hugging Face tokenizer of the base: prompts are built exactly as in training."""
-    from transformers import AutoTokenizer
-
     from pz2.models.prepare import embedded_tokenizer_dir
 
     source = embedded_tokenizer_dir(cfg) if cfg.base_model == EMBEDDED else cfg.base_model
-    return pretrained(AutoTokenizer.from_pretrained, source, "tokenizer", "check base_model in model_config.yaml",
-                      trust_remote_code=cfg.trust_remote_code)
+    return load_tokenizer(source, "check base_model in model_config.yaml", trust_remote_code=cfg.trust_remote_code)
 
 
 class LlamaCppEngine(Engine):

@@ -28,7 +28,7 @@ from pz2.config import ModelConfig, RaftConfig, SFTConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
-from pz2.models.artifacts import pretrained
+from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.loading import MANIFEST
 from pz2.models.unified import served_model
 from pz2.training.sft_data import (
@@ -168,11 +168,9 @@ class _Data:
 def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft: RaftConfig | None,
           state: Any) -> _Data:
     """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked."""
-    from transformers import AutoTokenizer
-
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
         base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter").fingerprint
-        tokenizer = pretrained(AutoTokenizer.from_pretrained, base["path"], "tokenizer", BASE_FIX,
+        tokenizer = load_tokenizer(base["path"], BASE_FIX,
                                trust_remote_code=model_cfg.trust_remote_code)
         grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
