@@ -167,8 +167,8 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     from pz2.evaluation.generation_report import reference_pairs
     from pz2.runtime.classifier import ConversationClassifier
     from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
-    from pz2.runtime.engine import build_engine
     from pz2.runtime.confidence_fit import collect
+    from pz2.runtime.engine import build_engine
 
     root = tmp_path_factory.mktemp("confident") / "finetuning"
     shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))

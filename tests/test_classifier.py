@@ -81,6 +81,20 @@ def test_setfit_honours_epochs_and_learning_rate(setfit) -> None:
     assert (lr.train_epochs, lr.train_learning_rate) == (1, 1e-3)
 
 
+def test_a_setfit_classifier_without_its_head_is_refused_in_one_line(setfit, tmp_path: Path) -> None:
+    from pz2.errors import ModelError
+    from pz2.models.classifier_model import HEAD_FILE
+
+    broken = tmp_path / "setfit"
+    shutil.copytree(setfit.path, broken)
+    (broken / HEAD_FILE).unlink()
+    with pytest.raises(ModelError, match=f"{HEAD_FILE}: missing; retrain it with `pz2 train classifier`"):
+        ConversationClassifier.load(broken)
+    (broken / HEAD_FILE).write_bytes(b"\x00" * 12)   # a truncated safetensors file
+    with pytest.raises(ModelError, match="its head cannot be loaded"):
+        ConversationClassifier.load(broken)
+
+
 def test_setfit_uses_real_text_and_reports_on_it(setfit) -> None:
     assert "real_test_macro_f1" in setfit.metrics
     assert (setfit.path / "head.safetensors").exists()

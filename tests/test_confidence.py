@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from pz2.cli import app
 from pz2.errors import ModelError
-from pz2.runtime.prediction import Prediction
 from pz2.runtime.confidence import FEATURES, ConfidenceModel, features
 from pz2.runtime.engine import Generation
+from pz2.runtime.prediction import Prediction
 from pz2.workspace import Workspace
 
 
@@ -85,9 +85,9 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     and writes nothing. With every other reference replaced by the model's own answer (good by
     construction), it fits over a stale earlier fit, saves the model, the scored rows and the
     reliability diagram."""
+    from pz2.data.jsonl import read_jsonl
     from pz2.evaluation.generation_report import reference_pairs
     from pz2.fileio import atomic_write_jsonl
-    from pz2.data.jsonl import read_jsonl
     from pz2.runtime.engine import build_engine
 
     runner = CliRunner()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,23 @@ def test_lora_gguf_carries_alpha_and_every_pair(adapters, tmp_path: Path) -> Non
     cfg = json.loads((adapters["a"] / "adapter_config.json").read_text())
     assert cfg["r"] == 8 and len(names) == 2 * 2 * 7  # two layers, seven linear modules, A and B each
     assert all(n.endswith((".lora_a", ".lora_b")) for n in names)
+
+
+def test_the_converted_lora_follows_its_config_not_only_its_weights(engines, adapters, tmp_path: Path) -> None:
+    """Rank and alpha set the update's scale: the same weights under another alpha are another GGUF."""
+    import gguf
+
+    fast, _ = engines
+    same_weights = tmp_path / "a-alpha32"
+    shutil.copytree(adapters["a"], same_weights)
+    cfg = json.loads((same_weights / "adapter_config.json").read_text())
+    (same_weights / "adapter_config.json").write_text(json.dumps(cfg | {"lora_alpha": 32}))
+    first, second = fast.lora_gguf(adapters["a"]), fast.lora_gguf(same_weights)
+    assert first != second
+    assert gguf.GGUFReader(second).fields["adapter.lora.alpha"].contents() == pytest.approx(32.0)
+    (same_weights / "adapter_config.json").write_text('{"r": 8, "lora_al')
+    with pytest.raises(ModelError, match="adapter_config.json: not valid JSON"):
+        fast.lora_gguf(same_weights)
 
 
 def test_a_message_that_fills_the_context_is_a_clear_error(tiny_base: Path, tiny_gguf: Path, tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pz2.data.jsonl import read_jsonl
 from pz2.errors import DatasetError
 from pz2.fileio import atomic_directory, atomic_write_jsonl, atomic_write_text
-from pz2.data.jsonl import read_jsonl
 
 
 def test_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> None:

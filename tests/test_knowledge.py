@@ -15,7 +15,13 @@ from pz2.config import KnowledgeConfig, ModelConfig, RetrievalConfig, TrainingCo
 from pz2.knowledge.build import build_knowledge
 from pz2.knowledge.chunking import chunk_document
 from pz2.knowledge.documents import Document, Skipped, read_document, user_documents
-from pz2.knowledge.grounding import Passage, cited, fit_passages, grounded_message, strip_citations
+from pz2.knowledge.grounding import (
+    Passage,
+    cited,
+    fit_passages,
+    grounded_message,
+    strip_citations,
+)
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever
 from pz2.models.sentence import SentenceEncoder
@@ -176,10 +182,14 @@ def test_a_damaged_or_missing_index_is_one_clear_error(tmp_path: Path, encoder: 
 def test_the_default_index_holds_no_evaluation_question(small_data: Path, encoder: SentenceEncoder, tmp_path: Path) -> None:
     """Documents, never questions: no test row of the generated or imported data, and none of
     `pz2 eval kb`'s questions, is in any passage of the built-in collections."""
+    from pz2.data.jsonl import read_jsonl
     from pz2.data.real import import_real
     from pz2.data.schema import normalize
-    from pz2.evaluation.grounded import GROUNDED_QUESTIONS, load_grounded, questions_in_index
-    from pz2.data.jsonl import read_jsonl
+    from pz2.evaluation.grounded import (
+        GROUNDED_QUESTIONS,
+        load_grounded,
+        questions_in_index,
+    )
 
     real = import_real(tmp_path / "real")
     report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder, "embedded")

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from pz2.config import DataConfig, KnowledgeConfig, ModelConfig, RaftConfig, RetrievalConfig, TrainingConfig
+from pz2.config import (
+    DataConfig,
+    KnowledgeConfig,
+    ModelConfig,
+    RaftConfig,
+    RetrievalConfig,
+    TrainingConfig,
+)
 from pz2.data.generate import topic_splits
+from pz2.data.jsonl import read_jsonl
 from pz2.data.schema import FileKind
 from pz2.data.validate import check_file
-from pz2.data.jsonl import read_jsonl
 from pz2.knowledge.build import build_knowledge
 from pz2.knowledge.documents import bank_path
 from pz2.knowledge.index import KnowledgeIndex

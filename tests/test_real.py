@@ -57,8 +57,8 @@ def test_cli_import(cli, workspace) -> None:
 
 
 def test_challenge_set_is_balanced_and_never_generated(tmp_path: Path) -> None:
-    from pz2.data.real import CHALLENGE_FILE
     from pz2.data.jsonl import read_jsonl
+    from pz2.data.real import CHALLENGE_FILE
 
     rows = read_jsonl(CHALLENGE_FILE)
     assert Counter(r["label"] for r in rows) == {0: 40, 1: 40, 2: 40}

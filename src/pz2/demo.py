@@ -23,7 +23,11 @@ from pz2.data.generate import SEED_EXAMPLES, generate
 from pz2.data.validate import validate_directory
 from pz2.evaluation.compare import compare
 from pz2.evaluation.compare_report import fmt
-from pz2.evaluation.grounded import GROUNDED_QUESTIONS, evaluate_grounding, load_grounded
+from pz2.evaluation.grounded import (
+    GROUNDED_QUESTIONS,
+    evaluate_grounding,
+    load_grounded,
+)
 from pz2.knowledge.build import build_knowledge
 from pz2.models.base import greedy_reply, load_base
 from pz2.models.loading import load_for_generation

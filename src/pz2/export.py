@@ -10,8 +10,8 @@ from pathlib import Path
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_json
-from pz2.models.loading import adapter_dir, check_trained_on, load_for_generation
 from pz2.models.artifacts import read_json
+from pz2.models.loading import adapter_dir, check_trained_on, load_for_generation
 from pz2.models.unified import merges, served_model
 from pz2.workspace import Workspace
 

@@ -23,7 +23,6 @@ from typing import IO, Any
 from pz2.errors import UsageError
 
 
-
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A file to stream into that appears at `path` only when the block succeeds."""

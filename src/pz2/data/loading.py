@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ValidationConfig
+from pz2.data.jsonl import read_jsonl
 from pz2.data.schema import FileKind
 from pz2.data.validate import Severity, check_file
 from pz2.errors import DatasetError
-from pz2.data.jsonl import read_jsonl
 
 # Problems an evaluation set may keep: the model must cope with them, not the loader.
 EVALUATION_TOLERATES = frozenset({"duplicate", "empty_text", "too_short", "too_long_chars"})

@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from pz2.data.generate import Example
+from pz2.data.jsonl import read_jsonl
 from pz2.data.schema import LABEL_IDS, LABELS, SPLITS, normalize
 from pz2.errors import DatasetError
 from pz2.fileio import atomic_write_jsonl
-from pz2.data.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ValidationConfig
+from pz2.data.jsonl import jsonl_lines
 from pz2.data.messages import render
 from pz2.data.schema import (
     CITATION,
@@ -28,7 +29,6 @@ from pz2.data.schema import (
     normalize,
     user_text,
 )
-from pz2.data.jsonl import jsonl_lines
 
 # Counts tokens of many texts at once; `None` skips the token limit.
 TokenCounter = Callable[[list[str]], list[int]]

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from pz2.evaluation.eval_set import EvalRow
 from pz2.runtime.assistant import Assistant
-from pz2.runtime.prediction import Prediction
 from pz2.runtime.engine import Generation
+from pz2.runtime.prediction import Prediction
 from pz2.runtime.router import SPECIALISTS
 
 ARCHITECTURES: tuple[str, ...] = ("unified", "separated", "hybrid")

@@ -22,12 +22,17 @@ from typing import Any
 import numpy as np
 
 from pz2.config import ModelConfig
+from pz2.data.jsonl import iter_jsonl
 from pz2.data.schema import SPECIALIST_CATEGORIES, normalize
 from pz2.errors import DatasetError, ModelError
 from pz2.evaluation.metrics import bootstrap_interval, percentiles
 from pz2.evaluation.text_metrics import contains_answer, repeats_ngram
-from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl, atomic_write_text
-from pz2.data.jsonl import iter_jsonl
+from pz2.fileio import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+)
 from pz2.knowledge.grounding import cited, unsourced
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from pz2.data.jsonl import read_jsonl
 from pz2.errors import ModelError
 from pz2.fileio import atomic_write_json
-from pz2.data.jsonl import read_jsonl
 from pz2.knowledge.chunking import Chunk
 
 RRF_K = 60

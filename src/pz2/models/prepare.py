@@ -24,7 +24,7 @@ from pz2.config import EMBEDDED, ModelConfig
 from pz2.data.validate import TokenCounter
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
-from pz2.models.artifacts import load_tokenizer, pretrained
+from pz2.models.artifacts import load_tokenizer
 from pz2.models.embedded import BASE, ENCODER
 
 logger = logging.getLogger(__name__)

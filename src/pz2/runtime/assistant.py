@@ -34,7 +34,15 @@ from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engin
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
-from pz2.runtime.router import OFFER, SPECIALIST, SPECIALISTS, UNIFIED, Request, Route, Router
+from pz2.runtime.router import (
+    OFFER,
+    SPECIALIST,
+    SPECIALISTS,
+    UNIFIED,
+    Request,
+    Route,
+    Router,
+)
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from pz2.data.jsonl import iter_jsonl
 from pz2.errors import DatasetError
 from pz2.fileio import distinct_output, growing_file
-from pz2.data.jsonl import iter_jsonl
 from pz2.runtime.classifier import ConversationClassifier
+
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
     """JSONL rows with a `text` field, or, for any other file, one text per non-blank line."""

@@ -18,8 +18,8 @@ from pz2.data.schema import LABELS
 from pz2.errors import ModelError
 from pz2.fileio import atomic_write_json
 from pz2.models.artifacts import read_json
-from pz2.runtime.prediction import Prediction
 from pz2.runtime.engine import Generation
+from pz2.runtime.prediction import Prediction
 
 CONFIDENCE_FILE = "confidence.json"
 CLIP = 3.0

@@ -11,6 +11,7 @@ second llama.cpp instance.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
-from pz2.models.artifacts import load_tokenizer
+from pz2.models.artifacts import load_tokenizer, read_json
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import find_trained
 from pz2.models.prepare import ServedModel
@@ -117,8 +118,11 @@ class LlamaCppEngine(Engine):
         return served_gguf(served)
 
     def lora_gguf(self, adapter: Path) -> Path:
-        """The adapter as GGUF LoRA, converted once per adapter content."""
-        digest = sha256_file(lora_weights(adapter))[:16]
+        """The adapter as GGUF LoRA, converted once per adapter content: its weights and its config
+        (rank and alpha set the scale), which is read, and so checked, even when the conversion is cached."""
+        config = adapter / "adapter_config.json"
+        read_json(config, "retrain the adapter", {"r": int, "lora_alpha": (int, float)})
+        digest = hashlib.sha256(sha256_file(lora_weights(adapter)).encode() + config.read_bytes()).hexdigest()[:16]
         out = self.lora_cache / f"{digest}-h{self.n_head}-{self.n_head_kv}.gguf"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)

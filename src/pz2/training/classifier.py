@@ -28,8 +28,15 @@ from pz2.data.schema import LABELS, FileKind
 from pz2.evaluation.metrics import classification_metrics, softmax
 from pz2.evaluation.plots import reliability_diagram
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
+from pz2.models.classifier_model import (
+    HEAD_FILE,
+    META_FILE,
+    Encoded,
+    SetFitClassifier,
+    batched_logits,
+    model_logits,
+)
 from pz2.models.prepare import resolve_encoder
-from pz2.models.classifier_model import HEAD_FILE, META_FILE, Encoded, SetFitClassifier, batched_logits, model_logits
 from pz2.training.calibration import fit_temperature
 from pz2.workspace import Workspace
 
@@ -179,7 +186,6 @@ def _validation_scorer(tokenizer: Any, val: Split, cfg: ClassifierConfig) -> Cal
 def _finetune(encoder: str, tokenizer: Any, data: ClassifierData, cfg: ClassifierConfig,
               log: Callable[[dict], None]) -> _Trained:
     from transformers import AutoModelForSequenceClassification
-
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
