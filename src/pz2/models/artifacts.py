@@ -39,7 +39,8 @@ def read_json(path: Path, fix: str, fields: dict[str, type | tuple[type, ...]] |
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: expected a JSON object, got {type(raw).__name__}; {fix}")
     for name, kind in (fields or {}).items():
-        if not isinstance(raw.get(name), kind) or isinstance(raw.get(name), bool) and kind in (int, float):
+        kinds, value = kind if isinstance(kind, tuple) else (kind,), raw.get(name)
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:   # JSON true is no count
             raise ModelError(f"{path}: field `{name}` is missing or of the wrong type; {fix}")
     return raw
 

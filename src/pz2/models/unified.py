@@ -27,10 +27,18 @@ from pathlib import Path
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, sha256_file
+from pz2.models.artifacts import first_line
 from pz2.models.embedded import BASE
 from pz2.models.gguf_export import lora_weights
 from pz2.models.loading import adapter_dir, check_trained_on
-from pz2.models.prepare import GGUF_FILE, SOURCE_FILE, WEIGHTS_FILE, ServedModel, served_base, write_served
+from pz2.models.prepare import (
+    GGUF_FILE,
+    SOURCE_FILE,
+    WEIGHTS_FILE,
+    ServedModel,
+    served_base,
+    write_served,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +97,7 @@ def merge_adapter(cfg: ModelConfig, base: ServedModel, adapter: Path, out: Path)
     try:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (RuntimeError, ValueError) as e:  # shapes of another base
-        raise ModelError(f"{adapter}: cannot be merged into {base.fingerprint['id']} ({str(e).splitlines()[0]})") from None
+        raise ModelError(f"{adapter}: cannot be merged into {base.fingerprint['id']} ({first_line(e)})") from None
     model.save_pretrained(out, safe_serialization=True, max_shard_size="100GB")
     AutoTokenizer.from_pretrained(base.path, trust_remote_code=cfg.trust_remote_code).save_pretrained(out)
     return out

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pz2.errors import Pz2Error
+from pz2.models.artifacts import first_line
 from pz2.runtime.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class SpecialistPool:
         except Exception as e:  # any failure of a load must leave the pool usable
             with self._cond:
                 self._state[name] = FAILED
-                self._errors[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                self._errors[name] = first_line(e)
                 self._cond.notify_all()
             raise SpecialistUnavailable(f"{name} specialist unavailable: {self._errors[name]}") from e
         with self._cond:

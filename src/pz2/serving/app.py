@@ -27,12 +27,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pz2.config import ServingConfig
 from pz2.errors import Pz2Error
+from pz2.models.artifacts import first_line
 from pz2.runtime.assistant import Assistant
 from pz2.serving.errors import (
-    AuthError, BodyTooLargeError, NotReadyError, OverloadedError, RequestError, http_status,
+    AuthError,
+    BodyTooLargeError,
+    NotReadyError,
+    OverloadedError,
+    RequestError,
+    http_status,
 )
 from pz2.serving.metrics import Metrics
-from pz2.serving.protocol import ChatCompletionRequest, ErrorInfo, ErrorResponse, ModelList
+from pz2.serving.protocol import (
+    ChatCompletionRequest,
+    ErrorInfo,
+    ErrorResponse,
+    ModelList,
+)
 from pz2.serving.service import ChatService
 
 logger = logging.getLogger(__name__)
@@ -119,7 +130,7 @@ def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name:
                 assistant = await asyncio.get_running_loop().run_in_executor(loader, load)
             except Exception as e:  # a broken model must show in /health, not kill the server silently
                 logger.error("the assistant could not load: %s", e)
-                app.state.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+                app.state.load_error = first_line(e)
                 return
             app.state.service = ChatService(assistant, serving, metrics, base_name, loader)
             logger.info("pz2 serve ready")

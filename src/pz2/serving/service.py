@@ -20,13 +20,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pz2.config import ServingConfig
+from pz2.models.artifacts import first_line
 from pz2.runtime.assistant import Assistant, Turn
 from pz2.runtime.engine import Generation
 from pz2.serving.errors import NotReadyError, RequestError, UnknownModelError
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
-    MODELS, AssistantMessage, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice,
-    ChoiceLogprobs, ChunkChoice, Delta, ModelCard, ModelList, TokenLogprob, TopLogprob, Usage,
+    MODELS,
+    AssistantMessage,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    ModelCard,
+    ModelList,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
 )
 from pz2.serving.scheduler import FairScheduler
 
@@ -177,7 +190,7 @@ class ChatService:
             turn = await job.turn
         except Exception as e:  # the status line has gone out: the error travels as an event, as OpenAI's do
             logger.exception("the answer failed mid-stream")
-            yield self.error_event(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            yield self.error_event(first_line(e))
             yield "data: [DONE]\n\n"
             return
         if turn.offer:
