@@ -89,7 +89,7 @@ def test_adapter_of_another_base_is_refused_with_the_reason(tmp_path: Path, engi
 def test_lora_gguf_carries_alpha_and_every_pair(adapters, tmp_path: Path) -> None:
     import gguf
 
-    out = write_lora_gguf(adapters["a"], tmp_path / "a.gguf", n_head=4, n_head_kv=2)
+    out = write_lora_gguf(adapters["a"], tmp_path / "a.gguf", "llama", n_head=4, n_head_kv=2, n_layers=2)
     reader = gguf.GGUFReader(out)
     assert reader.fields["adapter.type"].contents() == "lora"
     assert reader.fields["adapter.lora.alpha"].contents() == pytest.approx(16.0)

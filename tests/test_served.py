@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pz2.cli import app
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
-from pz2.models.gguf_export import gguf_name, permute_rows
+from pz2.models.gguf_export import TensorNames, architecture, permute_rows
 from pz2.models.prepare import served_base
 from pz2.models.unified import served_unified, unified_id
 from pz2.runtime.assistant import Assistant
@@ -38,7 +38,8 @@ def served_equals_trained(folder: Path) -> dict[str, str]:
     config = json.loads((folder / "config.json").read_text())
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
     trained = load_file(folder / "model.safetensors")
-    by_gguf = {gguf_name(name): name for name in trained}
+    names = TensorNames(architecture(config), config["num_hidden_layers"])
+    by_gguf = {names(name): name for name in trained}
     reader = gguf.GGUFReader(folder / "model.gguf")
     types = {}
     for t in reader.tensors:

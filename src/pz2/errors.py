@@ -29,5 +29,10 @@ class ModelError(Pz2Error):
     """A model cannot be found, prepared or loaded."""
 
 
+class EngineUnavailable(ModelError):
+    """The configured engine cannot serve this model (llama.cpp and an architecture or tensor it has no
+    GGUF for); another engine can, and the runtime falls back to it with this reason."""
+
+
 class UsageError(Pz2Error):
     """The command was called with arguments that cannot work together."""

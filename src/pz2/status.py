@@ -14,7 +14,7 @@ from pz2.models.artifacts import read_json
 from pz2.models.embedded import BASE
 from pz2.models.loading import MANIFEST as MODEL_MANIFEST
 from pz2.models.loading import adapter_dir
-from pz2.models.prepare import served_base_dir
+from pz2.models.prepare import served_base, served_base_dir
 from pz2.models.unified import merges, unified_id
 from pz2.runtime.confidence import CONFIDENCE_FILE
 from pz2.workspace import Workspace
@@ -92,11 +92,26 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     if ws.checkpoints.is_dir():
         for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
             entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
-    base = served_base_dir(model_cfg)
-    if base.is_dir():
-        entries.append(Entry("base", base.name, str(base), _size(base), _modified(base),
-                             metrics={"format": model_cfg.weights_format}))
+    if model_cfg.base_model == EMBEDDED:
+        base = served_base_dir(model_cfg)
+        if base.is_dir():
+            entries.append(Entry("base", base.name, str(base), _size(base), _modified(base),
+                                 metrics={"architecture": "llama", "format": model_cfg.weights_format}))
+    else:
+        entries.append(_own_base(model_cfg))
     return entries
+
+
+def _own_base(model_cfg: ModelConfig) -> Entry:
+    """The base of your own in use: its architecture, hash, and the GGUF llama.cpp serves (once written)."""
+    try:
+        served = served_base(model_cfg)
+    except ModelError as e:
+        return Entry("base", model_cfg.base_model, model_cfg.base_model, 0, "", metrics={"error": str(e)})
+    f = served.fingerprint
+    gguf = str(served.gguf) if served.gguf and served.gguf.is_file() else "not written yet (written on first llama.cpp use)"
+    return Entry("base", f["id"], str(served.path), _size(served.path), _modified(served.path),
+                 metrics={"architecture": f["architecture"], "sha256": f["sha256"][:12], "gguf": gguf})
 
 
 def _staleness(ws: Workspace, directory: Path, model_cfg: ModelConfig) -> dict:

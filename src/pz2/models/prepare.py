@@ -13,6 +13,7 @@ adapters record the served file's sha256 so one trained on another base is refus
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -22,9 +23,9 @@ from pathlib import Path
 
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.data.validate import TokenCounter
-from pz2.errors import ModelError
+from pz2.errors import EngineUnavailable, ModelError
 from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
-from pz2.models.artifacts import load_tokenizer
+from pz2.models.artifacts import load_tokenizer, read_json
 from pz2.models.embedded import BASE, ENCODER
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def _same_values(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
 
 
-def write_served(source: Path, target: Path, fmt: str, tokenizer_gguf: Path, record: dict) -> ServedModel:
+def write_served(source: Path, target: Path, fmt: str, tokenizer: Path, record: dict) -> ServedModel:
     """Write the float checkpoint `source` as a served model in `target`: the GGUF of format `fmt`,
     and as the checkpoint, the values that GGUF holds (not `source`'s own, unless `fmt` is f32)."""
     from safetensors.numpy import save_file
@@ -130,7 +131,7 @@ def write_served(source: Path, target: Path, fmt: str, tokenizer_gguf: Path, rec
     from pz2.models.gguf_export import write_model_gguf
 
     with atomic_directory(target) as tmp:
-        served = write_model_gguf(source, tmp / GGUF_FILE, tokenizer_gguf, fmt)
+        served = write_model_gguf(source, tmp / GGUF_FILE, tokenizer, fmt)
         save_file(served, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         for f in source.iterdir():
             if f.is_file() and f.suffix != ".safetensors" and f.name not in (SOURCE_FILE, "model.safetensors.index.json"):
@@ -182,17 +183,51 @@ def resolve_base(cfg: ModelConfig) -> str:
 
 def served_base(cfg: ModelConfig) -> ServedModel:
     """The base the engines serve and adapters are trained on. A base of your own is served as it is:
-    its folder for transformers, `runtime.engine.gguf_model` (when set) for llama.cpp."""
+    its folder for transformers, and for llama.cpp `runtime.engine.gguf_model` when set, otherwise a
+    GGUF pz2 writes from the folder on first use (`base_gguf`), named by the base's hash."""
     if cfg.base_model == EMBEDDED:
         prepared = prepare_base(cfg)
         fingerprint = {k: prepared.source[k] for k in ("id", "format", "sha256", "same_values_as")}
-        return ServedModel(prepared.path, prepared.path / GGUF_FILE, fingerprint | {"path": str(prepared.path)})
+        return ServedModel(prepared.path, prepared.path / GGUF_FILE,
+                           fingerprint | {"architecture": "llama", "path": str(prepared.path)})
     path = Path(resolve_base(cfg))
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
     digest = ",".join(_sha256_remembered(cfg, w) for w in weights)
+    config = read_json(path / "config.json", "check base_model in model_config.yaml") if path.is_dir() else {}
+    fingerprint = {"id": cfg.base_model, "format": "safetensors", "sha256": digest,
+                   "architecture": config.get("model_type", "?"), "path": str(path)}
     gguf = cfg.runtime.engine.gguf_model
-    return ServedModel(path, gguf.expanduser() if gguf else None,
-                       {"id": cfg.base_model, "format": "safetensors", "sha256": digest, "path": str(path)})
+    if gguf is None:
+        gguf = _cache_root(cfg) / "base" / f"{path.name}-{hashlib.sha256(digest.encode()).hexdigest()[:12]}" / GGUF_FILE
+    return ServedModel(path, gguf.expanduser(), fingerprint)
+
+
+def float_format(model_dir: Path) -> str:
+    """The GGUF format that keeps a checkpoint's values: f32 for a float32 one, else f16 (which holds
+    every bfloat16 value of a model's range exactly)."""
+    config = read_json(model_dir / "config.json", "give a Hugging Face model folder")
+    return "f32" if str(config.get("dtype") or config.get("torch_dtype")) == "float32" else "f16"
+
+
+def base_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
+    """The GGUF llama.cpp serves for `served`: its own, or, for a base of your own, one written once with
+    the gguf package's tables beside the cache; `EngineUnavailable` when the architecture or a tensor has
+    no GGUF form (the runtime then serves transformers)."""
+    if served.gguf is None:
+        raise EngineUnavailable(f"{served.fingerprint['id']} has no GGUF form (a merged model of an architecture "
+                                "pz2 cannot write as GGUF)")
+    if served.gguf.is_file() or cfg.base_model == EMBEDDED or cfg.runtime.engine.gguf_model is not None:
+        return served.gguf
+    from pz2.models.gguf_export import write_model_gguf
+
+    fmt = float_format(served.path)
+    logger.info("writing %s as a %s GGUF for llama.cpp in %s (once)", served.path, fmt.upper(), served.gguf.parent)
+    try:
+        with atomic_directory(served.gguf.parent) as tmp:
+            write_model_gguf(served.path, tmp / GGUF_FILE, served.path, fmt)
+    except ModelError as e:
+        raise EngineUnavailable(str(e)) from None
+    return served.gguf
 
 
 def _sha256_remembered(cfg: ModelConfig, file: Path) -> str:

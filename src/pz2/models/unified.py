@@ -59,11 +59,17 @@ def unified_id(adapter: Path) -> str:
 
 
 def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
-    """The unified model merged and written in `weights_format`, built once per (adapter, base)."""
+    """The unified model merged and written like the base, built once per (adapter, base): in
+    `weights_format` for the embedded base; in float for a base of your own (exact), as a GGUF too when
+    pz2 writes its architecture."""
+    from pz2.models.gguf_export import ARCHITECTURES
+
     base = served_base(cfg)
     adapter = adapter_dir(adapter) or adapter
     name = unified_id(adapter)
-    target = cfg.cache_dir.expanduser() / "unified" / f"{name.split(':')[1]}-{base.fingerprint['sha256'][:12]}-{cfg.weights_format}"
+    embedded = cfg.base_model == EMBEDDED
+    fmt = cfg.weights_format if embedded else "f32"
+    target = cfg.cache_dir.expanduser() / "unified" / f"{name.split(':')[1]}-{base.fingerprint['sha256'][:12]}-{fmt}"
     try:
         recorded = json.loads((target / SOURCE_FILE).read_text())
         return ServedModel(target, target / GGUF_FILE if recorded["gguf"] else None,
@@ -71,10 +77,9 @@ def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         pass
     check_trained_on(adapter, base.fingerprint)
-    tokenizer_gguf = BASE.path() if cfg.base_model == EMBEDDED else base.gguf
     record = {"id": name, "base": {k: base.fingerprint[k] for k in ("id", "format", "sha256")}, "adapter": str(adapter)}
-    logger.info("merging the unified adapter into the base (%s, once per adapter) in %s", cfg.weights_format.upper(), target)
-    if tokenizer_gguf is None:  # a base of your own without a GGUF: the float merge, for transformers
+    logger.info("merging the unified adapter into the base (%s, once per adapter) in %s", fmt.upper(), target)
+    if base.fingerprint.get("architecture") not in ARCHITECTURES:  # no GGUF form: the float merge, for transformers
         with atomic_directory(target) as tmp:
             merge_adapter(cfg, base, adapter, tmp)
             fingerprint = {"id": name, "format": "safetensors", "sha256": sha256_file(tmp / WEIGHTS_FILE)}
@@ -82,7 +87,7 @@ def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
         return ServedModel(target, None, fingerprint | {"base": record["base"], "path": str(target)})
     with tempfile.TemporaryDirectory() as scratch:
         merged = merge_adapter(cfg, base, adapter, Path(scratch))
-        served = write_served(merged, target, cfg.weights_format, tokenizer_gguf, record | {"gguf": True})
+        served = write_served(merged, target, fmt, BASE.path() if embedded else base.path, record | {"gguf": True})
     return ServedModel(served.path, served.gguf, served.fingerprint | {"base": record["base"]})
 
 

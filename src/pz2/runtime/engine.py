@@ -16,6 +16,7 @@ one adapter at a time, so two concurrent requests can never decode with each oth
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from pz2.config import ModelConfig
-from pz2.errors import ModelError
-from pz2.models.chat import prompt_ids
+from pz2.errors import EngineUnavailable, ModelError
+from pz2.models.chat import end_of_turn_ids, prompt_ids
 from pz2.models.loading import adapter_dir, check_trained_on
 from pz2.models.prepare import ServedModel
+
+logger = logging.getLogger(__name__)
 
 TextCallback = Callable[[str], None]
 UNIFIED = "unified"   # the unified adapter's name in an engine, when it is not merged
@@ -197,8 +200,8 @@ class Engine:
         self.context_length = 1 << 30  # tokens of prompt + answer; engines with a fixed context set it
         self.base: dict | None = None   # the served model's fingerprint: adapters trained on another are refused
         self.unified: str | None = None  # the adapter the unified answer uses; None: the served model is it (merged)
-        stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
-        self.stop_ids = {t for t in stops if isinstance(t, int) and t >= 0}
+        vocab = tokenizer.get_vocab()   # SmolLM2 also ends a text with <|endoftext|>
+        self.stop_ids = end_of_turn_ids(tokenizer) | ({vocab["<|endoftext|>"]} if "<|endoftext|>" in vocab else set())
 
     # -- what an engine implements ------------------------------------------------------
     def _load(self, name: str, path: Path) -> int:
@@ -361,15 +364,19 @@ def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
         engine: Engine = OpenAIEngine.from_config(cfg)
     else:
         from pz2.models.unified import merges, served_model
+        from pz2.runtime.engine_transformers import TransformersEngine
 
         served = served_model(cfg, unified)
         if backend == "llamacpp":
             from pz2.runtime.engine_llamacpp import LlamaCppEngine
 
-            engine = LlamaCppEngine.from_config(cfg, served)
+            try:
+                engine = LlamaCppEngine.from_config(cfg, served)
+            except EngineUnavailable as e:
+                logger.warning("llama.cpp cannot serve %s (%s): the transformers engine serves it",
+                               served.fingerprint["id"], e)
+                engine = TransformersEngine.from_config(cfg, served)
         else:
-            from pz2.runtime.engine_transformers import TransformersEngine
-
             engine = TransformersEngine.from_config(cfg, served)
         if merges(cfg, unified):
             return engine

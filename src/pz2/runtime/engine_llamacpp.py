@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from pz2.config import EMBEDDED, ModelConfig
-from pz2.errors import ModelError
+from pz2.errors import EngineUnavailable, ModelError
 from pz2.fileio import sha256_file
 from pz2.models.artifacts import load_tokenizer, read_json
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import find_trained
-from pz2.models.prepare import ServedModel
+from pz2.models.prepare import ServedModel, base_gguf
 from pz2.runtime.engine import Engine
 
 
@@ -37,14 +37,12 @@ def _llama_cpp() -> Any:
     return llama_cpp
 
 
-def served_gguf(served: ServedModel) -> Path:
-    """The GGUF of the served model, or the one-line reason there is none."""
-    if served.gguf is None:
-        raise ModelError(f"base_model {served.fingerprint['id']} has no GGUF: set runtime.engine.gguf_model to its "
-                         "GGUF, or runtime.engine.backend: transformers")
-    if not served.gguf.is_file():
+def served_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
+    """The GGUF of the served model (written on first use for a base of your own), or the one-line reason
+    there is none."""
+    if cfg.runtime.engine.gguf_model is not None and not served.gguf.is_file():
         raise ModelError(f"{served.gguf}: runtime.engine.gguf_model does not exist")
-    return served.gguf
+    return base_gguf(cfg, served)
 
 
 def tokenizer_for(cfg: ModelConfig) -> Any:
@@ -78,15 +76,22 @@ class LlamaCppEngine(Engine):
         if f"{arch}.attention.head_count" not in meta:
             raise ModelError(f"{gguf}: a GGUF of architecture {arch!r} without `{arch}.attention.head_count`; "
                              "pz2 cannot put its adapters on it (set runtime.engine.backend: transformers)")
+        self.arch = arch
         self.n_head = int(meta[f"{arch}.attention.head_count"])
         self.n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", self.n_head))
+        self.n_layers = int(meta.get(f"{arch}.block_count", 0))
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
         e = cfg.runtime.engine
-        engine = cls(served_gguf(served), tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens,
-                     e.context_length, e.threads, cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty,
-                     e.flash_attention)
+        gguf = served_gguf(cfg, served)
+        try:
+            engine = cls(gguf, tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens, e.context_length, e.threads,
+                         cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty, e.flash_attention)
+        except ModelError as error:   # a GGUF pz2 wrote that this llama.cpp refuses: transformers serves it
+            if cfg.base_model == EMBEDDED or cfg.runtime.engine.gguf_model is not None:
+                raise
+            raise EngineUnavailable(str(error)) from None
         engine.base = served.fingerprint
         return engine
 
@@ -115,7 +120,7 @@ class LlamaCppEngine(Engine):
             params.llama_model_default_params = defaults
 
     def model_path(self, served: ServedModel) -> Path:
-        return served_gguf(served)
+        return served.gguf
 
     def lora_gguf(self, adapter: Path) -> Path:
         """The adapter as GGUF LoRA, converted once per adapter content: its weights and its config
@@ -123,10 +128,10 @@ class LlamaCppEngine(Engine):
         config = adapter / "adapter_config.json"
         read_json(config, "retrain the adapter", {"r": int, "lora_alpha": (int, float)})
         digest = hashlib.sha256(sha256_file(lora_weights(adapter)).encode() + config.read_bytes()).hexdigest()[:16]
-        out = self.lora_cache / f"{digest}-h{self.n_head}-{self.n_head_kv}.gguf"
+        out = self.lora_cache / f"{digest}-{self.arch}-h{self.n_head}-{self.n_head_kv}.gguf"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            write_lora_gguf(adapter, out, self.n_head, self.n_head_kv)
+            write_lora_gguf(adapter, out, self.arch, self.n_head, self.n_head_kv, self.n_layers)
         return out
 
     def _load(self, name: str, path: Path) -> int:

@@ -183,21 +183,65 @@ def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft
                  tokenize(val_ex, tokenizer, cfg.max_length))
 
 
-def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, use_bf16: bool) -> Any:
-    """The model the data was tokenized for, float32 on a CPU (bf16 only where the GPU supports it), with
-    LoRA on the configured linear layers."""
-    from peft import LoraConfig, get_peft_model
+@dataclass(frozen=True)
+class _Device:
+    """Where and in what precision training runs: float32 on a CPU; on a GPU bf16 where it is supported,
+    else fp16 with loss scaling; gradient checkpointing on a GPU unless the config says otherwise."""
+
+    cpu: bool
+    bf16: bool
+    fp16: bool
+    checkpointing: bool
+
+    @classmethod
+    def detect(cls, cfg: SFTConfig) -> _Device:
+        cpu = not torch.cuda.is_available()
+        bf16 = not cpu and torch.cuda.is_bf16_supported()
+        checkpointing = (not cpu) if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+        if cfg.load_in_4bit and cpu:
+            raise UsageError("sft.load_in_4bit (QLoRA) needs a CUDA GPU; on a CPU train the float base "
+                             "(load_in_4bit: false)")
+        return cls(cpu, bf16, not cpu and not bf16, checkpointing)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
+
+
+def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, device: _Device, local_rank: int) -> Any:
+    """The model the data was tokenized for, in the device's precision (4-bit NF4 for QLoRA), with LoRA on
+    the configured linear layers."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    extra: dict[str, Any] = {}
+    if cfg.load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401  (transformers needs it for the 4-bit weights)
+        except ImportError:
+            raise UsageError("sft.load_in_4bit needs bitsandbytes: pip install bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        extra = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=device.dtype,
+                                                           bnb_4bit_use_double_quant=True),
+                 "device_map": {"": local_rank}}
     model = pretrained(AutoModelForCausalLM.from_pretrained, data.base["path"], "model", BASE_FIX,
-                       dtype=torch.bfloat16 if use_bf16 else torch.float32, use_safetensors=True,
-                       trust_remote_code=model_cfg.trust_remote_code)
+                       dtype=device.dtype, use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code,
+                       **extra)
+    if cfg.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device.checkpointing)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=_targets(cfg.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 
-def _arguments(cfg: SFTConfig, run_dir: Path, cpu: bool, use_bf16: bool) -> Any:
+def _targets(modules: tuple[str, ...]) -> str | list[str]:
+    """PEFT's own search for `all-linear` (a string, not a module name), else the names given."""
+    return "all-linear" if modules == ("all-linear",) else list(modules)
+
+
+def _arguments(cfg: SFTConfig, run_dir: Path, device: _Device) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -218,11 +262,12 @@ def _arguments(cfg: SFTConfig, run_dir: Path, cpu: bool, use_bf16: bool) -> Any:
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        bf16=use_bf16,
-        use_cpu=cpu,                          # with several processes and no GPU: DDP over gloo
-        activation_checkpointing=False,       # on a CPU it costs far more time than the memory it saves
+        bf16=device.bf16,
+        fp16=device.fp16,                     # with loss scaling, on a GPU without bf16
+        use_cpu=device.cpu,                   # with several processes and no GPU: DDP over gloo
+        activation_checkpointing=device.checkpointing,   # off on a CPU: it costs more time than the memory it saves
         dataloader_num_workers=0,
-        dataloader_pin_memory=not cpu,
+        dataloader_pin_memory=not device.cpu,
         remove_unused_columns=False,
         report_to="none",                     # TensorBoard is attached below, with our log folder
         seed=cfg.seed,
@@ -245,12 +290,11 @@ def train_sft(
     start = time.perf_counter()
     check_kind(kind)
     output = output or output_dir(ws, kind)
-    cpu = not torch.cuda.is_available()
-    use_bf16 = not cpu and torch.cuda.is_bf16_supported()
-    state = PartialState(cpu=cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
+    device = _Device.detect(cfg)
+    state = PartialState(cpu=device.cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
     data = _data(ws, kind, cfg, model_cfg, raft, state)
-    model = _lora_model(data, cfg, model_cfg, use_bf16)
+    model = _lora_model(data, cfg, model_cfg, device, state.local_process_index)
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("%s: %d train rows (%d sequences, %d tokens, %.0f tokens/step), %d validation rows; "
                 "LoRA trains %d of %d parameters (%.2f%%)", kind, data.train_rows, len(data.train), data.tokens,
@@ -260,7 +304,7 @@ def train_sft(
     run_dir, checkpoint = _run_dir(ws.checkpoints / kind, resume, state)
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     callbacks, interrupt = _callbacks(log_dir, state.is_main_process)
-    trainer = Trainer(model=model, args=_arguments(cfg, run_dir, cpu, use_bf16), train_dataset=data.train,
+    trainer = Trainer(model=model, args=_arguments(cfg, run_dir, device), train_dataset=data.train,
                       eval_dataset=data.validation,
                       data_collator=CompletionCollator(data.tokenizer.pad_token_id, head_at_labels=True),
                       compute_loss_func=completion_loss(model.get_output_embeddings()), callbacks=callbacks)
