@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SFT_FAST
+
 from pz2.config import DataConfig, ModelConfig, SFTConfig
 from pz2.data.generate import generate
 from pz2.errors import ModelError
@@ -32,6 +32,7 @@ FAMILIES = {   # model_type -> (extra config, served by llama.cpp?)
     "llama": ({}, True),
     "mistral": ({"sliding_window": None}, True),
     "qwen2": ({"tie_word_embeddings": True}, True),
+    "gemma": ({"head_dim": 16}, True),
     "gemma2": ({"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 256}, True),
     "phi3": ({"sliding_window": None}, True),
     "gpt_neox": ({}, False),   # transformers trains and serves it; pz2 writes no GGUF for it
@@ -127,7 +128,12 @@ def test_both_engines_answer_alike_or_llama_cpp_says_why_not(family_ws, caplog) 
 def test_a_template_without_a_system_role_gets_it_in_the_first_user_turn(family_ws) -> None:
     from transformers import AutoTokenizer
 
-    from pz2.models.chat import ChatExample, encode_example, has_system_role, prompt_text
+    from pz2.models.chat import (
+        ChatExample,
+        encode_example,
+        has_system_role,
+        prompt_text,
+    )
 
     model_type, ws = family_ws
     tokenizer = AutoTokenizer.from_pretrained(ws.model_config().base_model)
@@ -167,3 +173,18 @@ def test_an_adapter_of_another_family_is_refused(family_ws, hybrid_ws: Workspace
     engine = build_engine(ws.model_config())
     with pytest.raises(ModelError, match="trained on .* but the engine serves"):
         engine.load("foreign", hybrid_ws.unified_model / "adapter")   # trained on the hybrid workspace's tiny llama
+
+
+def test_status_shows_the_base_in_use_and_token_limits_use_its_tokenizer(family_ws) -> None:
+    from transformers import AutoTokenizer
+
+    from pz2 import status
+    from pz2.models.prepare import base_token_counter
+
+    model_type, ws = family_ws
+    cfg = ws.model_config()
+    base = next(e for e in status.collect(ws, cfg) if e.group == "base")
+    assert base.name == cfg.base_model and base.metrics["architecture"] == model_type
+    text = "How do I add a modifier in Blender?"
+    tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
+    assert base_token_counter(cfg)([text]) == [len(tokenizer(text, add_special_tokens=False)["input_ids"])]

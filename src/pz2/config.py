@@ -61,7 +61,8 @@ class EngineConfig(_Strict):
     )
     openai: RemoteConfig = RemoteConfig()
     gguf_model: Path | None = Field(
-        None, description="GGUF file of the base for llamacpp; empty = the embedded base's shipped GGUF."
+        None, description="GGUF file of the base for llamacpp; empty = the embedded base in `weights_format`, or for "
+        "a base of your own the GGUF pz2 writes of it on first use (architectures it cannot write: transformers)."
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
     flash_attention: bool = Field(
@@ -263,7 +264,8 @@ class ModelConfig(_Strict):
         "values of that very file. `q4_1`: the embedded base's own format, its served tensors byte-identical "
         "to the shipped ones. `q4_0` decodes the bare base about 1.2x faster here but re-rounds every weight: "
         "perplexity of the unified references 17.9 -> 21.6, 1 % of greedy answers unchanged "
-        "(benchmarks/base_format.py). `f16`/`f32`: exact, for a float base.",
+        "(benchmarks/base_format.py). `f16`/`f32`: exact, for a float base. Applies to the embedded base: a "
+        "base of your own is served in float (F32 for a float32 checkpoint, else F16).",
     )
     merge_unified: bool = Field(
         False,

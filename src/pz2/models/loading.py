@@ -46,7 +46,8 @@ def find_trained(path: Path) -> Trained:
 
 
 def _described(base: dict) -> str:
-    return f"{base.get('id', '?')} ({base.get('format', '?')}, sha256 {str(base.get('sha256', '?'))[:12]})"
+    arch = f"{base['architecture']}, " if base.get("architecture") else ""
+    return f"{base.get('id', '?')} ({arch}{base.get('format', '?')}, sha256 {str(base.get('sha256', '?'))[:12]})"
 
 
 def check_trained_on(adapter: Path, base: dict | None) -> None:

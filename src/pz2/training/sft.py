@@ -184,7 +184,7 @@ def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft
 
 
 @dataclass(frozen=True)
-class _Device:
+class Device:
     """Where and in what precision training runs: float32 on a CPU; on a GPU bf16 where it is supported,
     else fp16 with loss scaling; gradient checkpointing on a GPU unless the config says otherwise."""
 
@@ -194,7 +194,7 @@ class _Device:
     checkpointing: bool
 
     @classmethod
-    def detect(cls, cfg: SFTConfig) -> _Device:
+    def detect(cls, cfg: SFTConfig) -> Device:
         cpu = not torch.cuda.is_available()
         bf16 = not cpu and torch.cuda.is_bf16_supported()
         checkpointing = (not cpu) if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
@@ -208,7 +208,7 @@ class _Device:
         return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
 
 
-def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, device: _Device, local_rank: int) -> Any:
+def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, device: Device, local_rank: int) -> Any:
     """The model the data was tokenized for, in the device's precision (4-bit NF4 for QLoRA), with LoRA on
     the configured linear layers."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -241,7 +241,7 @@ def _targets(modules: tuple[str, ...]) -> str | list[str]:
     return "all-linear" if modules == ("all-linear",) else list(modules)
 
 
-def _arguments(cfg: SFTConfig, run_dir: Path, device: _Device) -> Any:
+def _arguments(cfg: SFTConfig, run_dir: Path, device: Device) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -290,7 +290,7 @@ def train_sft(
     start = time.perf_counter()
     check_kind(kind)
     output = output or output_dir(ws, kind)
-    device = _Device.detect(cfg)
+    device = Device.detect(cfg)
     state = PartialState(cpu=device.cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
     data = _data(ws, kind, cfg, model_cfg, raft, state)
