@@ -22,8 +22,10 @@ def test_config_round_trips(cfg, tmp_path: Path) -> None:
 def test_shipped_configs_load_and_match_the_defaults() -> None:
     shipped = load_config(TrainingConfig, REPO / "finetuning/configs/training_config.yaml")
     assert shipped.model_dump(exclude={"profiles"}) == TrainingConfig().model_dump(exclude={"profiles"})
-    assert set(shipped.profiles) == {"quick", "full"}
+    assert set(shipped.profiles) == {"quick", "full", "gpu24"}
     assert shipped.with_profile("quick").max_steps > 0
+    gpu = shipped.with_profile("gpu24")
+    assert gpu.load_in_4bit and gpu.gradient_checkpointing and gpu.batch_size * gpu.gradient_accumulation_steps == 16
     assert load_config(ModelConfig, REPO / "finetuning/configs/model_config.yaml") == ModelConfig()
 
 

@@ -40,7 +40,7 @@ def test_prepare_converts_once_then_loads_and_generates(cli, workspace) -> None:
     answer = greedy_reply(model, tokenizer, cfg.system_prompt, "What is the capital of France?", max_new_tokens=16)
     assert "Paris" in answer
     status = json.loads(cli("status", "--json").stdout)
-    assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"format": "q4_1"})]
+    assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"architecture": "llama", "format": "q4_1"})]
 
 
 def test_encoder_ships_in_its_package() -> None:

@@ -59,16 +59,15 @@ def unified_id(adapter: Path) -> str:
 
 
 def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
-    """The unified model merged and written like the base, built once per (adapter, base): in
-    `weights_format` for the embedded base; in float for a base of your own (exact), as a GGUF too when
-    pz2 writes its architecture."""
+    """The unified model merged and written in `weights_format`, built once per (adapter, base); the
+    specialists train on the values that file holds, so it is exact for them at any format. A base of
+    your own whose architecture pz2 writes no GGUF for gets the float merge, for transformers."""
     from pz2.models.gguf_export import ARCHITECTURES
 
     base = served_base(cfg)
     adapter = adapter_dir(adapter) or adapter
     name = unified_id(adapter)
-    embedded = cfg.base_model == EMBEDDED
-    fmt = cfg.weights_format if embedded else "f32"
+    embedded, fmt = cfg.base_model == EMBEDDED, cfg.weights_format
     target = cfg.cache_dir.expanduser() / "unified" / f"{name.split(':')[1]}-{base.fingerprint['sha256'][:12]}-{fmt}"
     try:
         recorded = json.loads((target / SOURCE_FILE).read_text())

@@ -125,9 +125,9 @@ class LlamaCppEngine(Engine):
     def lora_gguf(self, adapter: Path) -> Path:
         """The adapter as GGUF LoRA, converted once per adapter content: its weights and its config
         (rank and alpha set the scale), which is read, and so checked, even when the conversion is cached."""
-        config = adapter / "adapter_config.json"
+        weights, config = lora_weights(adapter), adapter / "adapter_config.json"
         read_json(config, "retrain the adapter", {"r": int, "lora_alpha": (int, float)})
-        digest = hashlib.sha256(sha256_file(lora_weights(adapter)).encode() + config.read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256(sha256_file(weights).encode() + config.read_bytes()).hexdigest()[:16]
         out = self.lora_cache / f"{digest}-{self.arch}-h{self.n_head}-{self.n_head_kv}.gguf"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
