@@ -270,7 +270,7 @@ def _local_or_cached(name: str, key: str) -> str:
     if not isinstance(cached, str):
         raise ModelError(f"`{key}`: {name}: no such folder, and not a model in the local Hugging Face cache "
                          f"(pz2 never downloads); give a local directory, or run `huggingface-cli download {name}` once")
-    return name  # a hub id: loaded with HF_HUB_OFFLINE=1, so only from the local cache
+    return str(Path(cached).parent)  # the cached snapshot: a local folder like any other (hashed, written as GGUF)
 
 
 def embedded_tokenizer_dir(cfg: ModelConfig) -> Path:
