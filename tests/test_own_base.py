@@ -188,3 +188,18 @@ def test_status_shows_the_base_in_use_and_token_limits_use_its_tokenizer(family_
     text = "How do I add a modifier in Blender?"
     tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
     assert base_token_counter(cfg)([text]) == [len(tokenizer(text, add_special_tokens=False)["input_ids"])]
+
+
+def test_a_hub_id_in_the_local_cache_is_its_snapshot_folder(tiny_base: Path, tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    from pz2.models.prepare import resolve_base
+
+    snapshot = tmp_path / "models--someone--tiny" / "snapshots" / "0123abc"
+    shutil.copytree(tiny_base, snapshot)
+    (tmp_path / "models--someone--tiny" / "refs").mkdir()
+    (tmp_path / "models--someone--tiny" / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert Path(resolve_base(ModelConfig(base_model="someone/tiny"))) == snapshot
+    with pytest.raises(ModelError, match="not a model in the local Hugging Face cache"):
+        resolve_base(ModelConfig(base_model="someone/other"))
