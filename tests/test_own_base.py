@@ -64,7 +64,7 @@ def build_family(model_type: str, tokenizer_dir: Path, out: Path) -> Path:
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family_ws(request, hybrid_ws: Workspace, model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     """(model_type, a workspace whose base_model is a tiny model of that family, with the hybrid
-    workspace's classifier and a unified adapter trained on the base for a few steps)."""
+    workspace's classifier, and a unified adapter and a QnA specialist trained on it for a few steps)."""
     from pz2.models.prepare import embedded_tokenizer_dir
     from pz2.training.sft import train_sft
 
@@ -81,17 +81,20 @@ def family_ws(request, hybrid_ws: Workspace, model_cache: Path, tmp_path_factory
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     generate(DataConfig(per_category=20), SYSTEM, ws.datasets)
     shutil.copytree(hybrid_ws.classifier, ws.classifier)
-    train_sft(ws, "unified", SFTConfig(**SFT_FAST), ws.model_config())
+    for kind in ("unified", "qna"):
+        train_sft(ws, kind, SFTConfig(**SFT_FAST), ws.model_config())
     return model_type, ws
 
 
 def _answer(ws: Workspace, backend: str):
+    """(engine name, a turn the unified model answers, a turn the QnA specialist answers)."""
     from pz2.runtime.assistant import Assistant
 
     assistant = Assistant.from_workspace(ws, {"runtime.engine.backend": backend}, log=False)
     try:
-        turn = assistant.ask("hi there, how is your day going?")
-        return assistant.engine.name, turn
+        unified = assistant.ask("hi there, how is your day going?", session="a")
+        specialist = assistant.ask("What is the capital of France? expert mode", session="b")
+        return assistant.engine.name, unified, specialist
     finally:
         assistant.close()
 
@@ -111,13 +114,15 @@ def test_a_lora_trains_on_every_family_and_records_its_base(family_ws) -> None:
 
 def test_both_engines_answer_alike_or_llama_cpp_says_why_not(family_ws, caplog) -> None:
     model_type, ws = family_ws
-    _, reference = _answer(ws, "transformers")
+    _, reference, expert = _answer(ws, "transformers")
     with caplog.at_level(logging.WARNING, logger="pz2.runtime.engine"):
-        name, fast = _answer(ws, "llamacpp")
+        name, fast, fast_expert = _answer(ws, "llamacpp")
     assert reference.generation.token_ids, "the tiny model answered something"
+    assert (expert.route, expert.specialist, fast_expert.specialist) == ("specialist", "qna", "qna")
     if FAMILIES[model_type][1]:
         assert name == "llamacpp"
         assert fast.generation.token_ids == reference.generation.token_ids
+        assert fast_expert.generation.token_ids == expert.generation.token_ids   # the specialist's LoRA GGUF
         assert (fast.route, fast.category) == (reference.route, reference.category)
     else:
         assert name == "transformers"
