@@ -84,9 +84,9 @@ class LlamaCppEngine(Engine):
     @classmethod
     def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
         e = cfg.runtime.engine
-        gguf = served_gguf(cfg, served)
+        gguf, tokenizer = served_gguf(cfg, served), tokenizer_for(cfg)
         try:
-            engine = cls(gguf, tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens, e.context_length, e.threads,
+            engine = cls(gguf, tokenizer, cfg.system_prompt, e.max_new_tokens, e.context_length, e.threads,
                          cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty, e.flash_attention)
         except ModelError as error:   # a GGUF pz2 wrote that this llama.cpp refuses: transformers serves it
             if cfg.base_model == EMBEDDED or cfg.runtime.engine.gguf_model is not None:
