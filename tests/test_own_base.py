@@ -208,3 +208,27 @@ def test_a_hub_id_in_the_local_cache_is_its_snapshot_folder(tiny_base: Path, tmp
     assert Path(resolve_base(ModelConfig(base_model="someone/tiny"))) == snapshot
     with pytest.raises(ModelError, match="not a model in the local Hugging Face cache"):
         resolve_base(ModelConfig(base_model="someone/other"))
+
+
+def test_eval_and_the_api_run_on_the_family(family_ws, tmp_path: Path) -> None:
+    import openai
+    from conftest import live_server, wait_healthy
+    from typer.testing import CliRunner
+
+    from pz2.cli import app
+    from pz2.config import ServingConfig
+    from pz2.runtime.assistant import Assistant
+    from pz2.serving.app import create_app
+
+    model_type, ws = family_ws
+    report = CliRunner().invoke(app, ["--workspace", str(ws.root), "eval", "generation", "--model",
+                                      str(ws.unified_model), "--limit", "2", "--max-new-tokens", "4",
+                                      "--output", str(tmp_path / "eval")])
+    assert report.exit_code == 0, report.output
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"] == 2
+    api = create_app(lambda: Assistant.from_workspace(ws, log=False), ServingConfig(), model_type, None)
+    with live_server(api) as url:
+        wait_healthy(url)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model="pz2-hybrid", messages=[{"role": "user", "content": "hello"}])
+    assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens > 0
