@@ -216,8 +216,12 @@ def base_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
     if served.gguf is None:
         raise EngineUnavailable(f"{served.fingerprint['id']} has no GGUF form (a merged model of an architecture "
                                 "pz2 cannot write as GGUF)")
-    if served.gguf.is_file() or cfg.base_model == EMBEDDED or cfg.runtime.engine.gguf_model is not None:
+    if served.gguf.is_file():
         return served.gguf
+    if cfg.runtime.engine.gguf_model is not None:
+        raise ModelError(f"{served.gguf}: runtime.engine.gguf_model does not exist")
+    if cfg.base_model == EMBEDDED:
+        raise ModelError(f"{served.gguf}: the served base is missing; rebuild it with `pz2 models prepare`")
     from pz2.models.gguf_export import write_model_gguf
 
     fmt = float_format(served.path)

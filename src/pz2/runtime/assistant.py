@@ -213,7 +213,7 @@ class _Grounding:
 class _Answer:
     """What answers a turn, under which decision, filled in as the turn goes."""
 
-    decision: Route
+    decision: Route | None             # None until the router has judged the unified answer
     text: str
     gen: Generation | None
     unified_text: str | None = None

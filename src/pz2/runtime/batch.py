@@ -47,9 +47,10 @@ def _write(clf: ConversationClassifier, path: Path, out: TextIO, batch_size: int
     return n
 
 
-def classify_file(clf: ConversationClassifier, path: Path, output: Path | None, batch_size: int = 64) -> int:
+def classify_file(clf: ConversationClassifier, path: Path, output: Path | None, batch_size: int) -> int:
     """Label every row of `path`; the input's fields are kept and the prediction's added. Returns rows.
-    Rows reach `output` batch by batch (a crash keeps the labelled ones in `<output>.partial`)."""
+    Rows reach `output` batch by batch (`runtime.classify_batch_size`; a crash keeps the labelled ones in
+    `<output>.partial`)."""
     distinct_output(path, output)
     if output is None:
         return _write(clf, path, sys.stdout, batch_size)

@@ -37,14 +37,6 @@ def _llama_cpp() -> Any:
     return llama_cpp
 
 
-def served_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
-    """The GGUF of the served model (written on first use for a base of your own), or the one-line reason
-    there is none."""
-    if cfg.runtime.engine.gguf_model is not None and not served.gguf.is_file():
-        raise ModelError(f"{served.gguf}: runtime.engine.gguf_model does not exist")
-    return base_gguf(cfg, served)
-
-
 def tokenizer_for(cfg: ModelConfig) -> Any:
     """The Hugging Face tokenizer of the base: prompts are built exactly as in training."""
     from pz2.models.prepare import embedded_tokenizer_dir
@@ -84,7 +76,7 @@ class LlamaCppEngine(Engine):
     @classmethod
     def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
         e = cfg.runtime.engine
-        gguf, tokenizer = served_gguf(cfg, served), tokenizer_for(cfg)
+        gguf, tokenizer = base_gguf(cfg, served), tokenizer_for(cfg)
         try:
             engine = cls(gguf, tokenizer, cfg.system_prompt, e.max_new_tokens, e.context_length, e.threads,
                          cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty, e.flash_attention)
