@@ -19,6 +19,8 @@ from pz2.fileio import atomic_write_text
 
 EMBEDDED = "embedded"
 WeightFormat = Literal["q4_0", "q4_1", "q8_0", "f16", "f32"]
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a versatile AI assistant capable of handling various types of conversations: "
@@ -65,6 +67,16 @@ class EngineConfig(_Strict):
         "a base of your own the GGUF pz2 writes of it on first use (architectures it cannot write: transformers)."
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the transformers engine runs, with `eval generation`, `eval loss` and the demo's base "
+        "answer: `auto` = the first CUDA GPU, else the CPU; `cpu`; `cuda` or `cuda:N` (an error where absent).",
+    )
+    dtype: DtypeName = Field(
+        "auto",
+        description="The transformers engine's weights and compute: `auto` = bfloat16 on a GPU that has it "
+        "(float16 on an older one), float32 on a CPU; `float32`, `bfloat16` (runs on a CPU too) or `float16`.",
+    )
     flash_attention: bool = Field(
         True,
         description="llama.cpp's fused attention, a few percent faster per answer here (benchmarks/engine_speed.py). "
@@ -417,6 +429,12 @@ class SFTConfig(_Strict):
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations in the backward pass: far less GPU memory for about a third more "
         "time. null: on with a GPU, off on a CPU (where memory is plenty and time is short).",
+    )
+    precision: Precision = Field(
+        "auto",
+        description="Compute precision of training: `auto` = bf16 on a GPU that has it, fp16 with loss scaling "
+        "on an older GPU, fp32 on a CPU; `bf16` also trains on a CPU (slowly; how CI tests the GPU's path); "
+        "`fp16` needs a GPU. The LoRA weights stay float32 and the loss's softmax runs in float32.",
     )
     load_in_4bit: bool = Field(
         False, description="QLoRA: the base in 4-bit NF4 (bitsandbytes, CUDA only), the adapter in bf16/fp16; a "

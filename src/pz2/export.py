@@ -21,7 +21,9 @@ def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
     adapter = adapter_dir(model)
     if adapter is None:
         raise ModelError(f"{model}: no LoRA adapter here (adapter_config.json); nothing to merge")
-    peft_model, tokenizer = load_for_generation(model_cfg, model)
+    from pz2.models.precision import EXACT
+
+    peft_model, tokenizer = load_for_generation(model_cfg, model, EXACT)
     merged = peft_model.merge_and_unload()
     manifest_file = adapter / "manifest.json"
     manifest = read_json(manifest_file, "retrain the adapter") if manifest_file.exists() else {}

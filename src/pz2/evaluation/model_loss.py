@@ -1,6 +1,6 @@
 """Loss and perplexity of a model on reference answers: how likely it finds the right answer.
 
-Teacher forcing in transformers (float32), with the prompt built and masked exactly as in
+Teacher forcing in transformers (on the engine's device and dtype, the softmax in float32), with the prompt built and masked exactly as in
 training (`models.chat.encode_example`): the loss is on the answer's tokens only. The GGUF the
 llama.cpp engine serves de-quantizes to these same weights, so the figure holds for it too.
 """
@@ -36,8 +36,8 @@ def reference_losses(cfg: ModelConfig, model_path: Path | None, examples: Sequen
             if enc is None:
                 out.append(Loss(0.0, 0))
                 continue
-            ids = torch.tensor([enc["input_ids"]])
-            labels = torch.tensor(enc["labels"][1:])                    # (T-1,): position t predicts t+1
+            ids = torch.tensor([enc["input_ids"]], device=model.device)
+            labels = torch.tensor(enc["labels"][1:], device=model.device)   # (T-1,): position t predicts t+1
             logits = model(input_ids=ids).logits[0, :-1].float()        # (T-1, V)
             keep = labels != IGNORE_INDEX
             nll = torch.nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum")

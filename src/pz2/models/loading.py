@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.artifacts import load_tokenizer, pretrained, read_json
-from pz2.models.base import load_base
+from pz2.models.base import load_base, load_causal_lm
+
+if TYPE_CHECKING:
+    from pz2.models.precision import Placement
 
 MANIFEST = "manifest.json"   # written by training beside every adapter: what it was trained on, with what
 
@@ -80,13 +83,12 @@ def _trained_on(adapter: Path) -> Path | None:
     return Path(recorded) if isinstance(recorded, str) and (Path(recorded) / "config.json").is_file() else None
 
 
-def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any, Any]:
-    """(model, tokenizer): the base when `path` is None; base + adapter; or a full model directory."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def load_for_generation(model_cfg: ModelConfig, path: Path | None,
+                        placement: Placement | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) on the engine's device and dtype (`placement`: elsewhere): the base when `path`
+    is None; base + adapter; or a full model directory."""
     if path is None:
-        return load_base(model_cfg)
+        return load_base(model_cfg, placement=placement)
     if not path.exists():
         raise ModelError(f"{path}: no such model folder; train it first (`pz2 train unified` / `pz2 train specialist`)")
     trained = find_trained(path)
@@ -99,13 +101,14 @@ def load_for_generation(model_cfg: ModelConfig, path: Path | None) -> tuple[Any,
             from pz2.models.prepare import served_base
 
             check_trained_on(adapter, served_base(model_cfg).fingerprint)
-        base, _ = load_base(model_cfg, trained_on)
+        base, _ = load_base(model_cfg, trained_on, placement)
         fix = "retrain the adapter"
         model = pretrained(lambda a: PeftModel.from_pretrained(base, a), adapter, "LoRA adapter", fix)
         return model.eval(), load_tokenizer(adapter, fix)
     if trained.kind == "gguf":
         raise ModelError(f"{trained.path}: a GGUF file; transformers loads a Hugging Face model folder or an adapter")
     fix = "retrain or re-export the model"
-    model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", fix, dtype=torch.float32,
-                       use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code)
-    return model.eval(), load_tokenizer(path, fix)
+    from pz2.models.precision import Placement
+
+    placement = placement or Placement.of(model_cfg.runtime.engine)
+    return load_causal_lm(path, fix, placement, model_cfg.trust_remote_code), load_tokenizer(path, fix)

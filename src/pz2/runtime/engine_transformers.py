@@ -1,7 +1,8 @@
 """The reference engine: transformers + PEFT, adapters switched on one PeftModel.
 
-Slower than llama.cpp on a CPU, but it is what training produced, it runs on GPUs, and it
-serves full-model specialists (a fine-tuned model directory instead of an adapter).
+Slower than llama.cpp on a CPU, but it is what training produced, it runs on GPUs (`runtime.engine.device`,
+in bfloat16 there by default: `runtime.engine.dtype`), and it serves full-model specialists (a fine-tuned
+model directory instead of an adapter), on the same device and in the same dtype as the base.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import numpy as np
 from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.artifacts import pretrained
-from pz2.models.base import load_base
+from pz2.models.base import load_base, load_causal_lm
 from pz2.models.loading import find_trained
+from pz2.models.precision import Placement
 from pz2.models.prepare import ServedModel
+from pz2.models.transformers_names import returned_cache, with_cache
 from pz2.runtime.engine import Engine
 
 
@@ -26,7 +29,7 @@ class TransformersEngine(Engine):
     def __init__(self, base: Any, tokenizer: Any, system_prompt: str, max_new_tokens: int, trust_remote_code: bool = False,
                  no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
         super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
-        self.model = base          # becomes a PeftModel with the first adapter
+        self.model = base          # becomes a PeftModel with the first adapter; its device and dtype are the engine's
         self.full: dict[str, Any] = {}
         self.trust_remote_code = trust_remote_code
         self._active: Any = None
@@ -38,7 +41,7 @@ class TransformersEngine(Engine):
 
         if cfg.runtime.engine.threads:
             torch.set_num_threads(cfg.runtime.engine.threads)
-        base, tokenizer = load_base(cfg, served.path)
+        base, tokenizer = load_base(cfg, served.path, Placement.of(cfg.runtime.engine))
         e = cfg.runtime.engine
         engine = cls(base, tokenizer, cfg.system_prompt, e.max_new_tokens, cfg.trust_remote_code,
                      e.no_repeat_ngram_size, e.repetition_penalty)
@@ -47,9 +50,7 @@ class TransformersEngine(Engine):
         return engine
 
     def _load(self, name: str, path: Path) -> int:
-        import torch
         from peft import PeftModel
-        from transformers import AutoModelForCausalLM
 
         trained = find_trained(path)
         if trained.kind == "adapter":
@@ -61,8 +62,8 @@ class TransformersEngine(Engine):
             return sum(p.numel() * p.element_size() for n, p in self.model.named_parameters() if f".{name}." in n)
         if trained.kind == "gguf":
             raise ModelError(f"{trained.path}: a GGUF file is served by runtime.engine.backend: llamacpp")
-        model = pretrained(AutoModelForCausalLM.from_pretrained, path, "model", "retrain or re-export the model",
-                           dtype=torch.float32, use_safetensors=True, trust_remote_code=self.trust_remote_code).eval()
+        model = load_causal_lm(path, "retrain or re-export the model", Placement(self.model.device, self.model.dtype),
+                               self.trust_remote_code)
         self.full[name] = model
         return sum(p.numel() * p.element_size() for p in model.parameters())
 
@@ -74,9 +75,10 @@ class TransformersEngine(Engine):
         import torch
 
         with torch.inference_mode():
-            out = self._active(input_ids=torch.tensor([ids]), cache=self._cache, use_cache=True, logits_to_keep=1)
-        self._cache = out.cache
-        return out.logits[0, -1].float().numpy()
+            out = self._active(input_ids=torch.tensor([ids], device=self.model.device), use_cache=True,
+                               logits_to_keep=1, **with_cache(self._cache))
+        self._cache = returned_cache(out)
+        return out.logits[0, -1].float().cpu().numpy()
 
     def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:   # no cache to reuse
         from peft import PeftModel

@@ -30,6 +30,8 @@ from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.loading import MANIFEST
+from pz2.models.precision import training_dtype
+from pz2.models.transformers_names import checkpointing_arguments, sampler_arguments
 from pz2.models.unified import served_model
 from pz2.training.sft_data import (
     KINDS,
@@ -185,27 +187,31 @@ def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft
 
 @dataclass(frozen=True)
 class Device:
-    """Where and in what precision training runs: float32 on a CPU; on a GPU bf16 where it is supported,
-    else fp16 with loss scaling; gradient checkpointing on a GPU unless the config says otherwise."""
+    """Where and in what precision training runs (`sft.precision`, models/precision.py): float32 on a CPU;
+    on a GPU bf16 where it is supported, else fp16 with loss scaling; gradient checkpointing on a GPU
+    unless the config says otherwise. bf16 and fp16 are mixed precision: the base's weights in that
+    dtype, the LoRA weights in float32, matrix products under autocast."""
 
     cpu: bool
-    bf16: bool
-    fp16: bool
+    dtype: torch.dtype
     checkpointing: bool
 
     @classmethod
     def detect(cls, cfg: SFTConfig) -> Device:
         cpu = not torch.cuda.is_available()
-        bf16 = not cpu and torch.cuda.is_bf16_supported()
         checkpointing = (not cpu) if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
         if cfg.load_in_4bit and cpu:
             raise UsageError("sft.load_in_4bit (QLoRA) needs a CUDA GPU; on a CPU train the float base "
                              "(load_in_4bit: false)")
-        return cls(cpu, bf16, not cpu and not bf16, checkpointing)
+        return cls(cpu, training_dtype(cfg.precision, cpu), checkpointing)
 
     @property
-    def dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
+    def bf16(self) -> bool:
+        return self.dtype is torch.bfloat16
+
+    @property
+    def fp16(self) -> bool:
+        return self.dtype is torch.float16
 
 
 def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, device: Device, local_rank: int) -> Any:
@@ -265,16 +271,16 @@ def _arguments(cfg: SFTConfig, run_dir: Path, device: Device) -> Any:
         bf16=device.bf16,
         fp16=device.fp16,                     # with loss scaling, on a GPU without bf16
         use_cpu=device.cpu,                   # with several processes and no GPU: DDP over gloo
-        activation_checkpointing=device.checkpointing,   # off on a CPU: it costs more time than the memory it saves
         dataloader_num_workers=0,
         dataloader_pin_memory=not device.cpu,
         remove_unused_columns=False,
         report_to="none",                     # TensorBoard is attached below, with our log folder
         seed=cfg.seed,
         data_seed=cfg.seed,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
         disable_tqdm=False,
         include_num_input_tokens_seen="non_padding",
+        **checkpointing_arguments(device.checkpointing),   # off on a CPU: it costs more time than the memory it saves
+        **sampler_arguments(cfg.group_by_length and not cfg.packing),
     )
 
 

@@ -146,13 +146,17 @@ def completion_loss(head: torch.nn.Module) -> Any:
     The prompt's labels are -100, so its logits are wasted work: on SmolLM2 the 49,152-word head
     and its softmax are about a fifth of a forward pass and most of its memory traffic. The
     forward still runs through the (possibly DDP-wrapped) model; the head is frozen under LoRA.
+
+    In mixed precision the head runs in the model's compute dtype (accelerate hands the hidden states
+    back in float32, and a bf16 head cannot multiply them), the softmax in float32.
     """
 
     def loss_fn(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
         target = labels[:, 1:]                                  # (B, T-1): position t predicts token t+1
         keep = target != IGNORE_INDEX
         hidden = outputs.hidden_states[-1][:, :-1][keep]        # (N, H), N = labelled positions
-        loss = torch.nn.functional.cross_entropy(head(hidden).float(), target[keep], reduction="sum")
+        logits = head(hidden.to(head.weight.dtype)).float()
+        loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
         return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1))
 
     return loss_fn
