@@ -23,6 +23,9 @@ LrOpt = Annotated[float | None, typer.Option(help="Learning rate (config: sft.le
 BatchOpt = Annotated[int | None, typer.Option(help="Examples per step (config: sft.batch_size).")]
 PackingOpt = Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack rows into full blocks (config: sft.packing).")]
 OutputOpt = Annotated[Path | None, typer.Option(help="Adapter folder (default: the seed's place in models/).")]
+PrecisionOpt = Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (config: sft.precision).")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (config: runtime.engine.device).")]
+DtypeOpt = Annotated[str | None, typer.Option(help="auto, float32, bfloat16 or float16 (config: runtime.engine.dtype).")]
 
 
 def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool, overrides: dict[str, Any],
@@ -50,13 +53,15 @@ def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool,
 @train_app.command("unified")
 def train_unified_cmd(ctx: typer.Context, profile: ProfileOpt = None, resume: ResumeOpt = False,
                       max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
-                      batch_size: BatchOpt = None, packing: PackingOpt = None, output: OutputOpt = None) -> None:
+                      batch_size: BatchOpt = None, packing: PackingOpt = None, precision: PrecisionOpt = None,
+                      output: OutputOpt = None) -> None:
     """LoRA fine-tune of the unified model on unified_train.jsonl -> models/unified_model/adapter/.
 
     Example: [bold]pz2 train unified --profile quick[/]   (multi-GPU: [bold]accelerate launch -m pz2 train unified[/])
     """
     _train_sft(ctx, "unified", profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
-                                                 "batch_size": batch_size, "packing": packing}, output)
+                                                 "batch_size": batch_size, "packing": packing, "precision": precision},
+               output)
 
 
 @train_app.command("specialist")
@@ -64,13 +69,15 @@ def train_specialist_cmd(ctx: typer.Context,
                          type: Annotated[str, typer.Option("--type", help="qna or technical.")],
                          profile: ProfileOpt = None, resume: ResumeOpt = False,
                          max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
-                         batch_size: BatchOpt = None, packing: PackingOpt = None, output: OutputOpt = None) -> None:
+                         batch_size: BatchOpt = None, packing: PackingOpt = None, precision: PrecisionOpt = None,
+                         output: OutputOpt = None) -> None:
     """LoRA fine-tune of a specialist on dialogue_<type>_train.jsonl -> models/<type>_specialist/.
 
     Example: [bold]pz2 train specialist --type technical --profile quick[/]
     """
     _train_sft(ctx, type, profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
-                                            "batch_size": batch_size, "packing": packing}, output)
+                                            "batch_size": batch_size, "packing": packing, "precision": precision},
+               output)
 
 
 @eval_app.command("generation")
@@ -81,17 +88,19 @@ def eval_generation_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer generated.")] = 128,
     output: Annotated[Path | None, typer.Option(help="Report folder (default: <model>/eval/<data name>).")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """ROUGE-L and chrF of greedy answers against the reference answers; JSON, JSONL and markdown.
 
-    Example: [bold]pz2 eval generation --model finetuning/models/unified_model --limit 50[/]
+    Example: [bold]pz2 eval generation --model finetuning/models/unified_model --limit 50[/]   (on a GPU: [bold]--device cuda[/])
     """
     from pz2.evaluation.generation_report import evaluate_generation
     from pz2.models.loading import load_for_generation
 
     ws = _ws(ctx)
     data = data or ws.datasets / "unified_test.jsonl"
-    model_cfg = ws.model_config()
+    model_cfg = ws.model_config({"runtime.engine.device": device, "runtime.engine.dtype": dtype})
     loaded, tokenizer = load_for_generation(model_cfg, model)
     out = output or (model or ws.models / "base") / "eval" / data.stem
     with console.status(f"generating answers for {data.name} ..."):

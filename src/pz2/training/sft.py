@@ -331,7 +331,8 @@ def train_sft(
     manifest = {
         "kind": kind, "profile": profile, "base_model": data.base, "raft": data.grounded,
         "data": {str(p): sha256_file(p) for p in (data.train_path, data.val_path)},
-        "config": cfg.model_dump(mode="json"), "system_prompt": model_cfg.system_prompt,
+        "config": cfg.model_dump(mode="json"), "precision": str(device.dtype).removeprefix("torch."),
+        "system_prompt": model_cfg.system_prompt,
         "metrics": metrics, "wall_time_s": round(seconds, 1), "trainable_parameters": trainable,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "log_dir": str(log_dir),
         "processes": state.num_processes,
