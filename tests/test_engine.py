@@ -142,7 +142,7 @@ def test_the_no_repeat_rule_bans_exactly_the_completing_tokens() -> None:
     logits = np.arange(10, dtype=np.float32)
     ids = [1, 2, 3, 1, 2]                       # the 3-gram (1, 2, 3) exists: after (1, 2), 3 is banned
     out = control_repetition(logits, ids, 3, 1.0)
-    assert out[3] == BANNED and np.all(np.delete(out, 3) == np.delete(logits, 3))
+    assert out[3] == np.float32(BANNED) and np.all(np.delete(out, 3) == np.delete(logits, 3))
     assert control_repetition(logits, ids, 0, 1.0) is logits          # off: untouched
     penalised = control_repetition(np.array([2.0, -2.0, 1.0]), [0, 1], 0, 2.0)
     np.testing.assert_allclose(penalised, [1.0, -4.0, 1.0])           # CTRL: divide positive, multiply negative
