@@ -47,8 +47,8 @@ demo: setup
 test: setup
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
-	$(BIN)/python -m pytest
 	$(MAKE) test-lowest
+	$(BIN)/python -m pytest
 
 test-lowest: setup-lowest
 	$(LOWEST)/bin/python -m pytest -q $(LOWEST_TESTS)

@@ -55,8 +55,10 @@ def test_a_lora_trains_in_bf16_on_the_cpu_with_a_finite_falling_loss(workspace: 
     path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "base_model": str(learnable_base)}))
     generate(DataConfig(per_category=10), SYSTEM, workspace.datasets)
     fast = {**SFT_FAST, "max_steps": 24, "save_steps": 24, "eval_steps": 24, "learning_rate": 1e-2}
-    cfg = SFTConfig(**fast, max_train_examples=8, warmup_ratio=0, precision="bf16")   # 8 rows, 6 passes
-    assert Device.detect(cfg).dtype is torch.bfloat16
+    cfg = SFTConfig(**fast, max_train_examples=8, warmup_ratio=0,   # 8 rows, 6 passes
+                    precision="bf16", gradient_checkpointing=True)   # what a GPU runs by default
+    device = Device.detect(cfg)
+    assert device.dtype is torch.bfloat16 and device.checkpointing
     result = train_sft(workspace, "unified", cfg, workspace.model_config())
     manifest = json.loads((result.path / "manifest.json").read_text())
     assert manifest["precision"] == "bfloat16" and manifest["config"]["precision"] == "bf16"
@@ -183,3 +185,17 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused_in_one_line(hybrid:
                                       "--device", "cuda"])
     assert result.exit_code == 1 and "sees no CUDA GPU" in result.output
     assert "Traceback" not in result.output
+
+
+def test_training_arguments_use_the_names_of_the_installed_transformers(tmp_path: Path) -> None:
+    """Checkpointing and length-grouped batches are asked for under whichever names this transformers has
+    (the lowest declared release and the newest differ; `make test` runs both)."""
+    from pz2.training.sft import _arguments
+
+    args = _arguments(SFTConfig(), tmp_path, Device(cpu=True, dtype=torch.bfloat16, checkpointing=True))
+    checkpointing = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
+    sampler = getattr(args, "train_sampling_strategy", None) or ("group_by_length" if args.group_by_length else "random")
+    assert checkpointing is True and sampler == "group_by_length" and args.bf16 and not args.fp16
+    plain = _arguments(SFTConfig(group_by_length=False), tmp_path, Device(cpu=True, dtype=torch.float32, checkpointing=False))
+    assert not (getattr(plain, "activation_checkpointing", None) or plain.gradient_checkpointing)
+    assert getattr(plain, "train_sampling_strategy", "random") == "random" and not getattr(plain, "group_by_length", False)

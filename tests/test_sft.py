@@ -220,19 +220,26 @@ def test_two_process_ddp_training_writes_one_adapter_from_the_main_process(sft_w
     """Two processes on a CPU train with DDP over gloo: only the main one logs, checkpoints (in a new run
     folder, the earlier run's checkpoints kept and said so) and saves, in the same adapter format as one process. (`accelerate launch --cpu` starts
     more than one process only through MPI; `--multi_gpu` starts them with torchrun, and on a machine
-    without a GPU pz2 puts them on the CPU.)"""
+    without a GPU pz2 puts them on the CPU.) In bf16 with gradient checkpointing, as on GPUs: the code
+    path of a multi-GPU run but for NCCL."""
     stale = sft_ws.checkpoints / "unified" / "checkpoint-999"   # left by an earlier pz2, which had no run folders
     stale.mkdir(parents=True)
     (stale / "trainer_state.json").write_text("{}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     accelerate = Path(sys.executable).with_name("accelerate")
+    training = sft_ws.configs / "training_config.yaml"
+    cfg = yaml.safe_load(training.read_text())
+    cfg["profiles"]["tiny-gpu-path"] = {**TINY_PROFILE, "gradient_checkpointing": True}
+    training.write_text(yaml.safe_dump(cfg))
     out = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "-m", "pz2",
-                          "--workspace", str(sft_ws.root), "train", "unified", "--profile", "tiny", "--max-steps", "4"],
+                          "--workspace", str(sft_ws.root), "train", "unified", "--profile", "tiny-gpu-path",
+                          "--precision", "bf16", "--max-steps", "4"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     adapter = sft_ws.models / "unified_model" / "adapter"
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["metrics"]["global_step"] == 4
+    assert manifest["precision"] == "bfloat16" and manifest["config"]["gradient_checkpointing"] is True
     from peft import PeftModel
     from safetensors.torch import load_file
 
