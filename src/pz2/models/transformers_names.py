@@ -4,7 +4,7 @@ Between 5.0 and the newest 5.x, `TrainingArguments(group_by_length=)` became `tr
 `gradient_checkpointing=` became `activation_checkpointing=` (the old name a deprecated alias), and a
 model's `past_key_values=` became `cache=` (in its arguments and in its output). No one spelling works
 across the range, so each is looked up on the class that defines it rather than guessed from a version
-number; `make test` runs the lowest declared release as well as the newest (README, "Tests").
+number; `make test` runs the lowest declared release as well as the newest (`make test-lowest`).
 """
 
 from __future__ import annotations
