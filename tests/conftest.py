@@ -19,6 +19,18 @@ from pz2.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Fixtures that train models, convert the real base or build a knowledge base: a test that uses one, directly
+# or through another fixture, is an integration test, as is one marked `slow` or `integration` itself (a
+# subprocess that trains, a server, a browser). The rest, `pytest -m "not integration"`, is the fast tier.
+TRAINS_OR_BUILDS = {"hybrid_ws", "sft_ws", "confident_ws", "serve_ws", "kb_ws", "two_stage_ws", "family_ws",
+                    "seed_layout", "finetuned", "setfit", "banks_kb", "browser", "learnable_base"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINS_OR_BUILDS & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
