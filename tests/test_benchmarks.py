@@ -12,6 +12,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration   # trains a 135M model twice
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU mode; on a GPU the benchmark measures every shape")

@@ -47,6 +47,7 @@ def _cli(ws: Workspace, *args: str):
     return CliRunner().invoke(app, ["--workspace", str(ws.root), *args], catch_exceptions=False)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("result_name", ["finetuned", "setfit"])
 def test_beats_chance_by_a_wide_margin_on_unseen_topics(request, result_name: str) -> None:
     result = request.getfixturevalue(result_name)
@@ -102,6 +103,7 @@ def test_setfit_uses_real_text_and_reports_on_it(setfit) -> None:
     assert clf.meta["method"] == "setfit"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("result_name", ["finetuned", "setfit"])
 def test_probabilities_are_calibrated_distributions(request, result_name: str) -> None:
     clf = ConversationClassifier.load(request.getfixturevalue(result_name).path)

@@ -179,6 +179,7 @@ def test_a_damaged_or_missing_index_is_one_clear_error(tmp_path: Path, encoder: 
         KnowledgeIndex.load(tmp_path / "kb")
 
 
+@pytest.mark.integration
 def test_the_default_index_holds_no_evaluation_question(small_data: Path, encoder: SentenceEncoder, tmp_path: Path) -> None:
     """Documents, never questions: no test row of the generated or imported data, and none of
     `pz2 eval kb`'s questions, is in any passage of the built-in collections."""
@@ -280,6 +281,7 @@ def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
     assert turn.route == "unified" and turn.sources == [] and turn.retrieval_ms is None
 
 
+@pytest.mark.integration
 def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "bad.txt": b"\x00\x01\x02"})
     cfg = workspace.configs / "model_config.yaml"

@@ -125,6 +125,7 @@ def test_without_a_knowledge_base_a_specialist_trains_on_plain_rows(hybrid: Work
     assert not (hybrid.datasets / "raft").exists()
 
 
+@pytest.mark.integration
 def test_sheet_rows_come_from_training_sheets_and_quote_their_command(tmp_path_factory, tokenizer) -> None:
     from pz2.data.real import split_of
     from pz2.knowledge.raft import sheet_examples, sheet_rows
