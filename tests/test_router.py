@@ -190,3 +190,30 @@ def test_a_how_to_about_a_named_tool_reaches_technical_support_in_any_language(t
 ])
 def test_a_question_of_fact_stays_with_the_qna_specialist(text: str) -> None:
     assert before(text, QNA, router.expert_phrase(text)).category == "qna", text
+
+
+def test_sessions_are_forgotten_when_idle_or_too_many_and_end_in_the_predictor() -> None:
+    """A server meets a new session per user: idle ones expire, the least recently active go past the limit,
+    and each forgotten session is ended in the usage predictor, so neither store grows for ever."""
+    from pz2.runtime.predictor import UsagePredictor
+    from pz2.runtime.session import Sessions
+
+    now = [0.0]
+    predictor = UsagePredictor(("qna", "technical"))
+    sessions = Sessions(idle_s=60, limit=3, on_end=predictor.end, clock=lambda: now[0])
+    for name in ("a", "b", "c"):
+        sessions.get(name).last = ("q", None)
+        predictor.observe(name, "qna")
+    now[0] = 30
+    assert sessions.get("a").last == ("q", None), "a remembered session keeps its memory"
+    sessions.get("d")                             # a fourth: the least recently active (b) is forgotten
+    assert len(sessions) == 3 and sessions.get("b").last is None
+    assert "b" not in predictor._recent and "b" not in predictor._last
+    now[0] = 100                                  # a, c and d idle for 70 s or more: all forgotten by the next turn
+    sessions.get("e")
+    assert len(sessions) == 1
+    assert set(predictor._recent) == set() and set(predictor._last) == set()
+    for i in range(1000):                         # a thousand one-turn users leave at most `limit` behind
+        sessions.get(f"user-{i}")
+        predictor.observe(f"user-{i}", "technical")
+    assert len(sessions) == 3 and len(predictor._recent) <= 3

@@ -223,6 +223,13 @@ class RuntimeConfig(_Strict):
         "honest reply in its script (Korean or English) asking for the question in English, instead of a "
         "sentence the model would invent. Set false for a multilingual base.",
     )
+    session_idle_minutes: float = Field(
+        60, gt=0, description="A conversation with no turn for this long is forgotten (its last question, a pending "
+        "expert-mode offer, its usage history): a server meets a new session per user, and its memory must not grow.",
+    )
+    max_sessions: int = Field(
+        10_000, ge=1, description="Conversations remembered at once; past it the least recently active is forgotten.",
+    )
     classify_batch_size: int = Field(
         64, ge=1, le=4096,
         description="Texts per forward pass of `pz2 classify --input`: 64 short texts keep 2 cores busy; larger "

@@ -34,6 +34,7 @@ from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engin
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
+from pz2.runtime.session import Session, Sessions
 from pz2.runtime.router import (
     OFFER,
     SPECIALIST,
@@ -126,12 +127,6 @@ class Turn:
         return (f"route {self.route} · {self.reason} ({self.detail}) · category {self.category} · confidence {conf} · "
                 f"complexity {self.complexity:.2f} · {self.latency_ms:.0f} ms · specialist {self.specialist_state}"
                 f"{grounded}")
-
-
-@dataclass
-class _Session:
-    last: tuple[str, Prediction] | None = None
-    offer: tuple[str, Prediction] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,7 +244,7 @@ class Assistant:
         self.predictor = UsagePredictor(SPECIALISTS, runtime.pool)
         self.confidence = confidence
         self.log_path = log_path
-        self._sessions: dict[str, _Session] = {}
+        self.sessions = Sessions(runtime.session_idle_minutes * 60, runtime.max_sessions, on_end=self.predictor.end)
         self._lock = threading.Lock()
 
     @classmethod
@@ -280,25 +275,24 @@ class Assistant:
         self.classifier.predict(["hello"])
         self.engine.generate("hello", self.engine.unified, max_new_tokens=1)
 
-    def session(self, name: str) -> _Session:
-        with self._lock:
-            return self._sessions.setdefault(name, _Session())
+    def session(self, name: str) -> Session:
+        return self.sessions.get(name)
 
     def pending_offer(self, session: str) -> bool:
         return self.session(session).offer is not None
 
-    def _recalled(self, history: tuple[dict[str, str], ...]) -> tuple[_Session, int]:
+    def _recalled(self, history: tuple[dict[str, str], ...]) -> tuple[Session, int]:
         """What a session would remember of a conversation sent whole (the API is stateless): its last
         question, offered expert mode if the reply ends with the offer; and how many messages precede
         that question, so a re-asked question is answered without its first answer in the prompt."""
         users = [i for i, m in enumerate(history) if m["role"] == "user"]
         if not users:
-            return _Session(), 0
+            return Session(), 0
         question = history[users[-1]]["content"]
         last = (question, self.classifier.predict([question])[0])
         offered = any(m["role"] == "assistant" and m["content"].rstrip().endswith(tuple(OFFER_TEXT.values()))
                       for m in history[users[-1] + 1:])
-        return _Session(last=last, offer=last if offered else None), users[-1]
+        return Session(last=last, offer=last if offered else None), users[-1]
 
     def ask(self, message: str, session: str = "default", expert: bool = False,
             on_text: TextListener | None = None, options: Options = Options()) -> Turn:
@@ -314,7 +308,7 @@ class Assistant:
         self._log(turn)
         return turn
 
-    def _read(self, message: str, session: str, expert: bool, options: Options) -> tuple[_Session, _Asked]:
+    def _read(self, message: str, session: str, expert: bool, options: Options) -> tuple[Session, _Asked]:
         """The session's memory (or, over the stateless API, what the history implies) and what the message
         asks: its own question, or, for a bare expert request ("네, 전문가 모드로 해주세요"), the last one."""
         history = options.history
@@ -364,7 +358,7 @@ class Assistant:
             self._specialist(asked.question, answer, stream, prompting, options.retrieval)
         return answer
 
-    def _remember(self, state: _Session, session: str, asked: _Asked, decision: Route) -> None:
+    def _remember(self, state: Session, session: str, asked: _Asked, decision: Route) -> None:
         """What the next turn may refer back to, and what the predictor learns for preloading."""
         if decision.route == OFFER:
             state.offer = (asked.question, asked.prediction)
