@@ -160,11 +160,12 @@ def test_a_query_finds_its_passage_by_meaning_and_by_exact_term(tmp_path: Path, 
                                      "tax.txt": "Keep receipts for seven years in case the tax office asks."})
     _build(tmp_path / "kb", docs, encoder)
     retriever = Retriever.load(tmp_path / "kb", ModelConfig(), encoder)
-    by_meaning = retriever.search("a sheet of paper is stuck inside my printer", 1)[0]
+    by_meaning = retriever.search("a sheet of paper is stuck inside my printer", 1).hits[0]
     assert "jammed sheet" in by_meaning.chunk.text and by_meaning.similarity > 0.3
-    by_term = retriever.search("E-7Q4Z", 3)
+    by_term = retriever.search("E-7Q4Z", 3).hits
     assert "E-7Q4Z" in by_term[0].chunk.text and by_term[0].lexical > 0
-    assert retriever.search("when should I water tomatoes", 1)[0].chunk.path.endswith("garden.txt")
+    garden = retriever.search("when should I water tomatoes", 1)
+    assert garden.hits[0].chunk.path.endswith("garden.txt") and garden.ms > 0
 
 
 def test_a_damaged_or_missing_index_is_one_clear_error(tmp_path: Path, encoder: SentenceEncoder) -> None:

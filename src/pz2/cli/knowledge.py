@@ -58,14 +58,15 @@ def kb_search_cmd(
     ws = _ws(ctx)
     cfg = ws.model_config()
     retriever = Retriever.load(ws.knowledge, cfg)
-    hits = retriever.search(query, k)
+    found = retriever.search(query, k)
+    hits = found.hits
     floor = cfg.runtime.retrieval.min_similarity
     if as_json:
         typer.echo(json.dumps([{**h.chunk.to_dict(), "score": h.score, "similarity": h.similarity,
                                 "lexical": h.lexical, "source": h.similarity >= floor} for h in hits],
                               ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(hits)} hits of {len(retriever.index)} passages · {retriever.last_ms:.1f} ms")
+    table = Table(title=f"{len(hits)} hits of {len(retriever.index)} passages · {found.ms:.1f} ms")
     for col in ("#", "fused", "cosine", "bm25", "source", "passage"):
         table.add_column(col)
     for i, h in enumerate(hits, start=1):

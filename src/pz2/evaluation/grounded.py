@@ -33,7 +33,7 @@ from pz2.fileio import (
     atomic_write_jsonl,
     atomic_write_text,
 )
-from pz2.knowledge.grounding import cited, unsourced
+from pz2.knowledge.grounding import Grounded, cited
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever
 from pz2.runtime.assistant import passage_room
@@ -82,9 +82,9 @@ def retrieval_metrics(retriever: Retriever, rows: list[GroundedRow]) -> tuple[di
     ranks: list[int | None] = []
     ms: list[float] = []
     for row in rows:
-        hits = retriever.search(row.question, max(RECALL_AT))
-        ms.append(retriever.last_ms)
-        ranks.append(next((r for r, h in enumerate(hits, start=1) if h.chunk.path == row.source), None))
+        found = retriever.search(row.question, max(RECALL_AT))
+        ms.append(found.ms)
+        ranks.append(next((r for r, h in enumerate(found.hits, start=1) if h.chunk.path == row.source), None))
     n = len(rows)
     out: dict[str, Any] = {f"recall@{k}": sum(r is not None and r <= k for r in ranks) / n for k in RECALL_AT}
     out["mrr@10"] = sum(1 / r for r in ranks if r is not None) / n
@@ -95,20 +95,17 @@ def retrieval_metrics(retriever: Retriever, rows: list[GroundedRow]) -> tuple[di
 def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Retriever | None) -> dict[str, Any]:
     """One answer as the runtime gives it: grounded (passages above the floor, or the no-source notice) or bare."""
     start = time.perf_counter()
-    if retriever is None:
-        text, passages = engine.generate(row.question, adapter).text, []
-    else:
-        room = passage_room(engine, row.question, retriever.cfg.top_k)
-        message, passages = retriever.ground(row.question, engine.tokenizer, room)
-        text = engine.generate(message, adapter).text
-        if not passages:
-            text = unsourced(text)
+    grounded = Grounded(row.question)
+    if retriever is not None:
+        grounded = retriever.ground(row.question, engine.tokenizer, passage_room(engine, row.question, retriever.cfg.top_k))
+    text = grounded.finish(engine.generate(grounded.message, adapter).text)
+    passages = grounded.passages
     seconds = time.perf_counter() - start
     numbers = cited(text, passages)
     return {"text": text, "seconds": seconds, "right": row.right(text), "repeats": repeats_ngram(text),
-            "cited": numbers, "no_source": retriever is not None and not passages,
+            "cited": numbers, "no_source": grounded.without_source,
             "cited_right": [row.right(p.text) for p in passages if p.n in numbers],
-            "passages": [p.source(p.n in numbers) for p in passages]}
+            "passages": grounded.sources(text)}
 
 
 def _summary(answers: list[dict], resamples: int, seed: int) -> dict[str, Any]:

@@ -8,7 +8,8 @@ exactly the way it learned to answer.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pz2.data.schema import CITATION
@@ -80,3 +81,32 @@ def strip_citations(answer: str) -> str:
 def unsourced(answer: str) -> str:
     """What a specialist says when no passage cleared the floor: that it has no source, then its answer."""
     return f"{NO_SOURCE}\n\n{strip_citations(answer)}"
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """One specialist turn's grounding, as the assistant serves it and `pz2 eval kb` measures it: the user
+    message with its passages, the passages, and how long the search took (None: nothing was searched,
+    without a knowledge base or with retrieval off). The answer then opens with the no-source notice when
+    a search found nothing above the floor, and lists its passages, cited or not, as sources."""
+
+    message: str = ""
+    passages: list[Passage] = field(default_factory=list)
+    ms: float | None = None
+
+    @property
+    def without_source(self) -> bool:
+        return self.ms is not None and not self.passages
+
+    def prefix(self, piece: Callable[[str], None]) -> Callable[[str], None]:
+        """A streamed answer with no source opens with the notice, before its first token."""
+        if self.without_source:
+            piece(NO_SOURCE + "\n\n")
+        return piece
+
+    def finish(self, answer: str) -> str:
+        return unsourced(answer) if self.without_source else answer
+
+    def sources(self, answer: str) -> list[dict[str, Any]]:
+        used = set(cited(answer, self.passages))
+        return [p.source(p.n in used) for p in self.passages]

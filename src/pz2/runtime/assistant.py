@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pz2.config import ModelConfig, RuntimeConfig
 from pz2.errors import ModelError
-from pz2.knowledge.grounding import NO_SOURCE, Passage, cited, unsourced
+from pz2.knowledge.grounding import Grounded, Passage
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever
 from pz2.models.classifier_model import META_FILE
@@ -177,34 +177,6 @@ def passage_room(engine: Engine, question: str, top_k: int) -> int:
 
 
 @dataclass
-class _Grounding:
-    """What retrieval gave one generation: its passages, its time, and the no-source notice."""
-
-    passages: list[Passage] = field(default_factory=list)
-    searched: bool = False
-    ms: float | None = None
-
-    @property
-    def without_source(self) -> bool:
-        return self.searched and not self.passages
-
-    def prefix(self, piece: Callable[[str], None]) -> Callable[[str], None]:
-        """The stream of an answer with no source opens with the notice, before the first token."""
-        if self.without_source:
-            piece(NO_SOURCE + "\n\n")
-        return piece
-
-    def finish(self, answer: str) -> str:
-        if self.without_source:
-            return unsourced(answer)
-        return answer
-
-    def sources(self, answer: str) -> list[dict]:
-        used = set(cited(answer, self.passages))
-        return [p.source(p.n in used) for p in self.passages]
-
-
-@dataclass
 class _Answer:
     """What answers a turn, under which decision, filled in as the turn goes."""
 
@@ -215,7 +187,7 @@ class _Answer:
     confidence: float | None = None
     specialist: str | None = None
     specialist_state: str = "not needed"
-    grounding: _Grounding = field(default_factory=_Grounding)
+    grounding: Grounded = Grounded()
 
 
 def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
@@ -345,9 +317,9 @@ class Assistant:
         answer = _Answer(decision, "", None)
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
-            user = self._ground(asked.question, answer.grounding) if use_kb else asked.question
+            answer.grounding = self._ground(asked.question) if use_kb else Grounded(asked.question)
             held = decision is None and not options.provisional   # the router may still replace it
-            answer.gen = self.engine.stream(user, self.engine.unified, on_text=stream.piece(UNIFIED, held),
+            answer.gen = self.engine.stream(answer.grounding.message, self.engine.unified, on_text=stream.piece(UNIFIED, held),
                                             **prompting)
             answer.text = answer.unified_text = answer.gen.text
             if decision is None or options.model is not None:
@@ -379,29 +351,27 @@ class Assistant:
             offer=offer_text(asked.question) if d.route == OFFER else None,
             passages=answer.grounding.passages, generation=answer.gen)
 
-    def _ground(self, question: str, grounding: _Grounding) -> str:
-        """The user turn with the passages retrieved for `question` (the bare question without a knowledge base)."""
+    def _ground(self, question: str) -> Grounded:
+        """The question with the passages retrieved for it; the bare question without a knowledge base."""
         if self.retriever is None:
-            return question
+            return Grounded(question)
         room = passage_room(self.engine, question, self.runtime.retrieval.top_k)
-        message, grounding.passages = self.retriever.ground(question, self.engine.tokenizer, room)
-        grounding.ms, grounding.searched = round(self.retriever.last_ms, 2), True
-        return message
+        return self.retriever.ground(question, self.engine.tokenizer, room)
 
     def _specialist(self, question: str, answer: _Answer, stream: _Stream, prompting: dict, retrieval: bool) -> None:
         """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified
         answer (generated now if it was not yet) with the reason."""
         name = answer.decision.category
-        answer.grounding = _Grounding()
         try:
             with self.pool.use(name) as how:
-                user = self._ground(question, answer.grounding) if retrieval else question
-                gen = self.engine.stream(user, name, on_text=answer.grounding.prefix(stream.piece(name)), **prompting)
+                answer.grounding = self._ground(question) if retrieval else Grounded(question)
+                gen = self.engine.stream(answer.grounding.message, name, on_text=answer.grounding.prefix(stream.piece(name)),
+                                         **prompting)
             answer.text, answer.gen = answer.grounding.finish(gen.text), gen
             answer.specialist_state, answer.specialist = f"{name}: {how}", name
         except SpecialistUnavailable as e:
             logger.warning("%s", e)
-            answer.grounding = _Grounding()
+            answer.grounding = Grounded()
             if answer.gen is None:
                 answer.gen = self.engine.stream(question, self.engine.unified, on_text=stream.piece(UNIFIED), **prompting)
                 answer.unified_text = answer.gen.text
