@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from pz2.cli import app
-from pz2.cli.assistant import MENU, menu_args
+from pz2.cli.chat import MENU, menu_args
 from pz2.workspace import Workspace
 
 

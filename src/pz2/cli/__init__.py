@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pz2.cli import assistant, data, knowledge, serve, train  # noqa: F401  (importing a module registers its commands)
+from pz2.cli import chat, classify, data, eval, export, kb, models, serve, train  # noqa: F401  (importing a module registers its commands)
 from pz2.cli.common import _ws, app, console
 
 

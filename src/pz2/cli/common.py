@@ -61,6 +61,11 @@ def _ws(ctx: typer.Context) -> Workspace:
     return ctx.find_root().obj.check()
 
 
+def classifier_dir(ctx: typer.Context, model: Path | None) -> Path:
+    """`--model`, else the workspace's classifier."""
+    return model or _ws(ctx).classifier
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -70,7 +75,3 @@ def _root(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     ctx.obj = Workspace(workspace)
-
-
-# ---------------------------------------------------------------- data
-

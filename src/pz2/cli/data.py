@@ -1,4 +1,4 @@
-"""`pz2 data …` and `pz2 models …`: build, import and check datasets; prepare the base."""
+"""`pz2 data …`: build, import and check datasets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pz2.cli.common import _ws, console, data_app, models_app
+from pz2.cli.common import _ws, console, data_app
 from pz2.data.schema import FileKind
 from pz2.errors import UsageError
 
@@ -17,9 +17,6 @@ from pz2.errors import UsageError
 class Lang(str, Enum):
     en = "en"
     ko = "ko"
-
-
-# ---------------------------------------------------------------- data
 
 
 @data_app.command("generate")
@@ -110,27 +107,3 @@ def data_validate(
     else:
         print_validation(console, report, lang.value)
     raise typer.Exit(code=0 if report.ok else 1)
-
-
-# ---------------------------------------------------------------- models
-
-
-@models_app.command("prepare")
-def models_prepare(
-    ctx: typer.Context,
-    force: Annotated[bool, typer.Option(help="Convert again even if a current conversion exists.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (config: cache_dir).")] = None,
-) -> None:
-    """Convert the embedded SmolLM2 GGUF base to float32 safetensors, once (about 25 s; later about 0 s).
-
-    Example: [bold]pz2 models prepare[/]
-    """
-    from pz2.models.prepare import prepare_base
-
-    cfg = _ws(ctx).model_config({"cache_dir": cache_dir and str(cache_dir)})
-    with console.status("preparing the embedded base model (first time about 25 s) ..."):
-        prepared = prepare_base(cfg, force=force)
-    how = "reused" if prepared.cached else "converted"
-    console.print(f"base model {how} in {prepared.seconds:.1f} s: {prepared.path}")
-
-

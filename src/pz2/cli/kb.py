@@ -10,8 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pz2.cli.common import _ws, console, err_console, eval_app, kb_app
-from pz2.errors import UsageError
+from pz2.cli.common import _ws, console, err_console, kb_app
 
 
 @kb_app.command("build")
@@ -76,57 +75,3 @@ def kb_search_cmd(
         table.add_row(str(i), f"{h.score:.4f}", f"{h.similarity:.3f}", f"{h.lexical:.2f}",
                       f"{escape(h.chunk.title)}\n[dim]{escape(where)}[/]{mark}", escape(preview))
     console.print(table)
-
-
-@eval_app.command("kb")
-def eval_kb_cmd(
-    ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option(help="JSONL of {question, answers, category, source} "
-                                                   "(default: the 48 packaged held-out questions).")] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated: specialists, unified, base.")] = "specialists,unified,base",
-    no_repeat_ngram_size: Annotated[int | None, typer.Option(help="Decoding override (config: runtime.engine.no_repeat_ngram_size).")] = None,
-    repetition_penalty: Annotated[float | None, typer.Option(help="Decoding override (config: runtime.engine.repetition_penalty).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Report folder (default: logs/eval/kb-<time>).")] = None,
-) -> None:
-    """Answers with and without the knowledge base: retrieval recall@k and MRR, factual accuracy, citation
-    precision, repeated 4-grams and the time retrieval adds, per model.
-
-    Example: [bold]pz2 eval kb --models specialists[/]
-    """
-    import time
-
-    from rich.progress import Progress
-
-    from pz2.evaluation.grounded import GROUNDED_QUESTIONS, MODES, evaluate_grounding, load_grounded
-
-    ws = _ws(ctx)
-    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
-    unknown = set(chosen) - {"specialists", "unified", "base"}
-    if unknown or not chosen:
-        raise UsageError(f"--models: unknown {sorted(unknown)}; choose from specialists, unified, base")
-    cfg = ws.model_config({"runtime.engine.no_repeat_ngram_size": no_repeat_ngram_size,
-                           "runtime.engine.repetition_penalty": repetition_penalty})
-    path = data or GROUNDED_QUESTIONS
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    rows = load_grounded(path)
-    out = output or ws.eval_logs / f"kb-{time.strftime('%Y%m%d-%H%M%S')}"
-    per_mode = len(rows) * (("specialists" in chosen) + ("unified" in chosen) + ("base" in chosen))
-    with Progress(transient=True, console=err_console) as bar:
-        task = bar.add_task(f"answering {len(rows)} questions", total=per_mode * len(MODES))
-        metrics = evaluate_grounding(ws, cfg, out, rows, chosen, advance=lambda: bar.advance(task))
-    r = metrics["retrieval"]
-    console.print(f"retrieval: recall@1 {r['recall@1']:.2f} · recall@3 {r['recall@3']:.2f} · MRR@10 {r['mrr@10']:.2f} · "
-                  f"search p50 {r['search_ms']['p50']:.1f} ms")
-    table = Table(title="factual accuracy without → with retrieval")
-    for col in ("model", "n", "without", "with", "gain", "repeated 4-gram (with)", "citation precision", "added p50"):
-        table.add_column(col)
-    for model, m in metrics["models"].items():
-        w, g = m["without"], m["with"]
-        table.add_row(model, str(g["n"]), f"{w['factual_accuracy']:.2f}", f"{g['factual_accuracy']:.2f}",
-                      "–" if m["gain"] is None else f"×{m['gain']:.2f}", f"{g['repeated_4gram']:.2f}",
-                      "–" if g["citation_precision"] is None else f"{g['citation_precision']:.2f}", f"{m['added_ms_p50']:+.0f} ms")
-    console.print(table)
-    for name, ok in metrics.get("targets", {}).items():
-        console.print(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {name}")
-    console.print(f"report: {out / 'report.md'}")
