@@ -217,3 +217,15 @@ def test_sessions_are_forgotten_when_idle_or_too_many_and_end_in_the_predictor()
         sessions.get(f"user-{i}")
         predictor.observe(f"user-{i}", "technical")
     assert len(sessions) == 3 and len(predictor._recent) <= 3
+
+
+def test_the_router_decides_unreadable_input_and_the_fallback_too() -> None:
+    """Every decision of where a turn goes is the router's, the honest reply and the fallback included."""
+    unreadable = router.unreadable("오늘 날씨 어때?", CHAT)
+    assert (unreadable.route, unreadable.reason) == (UNIFIED, "unreadable_input")
+    assert router.unreadable("AutoCAD에서 선 자르는 방법", TECH) is None, "a few Latin letters are readable"
+    assert Router(RouterConfig(), english_only=False).unreadable("오늘 날씨 어때?", CHAT) is None
+    chosen = router.after(TECH, 0.2, can_offer=False)
+    fallback = Router.fallback(chosen, "technical: the adapter folder is missing")
+    assert (fallback.route, fallback.reason, fallback.category) == (UNIFIED, "fallback", "technical")
+    assert fallback.detail.startswith(chosen.detail) and "the adapter folder is missing" in fallback.detail

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from pz2.knowledge.grounding import Grounded, Passage
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever
 from pz2.models.classifier_model import META_FILE
-from pz2.runtime.classifier import ConversationClassifier, english_coverage
+from pz2.runtime.classifier import ConversationClassifier
+from pz2.runtime.language import OFFER_TEXT, offer_text, unreadable_reply
 from pz2.runtime.complexity import Complexity, complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, build_engine
@@ -47,28 +47,6 @@ from pz2.runtime.router import (
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
-
-OFFER_TEXT = {"en": "Would you like a more expert answer?", "ko": "더 전문적인 답변이 필요하시나요?"}
-UNREADABLE_TEXT = {
-    "en": "I can only read English well. Could you ask your question in English?",
-    "ko": "저는 영어로 된 질문에 가장 잘 답할 수 있어요. 질문을 영어로 다시 해 주시겠어요?",
-}
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-
-
-def _language(text: str) -> str:
-    return "ko" if _HANGUL.search(text) else "en"
-
-
-def offer_text(question: str) -> str:
-    """The expert-mode offer in the question's language."""
-    return OFFER_TEXT[_language(question)]
-
-
-def unreadable_reply(question: str) -> str:
-    """The honest reply to a question the English-only base cannot read, in its script where pz2 has one."""
-    return UNREADABLE_TEXT[_language(question)]
-
 
 @dataclass(frozen=True)
 class Options:
@@ -211,7 +189,7 @@ class Assistant:
         self.retriever = retriever
         self.classifier = classifier
         self.runtime = runtime
-        self.router = Router(runtime.router)
+        self.router = Router(runtime.router, runtime.english_only)
         self.pool = SpecialistPool(engine, specialists, runtime.pool.memory_budget_mb)
         self.predictor = UsagePredictor(SPECIALISTS, runtime.pool)
         self.confidence = confidence
@@ -295,14 +273,12 @@ class Assistant:
         return state, _Asked(question, prediction, request, tuple(history or ()))
 
     def _unreadable(self, asked: _Asked, stream: _Stream) -> _Answer | None:
-        """With an English-only base (`runtime.english_only`), a question with no English text gets an
-        honest reply in its script instead of a sentence the model would invent."""
-        if not self.runtime.english_only or english_coverage(asked.question) > 0:
+        """The router's honest reply to a question the base cannot read, without generating."""
+        decision = self.router.unreadable(asked.question, asked.prediction)
+        if decision is None:
             return None
         text = unreadable_reply(asked.question)
         stream.piece(UNIFIED)(text)
-        decision = Route(UNIFIED, "unreadable_input", "no English text: the base model reads English only "
-                         "(runtime.english_only)", asked.prediction.label)
         return _Answer(decision, text, None)
 
     def _answer(self, asked: _Asked, cx: Complexity, stream: _Stream, options: Options) -> _Answer:
@@ -376,7 +352,7 @@ class Assistant:
                 answer.gen = self.engine.stream(question, self.engine.unified, on_text=stream.piece(UNIFIED), **prompting)
                 answer.unified_text = answer.gen.text
             answer.text = answer.gen.text
-            answer.decision = Route(UNIFIED, "fallback", f"{answer.decision.detail}; {e}: the unified answer stands", name)
+            answer.decision = self.router.fallback(answer.decision, str(e))
             answer.specialist_state = self.pool.state(name)
 
     def _predict_next(self, session: str, category: str) -> None:

@@ -6,7 +6,6 @@ softmax(logits / T) with the temperature T fitted on validation data.
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,8 @@ from torch import nn
 from pz2.data.schema import LABELS
 from pz2.evaluation.metrics import softmax
 from pz2.models.classifier_model import batched_logits, load_classifier
+from pz2.runtime.language import english_coverage
 from pz2.runtime.prediction import Prediction
-
-
-def english_coverage(text: str) -> float:
-    """Share of the text's letters in the Latin script: the part the English encoder can read.
-
-    all-MiniLM-L6-v2 learned English; Hangul or Han characters reach it as jamo or [UNK] pieces,
-    and the fine-tuned head still answers with 99% confidence. That share of the input carries no
-    evidence, so `predict` gives it uniform probability. Text without letters (emoji, "?!") has
-    coverage 0.
-    """
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return 0.0
-    latin = sum(1 for c in letters if c.isascii() or unicodedata.name(c, "").startswith("LATIN"))
-    return latin / len(letters)
 
 
 class ConversationClassifier:

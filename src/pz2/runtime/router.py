@@ -1,9 +1,12 @@
-"""The router policy of DESIGN.md §3, as pure functions of what is known about a turn.
+"""The router policy of DESIGN.md §3, as pure functions of what is known about a turn: every decision
+of where a turn goes is made here, and the assistant only carries it out.
 
-Before generating: an explicit request goes to the specialist at once; `general` stays on the
-unified model; a complexity above the threshold goes to the specialist. After the unified
-answer: a confidence below the threshold escalates, or, when the classifier is unsure which
-specialist fits, offers expert mode so the user decides. Each decision carries its reason.
+First: text an English-only base cannot read gets an honest reply; a request naming its model (the API's
+`model`) goes there. Before generating: an explicit request goes to the specialist at once; `general`
+stays on the unified model; a complexity above the threshold goes to the specialist. After the unified
+answer: a confidence below the threshold escalates, or, when the classifier is unsure which specialist
+fits, offers expert mode so the user decides. A specialist that cannot load falls back to the unified
+answer. Each decision carries its reason.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Literal, get_args
 from pz2.config import RouterConfig
 from pz2.data.schema import LABELS, SPECIALIST_CATEGORIES
 from pz2.runtime.complexity import Complexity, asks_how_to, lexicon_terms
+from pz2.runtime.language import english_coverage
 from pz2.runtime.prediction import Prediction
 
 GENERAL = LABELS[2]
@@ -62,8 +66,10 @@ class Request:
 
 
 class Router:
-    def __init__(self, cfg: RouterConfig) -> None:
+    def __init__(self, cfg: RouterConfig, english_only: bool = True) -> None:
+        """`english_only`: the base reads English only (`runtime.english_only`)."""
         self.cfg = cfg
+        self.english_only = english_only
         phrases = sorted((p.lower() for p in cfg.expert_phrases), key=len, reverse=True)
         self._phrases = re.compile("|".join(re.escape(p) for p in phrases))
 
@@ -104,6 +110,14 @@ class Router:
             return "technical"
         return max(SPECIALISTS, key=lambda label: prediction.probs.get(label, 0.0))
 
+    def unreadable(self, text: str, prediction: Prediction) -> Route | None:
+        """A question with no English text, for an English-only base: answered with an honest reply in its
+        script instead of a sentence the model would invent."""
+        if not self.english_only or english_coverage(text) > 0:
+            return None
+        return Route(UNIFIED, "unreadable_input", "no English text: the base model reads English only "
+                     "(runtime.english_only)", prediction.label)
+
     def before(self, text: str, prediction: Prediction, complexity: Complexity, request: Request | None) -> Route | None:
         """The decision that needs no answer yet, or None: let the unified model answer first."""
         if request:
@@ -140,3 +154,8 @@ class Router:
             return Route(OFFER, "offer", f"confidence {confidence:.2f} < {threshold:.2f} and category {category} "
                          f"only {prediction.confidence:.2f} sure: expert mode offered", category)
         return Route(SPECIALIST, "low_confidence", f"confidence {confidence:.2f} < {threshold:.2f}", category)
+
+    @staticmethod
+    def fallback(decision: Route, problem: str) -> Route:
+        """The specialist `decision` chose could not load: the unified answer stands, with both reasons."""
+        return Route(UNIFIED, "fallback", f"{decision.detail}; {problem}: the unified answer stands", decision.category)
