@@ -74,3 +74,53 @@ def test_cli_bad_override_names_the_key(cli, workspace) -> None:
     result = cli("data", "generate", "--per-category", "3")
     assert result.exit_code == 1
     assert "`data.per_category`" in result.output and "command-line override" in result.output
+
+
+def _config_field(path: str):
+    """The pydantic field a dotted key names in model_config.yaml or training_config.yaml, or None."""
+    from pydantic import BaseModel
+
+    for root in (ModelConfig, TrainingConfig):
+        model: type[BaseModel] | None = root
+        field = None
+        for part in path.split("."):
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                break
+            model = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) \
+                else None
+        if field is not None:
+            return field
+    return None
+
+
+def test_every_cli_option_that_names_a_config_key_names_a_real_one_with_its_values() -> None:
+    """A flag's help says which config key it overrides, "(config: sft.precision)": that key exists, and a flag listing choices lists only values the key accepts (all of them, for a key
+    of the `auto | ...` kind)."""
+    import typing
+
+    import typer.main
+
+    from pz2.cli import app
+
+    def options(command, prefix=""):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from options(sub, f"{prefix} {name}")
+        for param in command.params:
+            yield prefix.strip(), param
+
+    seen = 0
+    for command, param in options(typer.main.get_command(app)):
+        help_text = getattr(param, "help", None) or ""
+        for key in __import__("re").findall(r"config: ([a-z_.]+)", help_text):
+            field = _config_field(key)
+            assert field is not None, f"pz2 {command} --{param.name}: `{key}` is no config key"
+            values = [v for v in typing.get_args(field.annotation) if isinstance(v, str)]
+            listed = __import__("re").findall(r"[a-z0-9_]+", help_text.split("(config:")[0])
+            if values and any(v in listed for v in values):
+                words = [w for w in listed if w not in {"or", "and"}]
+                assert set(words) <= set(values), f"pz2 {command} --{param.name} offers {words}, `{key}` takes {values}"
+                if "auto" in values:
+                    assert set(words) == set(values), f"pz2 {command} --{param.name} offers {words} of {values}"
+            seen += 1
+    assert seen >= 30

@@ -176,7 +176,7 @@ def chat(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Batch mode: JSONL with `text` per line.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Batch mode: JSONL written with answers and routing.")] = None,
     expert: Annotated[bool, typer.Option("--expert", help="Send to the specialist (the /expert command).")] = False,
-    engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
+    engine: Annotated[str | None, typer.Option(help="llamacpp, transformers or openai (config: runtime.engine.backend).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Single mode: print the routing record as JSON.")] = False,
 ) -> None:
     """Talk to the hybrid assistant: the unified model answers, specialists step in when needed.
