@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -116,116 +116,130 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Start the server at once and load the assistant in the background; close it on shutdown."""
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pz2-engine")
+
+    async def start() -> None:
+        try:
+            assistant = await asyncio.get_running_loop().run_in_executor(loader, app.state.load)
+        except Exception as e:  # a broken model must show in /health, not kill the server silently
+            logger.error("the assistant could not load: %s", e)
+            app.state.load_error = first_line(e)
+            return
+        app.state.service = ChatService(assistant, app.state.serving, app.state.metrics, app.state.base_name, loader)
+        logger.info("pz2 serve ready")
+
+    app.state.service, app.state.load_error = None, None
+    loading = asyncio.create_task(start())
+    yield
+    loading.cancel()
+    if app.state.service is not None:
+        app.state.service.close()
+        app.state.service.assistant.close()
+    loader.shutdown(wait=False, cancel_futures=True)
+
+
+def service(request: Request) -> ChatService:
+    svc = request.app.state.service
+    if svc is None:
+        problem = request.app.state.load_error
+        raise NotReadyError(f"the assistant failed to load: {problem}" if problem else
+                            "the assistant is still loading; retry when /health says ok", code="loading")
+    return svc
+
+
+def authorized(request: Request) -> None:
+    api_key = request.app.state.api_key
+    if api_key is None:
+        return
+    sent = request.headers.get("authorization", "")
+    scheme, _, token = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        raise AuthError("a valid API key is required: send `Authorization: Bearer <key>`", code="invalid_api_key")
+
+
+async def count_requests(request: Request, call_next: Callable) -> Response:
+    response = await call_next(request)
+    if request.url.path == CHAT_ROUTE:
+        request.app.state.metrics.requests.labels(getattr(request.state, "model", "unknown"),
+                                                  str(response.status_code)).inc()
+    return response
+
+
+async def _pz2_error(request: Request, exc: Pz2Error) -> JSONResponse:
+    if http_status(exc)[0] >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return error_response(exc)
+
+
+async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(RuntimeError("internal error; the server log has the details"))
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return error_response(RequestError(
+            f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", code="invalid_json"))
+    param = _param(tuple(first.get("loc", ())))
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return error_response(RequestError(f"`{param}`: {message}" if param else message, param, "invalid_value"))
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error_response(RequestError(str(exc.detail), code=exc.status_code), exc.status_code)
+
+
+routes = APIRouter()
+
+
+@routes.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(resources.files("pz2.serving").joinpath("static/index.html").read_text("utf-8"))
+
+
+@routes.get("/health")
+async def health(request: Request) -> JSONResponse:
+    if request.app.state.service is not None:
+        return JSONResponse({"status": "ok"})
+    problem = request.app.state.load_error
+    return JSONResponse({"status": "failed", "error": problem} if problem else {"status": "loading"},
+                        status_code=503)
+
+
+@routes.get("/metrics", include_in_schema=False)
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@routes.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(authorized)])
+async def models(svc: ChatService = Depends(service)) -> ModelList:
+    return svc.models()
+
+
+@routes.post(CHAT_ROUTE, responses=ERRORS, dependencies=[Depends(authorized)])
+async def chat_completions(body: ChatCompletionRequest, request: Request, svc: ChatService = Depends(service)) -> Any:
+    request.state.model = body.model
+    job = await svc.submit(body)
+    if body.stream:
+        return StreamingResponse(svc.stream(job), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await svc.complete(job, request.is_disconnected)
+
+
 def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name: str,
                api_key: str | None = None) -> FastAPI:
     """The API over the assistant `load` builds (in the background, after the server is up)."""
-    metrics = Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pz2-engine")
-
-        async def start() -> None:
-            try:
-                assistant = await asyncio.get_running_loop().run_in_executor(loader, load)
-            except Exception as e:  # a broken model must show in /health, not kill the server silently
-                logger.error("the assistant could not load: %s", e)
-                app.state.load_error = first_line(e)
-                return
-            app.state.service = ChatService(assistant, serving, metrics, base_name, loader)
-            logger.info("pz2 serve ready")
-
-        app.state.service, app.state.load_error = None, None
-        loading = asyncio.create_task(start())
-        yield
-        loading.cancel()
-        if app.state.service is not None:
-            app.state.service.close()
-            app.state.service.assistant.close()
-        loader.shutdown(wait=False, cancel_futures=True)
-
     app = FastAPI(title="pz2", summary="The hybrid assistant over an OpenAI-compatible API", lifespan=lifespan)
+    app.state.load, app.state.serving, app.state.base_name, app.state.api_key = load, serving, base_name, api_key
+    app.state.metrics = Metrics()
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_kb * 1024)
-
-    def service(request: Request) -> ChatService:
-        svc = request.app.state.service
-        if svc is None:
-            problem = request.app.state.load_error
-            raise NotReadyError(f"the assistant failed to load: {problem}" if problem else
-                                "the assistant is still loading; retry when /health says ok", code="loading")
-        return svc
-
-    def authorized(request: Request) -> None:
-        if api_key is None:
-            return
-        sent = request.headers.get("authorization", "")
-        scheme, _, token = sent.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise AuthError("a valid API key is required: send `Authorization: Bearer <key>`",
-                            code="invalid_api_key")
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Callable) -> Response:
-        response = await call_next(request)
-        if request.url.path == CHAT_ROUTE:
-            metrics.requests.labels(getattr(request.state, "model", "unknown"), str(response.status_code)).inc()
-        return response
-
-    @app.exception_handler(Pz2Error)
-    async def _pz2_error(request: Request, exc: Pz2Error) -> JSONResponse:
-        if http_status(exc)[0] >= 500:
-            logger.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(exc)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return error_response(RuntimeError("internal error; the server log has the details"))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        if first.get("type") == "json_invalid":
-            return error_response(RequestError(
-                f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", code="invalid_json"))
-        param = _param(tuple(first.get("loc", ())))
-        message = first.get("msg", "invalid value").removeprefix("Value error, ")
-        return error_response(RequestError(f"`{param}`: {message}" if param else message, param, "invalid_value"))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(RequestError(str(exc.detail), code=exc.status_code), exc.status_code)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("pz2.serving").joinpath("static/index.html").read_text("utf-8"))
-
-    @app.get("/health")
-    async def health(request: Request) -> JSONResponse:
-        if request.app.state.service is not None:
-            return JSONResponse({"status": "ok"})
-        problem = request.app.state.load_error
-        return JSONResponse({"status": "failed", "error": problem} if problem else {"status": "loading"},
-                            status_code=503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(authorized)])
-    async def models(svc: ChatService = Depends(service)) -> ModelList:
-        return svc.models()
-
-    @app.post(CHAT_ROUTE, responses=ERRORS, dependencies=[Depends(authorized)])
-    async def chat_completions(body: ChatCompletionRequest, request: Request,
-                               svc: ChatService = Depends(service)) -> Any:
-        request.state.model = body.model
-        job = await svc.submit(body)
-        if body.stream:
-            return StreamingResponse(svc.stream(job), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return await svc.complete(job, request.is_disconnected)
-
-    app.state.metrics = metrics
+    app.middleware("http")(count_requests)
+    for error, handler in ((Pz2Error, _pz2_error), (Exception, _bug), (RequestValidationError, _invalid),
+                           (StarletteHTTPException, _http)):
+        app.add_exception_handler(error, handler)
+    app.include_router(routes)
     return app
-
