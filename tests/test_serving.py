@@ -394,3 +394,22 @@ def test_the_fair_scheduler_serves_first_come_first_and_skips_who_gave_up() -> N
         return order
 
     assert asyncio.run(scenario()) == ["a", "c"]
+
+
+def test_the_routing_record_is_a_documented_part_of_the_api() -> None:
+    """`pz2` in a response is a typed model (serving/protocol.py), so the OpenAPI schema lists its fields and
+    every reason the router can give; a record with a field the model does not know is refused."""
+    import pydantic
+
+    from pz2.config import ServingConfig
+    from pz2.runtime.router import REASONS
+    from pz2.serving.app import create_app
+    from pz2.serving.protocol import RoutingRecord
+
+    schema = create_app(lambda: None, ServingConfig(), "unified").openapi()["components"]["schemas"]
+    record = schema["RoutingRecord"]
+    assert {"route", "reason", "confidence", "sources", "timed_out"} <= set(record["properties"])
+    assert set(schema["Reason"]["enum"] if "Reason" in schema else record["properties"]["reason"]["enum"]) == set(REASONS)
+    with pytest.raises(pydantic.ValidationError):
+        RoutingRecord(question="q", route="unified", reason="confident", detail="", category="qna", confidence=0.9,
+                      complexity=0.1, complexity_parts={}, latency_ms=1.0, specialist_state="not needed", surprise=1)

@@ -40,6 +40,7 @@ from pz2.serving.errors import (
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
     ChatCompletionRequest,
+    ChatCompletionResponse,
     ErrorInfo,
     ErrorResponse,
     ModelList,
@@ -220,7 +221,9 @@ async def models(svc: ChatService = Depends(service)) -> ModelList:
     return svc.models()
 
 
-@routes.post(CHAT_ROUTE, responses=ERRORS, dependencies=[Depends(authorized)])
+@routes.post(CHAT_ROUTE, responses={200: {"model": ChatCompletionResponse, "description": "The answer, or with "
+                                        "`stream` server-sent ChatCompletionChunk events"}, **ERRORS},
+             dependencies=[Depends(authorized)])
 async def chat_completions(body: ChatCompletionRequest, request: Request, svc: ChatService = Depends(service)) -> Any:
     request.state.model = body.model
     job = await svc.submit(body)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pz2.runtime.assistant import Options
 from pz2.runtime.engine import Sampling
+from pz2.runtime.router import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,33 @@ def _now() -> int:
     return int(time.time())
 
 
+class RoutingRecord(BaseModel):
+    """pz2's extension of a response (`pz2`): where the turn went and why, as the decision log records it
+    (runtime/assistant.py `Turn.record`), less what the response already carries (message, answer, session)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="What was answered: the message, or the question a bare expert request refers to.")
+    route: Literal["unified", "specialist", "offer"]
+    reason: Reason
+    detail: str = Field(description="The reason in words, with the numbers that decided it.")
+    category: str = Field(description="The specialist's category, or the classifier's label.")
+    confidence: float | None = Field(description="P(the unified answer is good); null when none was judged.")
+    complexity: float
+    complexity_parts: dict[str, Any]
+    latency_ms: float
+    specialist_state: str
+    unified_answer: str | None = None
+    specialist: str | None = None
+    first_token_ms: float | None = None
+    classifier: dict[str, Any] = Field(default_factory=dict, description="label, probability, note")
+    sources: list[dict[str, Any]] = Field(default_factory=list, description="Passages in the prompt, with `cited`.")
+    retrieval_ms: float | None = None
+    offer: str | None = None
+    dropped_messages: int = Field(0, description="Earlier turns left out so the prompt fits the context.")
+    timed_out: bool = Field(False, description="Cut at runtime.serving.request_timeout_s.")
+
+
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=_completion_id)
     object: Literal["chat.completion"] = "chat.completion"
@@ -163,8 +191,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
-    # pz2 extension: the routing record (route, reason, confidence, complexity, specialist state, sources)
-    pz2: dict[str, Any]
+    pz2: RoutingRecord   # pz2 extension: the routing record
 
 
 class Delta(BaseModel):
@@ -186,7 +213,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
-    pz2: dict[str, Any] | None = None   # pz2 extension, on the chunk that finishes the choice
+    pz2: RoutingRecord | None = None   # pz2 extension, on the chunk that finishes the choice
 
 
 class ModelCard(BaseModel):

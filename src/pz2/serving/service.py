@@ -37,6 +37,7 @@ from pz2.serving.protocol import (
     Delta,
     ModelCard,
     ModelList,
+    RoutingRecord,
     TokenLogprob,
     TopLogprob,
     Usage,
@@ -135,7 +136,7 @@ class ChatService:
         job.turn = asyncio.ensure_future(loop.run_in_executor(self._workers, answer))
         return job
 
-    def _finish(self, job: _Job, turn: Turn) -> tuple[str, dict[str, Any]]:
+    def _finish(self, job: _Job, turn: Turn) -> tuple[str, RoutingRecord]:
         """The finish reason and the routing record of a done job; its metrics recorded."""
         gen = turn.generation
         model = job.body.model
@@ -146,10 +147,10 @@ class ChatService:
         if job.first_piece is not None:
             self.metrics.first_token.labels(model).observe(job.first_piece - job.arrived)
         self.metrics.latency.labels(model).observe(time.monotonic() - job.arrived)
-        record = {k: v for k, v in turn.record().items() if k not in _RECORD_DROPS}
-        record["timed_out"] = gen is not None and gen.finish_reason == "cancelled" and not job.gone.is_set()
-        if record["timed_out"]:
+        timed_out = gen is not None and gen.finish_reason == "cancelled" and not job.gone.is_set()
+        if timed_out:
             logger.warning("request ran past runtime.serving.request_timeout_s: answer cut")
+        record = RoutingRecord(**{k: v for k, v in turn.record().items() if k not in _RECORD_DROPS}, timed_out=timed_out)
         reason = "stop" if gen is None or gen.finish_reason == "stop" else "length"
         return reason, record
 
@@ -174,9 +175,12 @@ class ChatService:
         assert job.turn is not None
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-        def event(choices: list[ChunkChoice], **extra: Any) -> str:
+        def event(choices: list[ChunkChoice], pz2: RoutingRecord | None = None, **extra: Any) -> str:
             chunk = ChatCompletionChunk(id=ident, created=created, model=job.body.model, choices=choices, **extra)
-            return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+            payload = chunk.model_dump(mode="json", exclude_none=True)
+            if pz2 is not None:   # the record whole, its nulls included, as in a non-streamed response
+                payload["pz2"] = pz2.model_dump(mode="json")
+            return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
         try:
             yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
