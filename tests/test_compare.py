@@ -28,7 +28,8 @@ def comparison(confident_ws: Workspace, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("compare") / "finetuning"
     shutil.copytree(confident_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     ws = Workspace(root)
-    return ws, compare(ws, EvaluationConfig(limit=2, bootstrap=100), ws.eval_logs / "run", show_progress=False)
+    return ws, compare(ws, ws.model_config(), EvaluationConfig(limit=2, bootstrap=100), ws.eval_logs / "run",
+                       show_progress=False)
 
 
 def test_every_report_and_plot_file_is_written_and_not_empty(comparison) -> None:

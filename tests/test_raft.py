@@ -110,6 +110,15 @@ def test_a_specialist_trains_on_raft_rows_when_the_knowledge_base_exists(hybrid:
     rows = read_jsonl(raft_train)
     assert rows and all(len(r["passages"]) == 2 for r in rows)
     assert sum("[1]" in r["target_text"] or "[2]" in r["target_text"] for r in rows) > len(rows) / 2
+    from transformers import AutoTokenizer
+
+    from pz2.config import ValidationConfig
+    from pz2.errors import DatasetError
+    from pz2.training.sft_data import raft_files
+
+    tokenizer = AutoTokenizer.from_pretrained(hybrid.model_config().base_model)
+    with pytest.raises(DatasetError, match=r"dialogue_qna_train\.jsonl:1"):   # the limits passed down, not the YAML's
+        raft_files(hybrid, "qna", RaftConfig(), hybrid.model_config(), tokenizer, ValidationConfig(max_chars=50))
 
 
 def test_without_a_knowledge_base_a_specialist_trains_on_plain_rows(hybrid: Workspace, tmp_path: Path) -> None:

@@ -156,7 +156,8 @@ def run_demo(ws: Workspace, console: Console) -> bool:
     questions = {"unified": "I feel sad today", "qna": "What is the difference between lists and tuples in Python?",
                  "technical": "SketchUp expert mode advanced modeling"}
     for kind, question in questions.items():
-        result = train_sft(ws, kind, sft_cfg, model_cfg, profile="quick", raft=train_cfg.raft)
+        result = train_sft(ws, kind, sft_cfg, model_cfg, profile="quick", raft=train_cfg.raft,
+                           validation=train_cfg.validation)
         m = result.metrics
         console.print(f"[bold]{kind}[/]: {m['global_step']} steps in {result.seconds:.0f} s, validation loss "
                       f"{m['eval_loss']:.3f}, {m['train_tokens_per_s']:.0f} tokens/s -> {result.path}")
@@ -176,7 +177,7 @@ def run_demo(ws: Workspace, console: Console) -> bool:
 
     console.print(Rule(f"10. hybrid vs separated vs unified, measured ({DEMO_COMPARE_LIMIT} rows per file and category)"))
     ecfg = train_cfg.evaluation.model_copy(update={"limit": DEMO_COMPARE_LIMIT})
-    comparison = compare(ws, ecfg, ws.eval_logs / time.strftime("demo-%Y%m%d-%H%M%S"))
+    comparison = compare(ws, model_cfg, ecfg, ws.eval_logs / time.strftime("demo-%Y%m%d-%H%M%S"))
     print_comparison(console, comparison.metrics)
     console.print(f"report: {comparison.files['report.md']}  (at size: [bold]pz2 eval compare[/])")
 

@@ -93,7 +93,7 @@ def eval_compare_cmd(
     if limit == 0:
         ecfg = ecfg.model_copy(update={"limit": None})
     out = output or ws.eval_logs / time.strftime("compare-%Y%m%d-%H%M%S")
-    result = compare(ws, ecfg, out, data or None, overrides={"runtime.engine.backend": engine})
+    result = compare(ws, ws.model_config({"runtime.engine.backend": engine}), ecfg, out, data or None)
     print_comparison(console, result.metrics)
     console.print(f"report: {result.files['report.md']}")
 

@@ -48,7 +48,7 @@ def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool,
     training = ws.training_config()
     cfg = training.with_profile(profile, overrides)
     result = train_sft(ws, kind, cfg, ws.model_config(), resume=resume, output=output, profile=profile,
-                       raft=training.raft)
+                       raft=training.raft, validation=training.validation)
     if result.interrupted:
         err_console.print(f"interrupted at step {result.metrics['global_step']}: checkpoint saved in "
                           f"{result.checkpoint_dir}; continue with the same command and --resume")

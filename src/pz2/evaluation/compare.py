@@ -263,15 +263,14 @@ def seed_table(arch: dict[str, dict], metric: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the run
 
 
-def compare(ws: Workspace, ecfg: EvaluationConfig, out_dir: Path, data: list[Path] | None = None,
-            overrides: dict | None = None, show_progress: bool = True) -> Comparison:
+def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Path, data: list[Path] | None = None,
+            show_progress: bool = True) -> Comparison:
     """Run the comparison and write its folder; returns the metrics and the files written."""
-    cfg = ws.model_config(overrides)
     files_in = data or default_files(ws)
     rows = load_eval_rows(files_in, ecfg.limit, ecfg.seed)
     paths = _model_paths(ws)
     started = time.perf_counter()
-    assistant = Assistant.from_workspace(ws, overrides, log=False)
+    assistant = Assistant.from_config(ws, cfg, log=False)
     try:
         predictions = assistant.classifier.predict([r.question for r in rows])
         labels = [p.label for p in predictions]

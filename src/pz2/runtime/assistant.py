@@ -199,9 +199,13 @@ class Assistant:
 
     @classmethod
     def from_workspace(cls, ws: Workspace, overrides: dict | None = None, log: bool = True) -> Assistant:
-        """The assistant over the workspace's trained models, as configured in model_config.yaml;
-        `log=False` keeps its turns out of the decisions log (an evaluation is not usage)."""
-        cfg = ws.model_config(overrides)
+        """The assistant as model_config.yaml (with dotted `overrides`) configures it: `from_config` on the file."""
+        return cls.from_config(ws, ws.model_config(overrides), log)
+
+    @classmethod
+    def from_config(cls, ws: Workspace, cfg: ModelConfig, log: bool = True) -> Assistant:
+        """The assistant over the workspace's trained models, configured by `cfg`; `log=False` keeps its
+        turns out of the decisions log (an evaluation is not usage)."""
         engine, classifier = unified_parts(ws, cfg)
         try:
             confidence = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from pz2.config import ModelConfig, RaftConfig, SFTConfig
+from pz2.config import ModelConfig, RaftConfig, SFTConfig, ValidationConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
@@ -168,13 +168,13 @@ class _Data:
 
 
 def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft: RaftConfig | None,
-          state: Any) -> _Data:
+          validation: ValidationConfig, state: Any) -> _Data:
     """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked."""
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
         base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter").fingerprint
         tokenizer = load_tokenizer(base["path"], BASE_FIX,
                                trust_remote_code=model_cfg.trust_remote_code)
-        grounded = raft_files(ws, kind, raft, model_cfg, tokenizer) if kind != "unified" and raft else None
+        grounded = raft_files(ws, kind, raft, model_cfg, tokenizer, validation) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
     train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
     val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
@@ -287,9 +287,11 @@ def _arguments(cfg: SFTConfig, run_dir: Path, device: Device) -> Any:
 def train_sft(
     ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, *, resume: bool = False,
     output: Path | None = None, profile: str | None = None, raft: RaftConfig | None = None,
+    validation: ValidationConfig = ValidationConfig(),
 ) -> SFTResult:
     """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved.
-    A specialist trains on RAFT rows (`raft`) when the knowledge base exists."""
+    A specialist trains on RAFT rows (`raft`) when the knowledge base exists, checked against the limits
+    of `validation` (training_config.yaml's, passed down by the CLI)."""
     from accelerate import PartialState
     from transformers import Trainer
 
@@ -299,7 +301,7 @@ def train_sft(
     device = Device.detect(cfg)
     state = PartialState(cpu=device.cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
-    data = _data(ws, kind, cfg, model_cfg, raft, state)
+    data = _data(ws, kind, cfg, model_cfg, raft, validation, state)
     model = _lora_model(data, cfg, model_cfg, device, state.local_process_index)
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("%s: %d train rows (%d sequences, %d tokens, %.0f tokens/step), %d validation rows; "

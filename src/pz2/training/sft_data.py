@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from pz2.config import ModelConfig, RaftConfig
+from pz2.config import ModelConfig, RaftConfig, ValidationConfig
 from pz2.data.loading import load_rows
 from pz2.data.schema import SPECIALIST_CATEGORIES, FileKind, parse_unified
 from pz2.errors import DatasetError
@@ -50,7 +50,8 @@ def _passages(row: dict[str, Any]) -> list[Passage]:
     return [Passage(n, p["path"], p["title"], p["text"]) for n, p in enumerate(row.get("passages", []), start=1)]
 
 
-def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfig, tokenizer: Any) -> tuple[Path, Path] | None:
+def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfig, tokenizer: Any,
+               validation: ValidationConfig) -> tuple[Path, Path] | None:
     """Build and validate a specialist's RAFT rows from its dialogue files and the knowledge base;
     None (train on the plain rows) when RAFT is off or there is no knowledge base yet."""
     if not raft.enabled:
@@ -72,7 +73,7 @@ def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfi
         if kind == "technical" and split == "train":
             rows += sheet_rows(index, encoder, tokenizer, raft, model_cfg.runtime.retrieval)
         atomic_write_jsonl(path, rows)
-        _, issues, _ = check_file(path, FileKind.DIALOGUE, ws.training_config().validation)
+        _, issues, _ = check_file(path, FileKind.DIALOGUE, validation)
         errors = [i for i in issues if i.severity is Severity.ERROR]
         if errors:
             raise DatasetError(path, errors[0].line, errors[0].message())
