@@ -52,8 +52,8 @@ def greedy_replies(model: Any, tokenizer: Any, prompts: list[tuple[str, str]], m
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad)
+            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
         answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out.cpu()]
     return answers
 

@@ -41,7 +41,7 @@ class TransformersEngine(Engine):
 
         if cfg.runtime.engine.threads:
             torch.set_num_threads(cfg.runtime.engine.threads)
-        base, tokenizer = load_base(cfg, served.path, Placement.of(cfg.runtime.engine))
+        base, tokenizer = load_base(cfg, served.path)   # on runtime.engine.device, in runtime.engine.dtype
         e = cfg.runtime.engine
         engine = cls(base, tokenizer, cfg.system_prompt, e.max_new_tokens, cfg.trust_remote_code,
                      e.no_repeat_ngram_size, e.repetition_penalty)
