@@ -24,7 +24,7 @@ def gpu_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def resolve_device(name: str, key: str = "runtime.engine.device") -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """`auto`: the first CUDA GPU when there is one, else the CPU. A GPU asked for but absent is an error,
     not a silent fall back to a CPU that answers a hundred times slower."""
     if name == "auto":
@@ -33,20 +33,20 @@ def resolve_device(name: str, key: str = "runtime.engine.device") -> torch.devic
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(None, f"`{key}: {name}`: torch {torch.__version__} sees no CUDA GPU on this machine; "
+            raise ConfigError(None, f"`runtime.engine.device: {name}`: torch {torch.__version__} sees no CUDA GPU on this machine; "
                               "use auto or cpu")
         if (device.index or 0) >= count:
-            raise ConfigError(None, f"`{key}: {name}`: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+            raise ConfigError(None, f"`runtime.engine.device: {name}`: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     return device
 
 
-def resolve_dtype(name: DtypeName, device: torch.device, key: str = "runtime.engine.dtype") -> torch.dtype:
+def resolve_dtype(name: DtypeName, device: torch.device) -> torch.dtype:
     """`auto`: float32 on a CPU (its matrix kernels are fastest there), the GPU's half precision on a GPU."""
     if name == "auto":
         return torch.float32 if device.type == "cpu" else gpu_dtype()
     dtype = DTYPES[name]
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(None, f"`{key}: bfloat16`: {torch.cuda.get_device_name(device)} has no bfloat16; "
+        raise ConfigError(None, f"`runtime.engine.dtype: bfloat16`: {torch.cuda.get_device_name(device)} has no bfloat16; "
                           "use float16 or auto")
     return dtype
 
