@@ -212,7 +212,8 @@ def test_classify_refuses_to_write_over_its_input(hybrid: Workspace, tmp_path: P
 def test_expert_mode_is_offered_only_where_someone_can_accept(confident_ws: Workspace) -> None:
     import json
 
-    from pz2.runtime.assistant import Assistant, Options
+    from pz2.runtime.assistant import Assistant
+    from pz2.runtime.turn import Options
 
     message = "SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘"   # scenario 2: offered in a chat
     assistant = Assistant.from_workspace(confident_ws, log=False)

@@ -116,3 +116,32 @@ def test_would_evict_names_the_least_recently_used_unpinned_specialists(engine, 
     assert pool.would_evict("c") == ["a"] and pool.would_evict("a") == []  # a is loaded: nothing to do
     with pool.use("a"):  # pinned (and now the most recent): b would go instead
         assert pool.would_evict("c") == ["b"]
+
+
+def test_a_preload_never_evicts_what_another_session_needs_more(engine, random_adapters) -> None:
+    """The preloader loads a session's likely next specialist, unless that would push out one the other
+    active sessions expect more; and not at all when the prediction is unsure or preloading is off."""
+    from pz2.config import PoolConfig
+    from pz2.runtime.predictor import UsagePredictor
+    from pz2.runtime.preload import Preloader
+
+    size = adapter_mb(engine, random_adapters["a"])
+    paths = {"qna": random_adapters["a"], "technical": random_adapters["b"]}   # the predictor's categories
+    pool = SpecialistPool(engine, paths, budget_mb=1.5 * size)   # room for one
+    cfg = PoolConfig(preload_min_probability=0.5)
+    predictor = UsagePredictor(("qna", "technical"), cfg)
+    preloader = Preloader(pool, predictor, cfg)
+    for _ in range(6):
+        preloader.observe("busy", "qna")    # another session lives on qna: it expects qna again
+    pool.drain(timeout=30)
+    assert pool.state("qna") == LOADED, "a sure prediction with room to spare is preloaded"
+    preloader.observe("new", "technical")   # one turn: less sure of technical than `busy` is of qna
+    pool.drain(timeout=30)
+    assert (pool.state("qna"), pool.state("technical")) == (LOADED, UNLOADED), "it would evict qna, needed more"
+    off = PoolConfig(preload=False)
+    quiet = SpecialistPool(engine, paths, budget_mb=64)
+    Preloader(quiet, UsagePredictor(("qna", "technical"), off), off).observe("x", "technical")
+    quiet.drain(timeout=30)
+    assert quiet.state("technical") == UNLOADED, "preloading off: nothing loads ahead"
+    quiet.close()
+    pool.close()

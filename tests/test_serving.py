@@ -19,7 +19,8 @@ from conftest import live_server, wait_healthy
 from prometheus_client.parser import text_string_to_metric_families
 
 from pz2.config import ServingConfig
-from pz2.runtime.assistant import Assistant, Options
+from pz2.runtime.assistant import Assistant
+from pz2.runtime.turn import Options
 from pz2.serving.app import create_app, exposure_warning
 from pz2.serving.errors import OverloadedError
 from pz2.serving.scheduler import FairScheduler

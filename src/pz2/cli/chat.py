@@ -144,7 +144,7 @@ def batch(assistant: Any, source: Path, target: Path) -> int:
     offer here, so a low-confidence answer escalates instead."""
     from pz2.data.jsonl import iter_jsonl
     from pz2.fileio import distinct_output, growing_file
-    from pz2.runtime.assistant import Options
+    from pz2.runtime.turn import Options
 
     distinct_output(source, target)
     rows = []
@@ -184,7 +184,8 @@ def chat(
     Example: [bold]pz2 chat[/]   [bold]pz2 chat --text "How to draw a line in CAD software?"[/]
     [bold]pz2 chat --input questions.jsonl --output answers.jsonl[/]
     """
-    from pz2.runtime.assistant import Assistant, Options
+    from pz2.runtime.assistant import Assistant
+    from pz2.runtime.turn import Options
 
     mode = mode or (Mode.batch if input else Mode.single if text else Mode.interactive)
     if mode is Mode.single and not text:

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pz2.runtime.language import OFFER_TEXT
 from pz2.runtime.prediction import Prediction
 
 
@@ -21,6 +22,20 @@ from pz2.runtime.prediction import Prediction
 class Session:
     last: tuple[str, Prediction] | None = None      # the last question answered, and its prediction
     offer: tuple[str, Prediction] | None = None     # the question expert mode was offered for, until answered
+
+
+def recall(history: tuple[dict[str, str], ...], classify: Callable[[str], Prediction]) -> tuple[Session, int]:
+    """What a session would remember of a conversation sent whole (the API is stateless): its last
+    question, offered expert mode if the reply ends with the offer; and how many messages precede
+    that question, so a re-asked question is answered without its first answer in the prompt."""
+    users = [i for i, m in enumerate(history) if m["role"] == "user"]
+    if not users:
+        return Session(), 0
+    question = history[users[-1]]["content"]
+    last = (question, classify(question))
+    offered = any(m["role"] == "assistant" and m["content"].rstrip().endswith(tuple(OFFER_TEXT.values()))
+                  for m in history[users[-1] + 1:])
+    return Session(last=last, offer=last if offered else None), users[-1]
 
 
 class Sessions:

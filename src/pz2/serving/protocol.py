@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pz2.runtime.assistant import Options
+from pz2.runtime.turn import Options
 from pz2.runtime.engine import Sampling
 from pz2.runtime.router import Reason
 

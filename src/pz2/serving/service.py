@@ -21,8 +21,9 @@ from typing import Any
 
 from pz2.config import ServingConfig
 from pz2.models.artifacts import first_line
-from pz2.runtime.assistant import Assistant, Turn
+from pz2.runtime.assistant import Assistant
 from pz2.runtime.engine import Generation
+from pz2.runtime.turn import Turn
 from pz2.serving.errors import NotReadyError, RequestError, UnknownModelError
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (

@@ -1,0 +1,30 @@
+"""The decisions log, `logs/assistant/decisions.jsonl`: one routing record per turn, what
+`pz2 status` counts.
+
+Each record goes out in one `write` on a file opened for appending, so turns of concurrent requests
+never interleave within a line, and a crash leaves at most its last line incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+
+class DecisionLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, record: dict) -> None:
+        line = (json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
