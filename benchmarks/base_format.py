@@ -24,9 +24,10 @@ from pathlib import Path
 from pz2.evaluation.model_loss import reference_losses, summarize_losses
 from pz2.fileio import atomic_write_json
 from pz2.models.embedded import BASE
-from pz2.models.prepare import prepared_base_dir, served_base, write_served
+from pz2.config import EngineConfig
+from pz2.models.prepare import base_tokenizer, prepared_base_dir, served_base, write_served
 from pz2.models.unified import merge_adapter
-from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
+from pz2.runtime.engine_llamacpp import LlamaCppEngine
 from pz2.training.sft_data import data_files, load_examples, subsample
 from pz2.workspace import Workspace
 
@@ -56,7 +57,8 @@ def main() -> int:
     adapter = ws.unified_model / "adapter"
     examples = subsample(load_examples(data_files(ws, "unified")[1], "unified", cfg.system_prompt), args.rows, 0)
     questions = [ex.user for ex in examples[: args.answers]]
-    tokenizer = tokenizer_for(cfg)
+    tokenizer = base_tokenizer(cfg)
+    plain = EngineConfig(max_new_tokens=args.tokens, threads=2, flash_attention=False, no_repeat_ngram_size=0)
     base = served_base(cfg)
     perplexity: dict[str, float] = {}
     greedy: dict[str, dict[str, float]] = {}
@@ -66,7 +68,7 @@ def main() -> int:
         print(f"{name:36s} perplexity of the references {perplexity[name]:.3f}", flush=True)
 
     def answers(gguf: Path, lora: Path | None = None) -> list[list[int]]:
-        engine = LlamaCppEngine(gguf, tokenizer, cfg.system_prompt, args.tokens, threads=2, cache_dir=cfg.cache_dir)
+        engine = LlamaCppEngine(gguf, tokenizer, cfg.system_prompt, plain, cache_dir=cfg.cache_dir)
         if lora is not None:
             engine.load("unified", lora)
         return [engine.generate(q, "unified" if lora else None, args.tokens).token_ids for q in questions]

@@ -40,11 +40,11 @@ from pz2.evaluation.eval_set import load_file
 from pz2.fileio import atomic_write_json
 from pz2.models.embedded import BASE
 from pz2.models.gguf_export import write_model_gguf
-from pz2.models.prepare import prepared_base_dir, served_base
+from pz2.models.prepare import base_tokenizer, prepared_base_dir, served_base
 from pz2.models.unified import served_unified
 from pz2.runtime.assistant import Assistant
 from pz2.runtime.engine import Engine, build_engine
-from pz2.runtime.engine_llamacpp import LlamaCppEngine, tokenizer_for
+from pz2.runtime.engine_llamacpp import LlamaCppEngine
 from pz2.runtime.engine_transformers import TransformersEngine
 from pz2.workspace import Workspace
 
@@ -141,7 +141,9 @@ def main() -> int:
     if not (unified_adapter / "adapter_config.json").exists():
         print(f"{unified_adapter}: train the unified model first (`pz2 train unified`)")
         return 2
-    tokenizer = tokenizer_for(cfg)
+    tokenizer = base_tokenizer(cfg)
+    plain = cfg.runtime.engine.model_copy(update={"max_new_tokens": args.tokens, "threads": args.threads,
+                                                  "no_repeat_ngram_size": 0})   # the engines' own decoding
     system = cfg.system_prompt
     work = Path("benchmarks/results/gguf")
     work.mkdir(parents=True, exist_ok=True)
@@ -167,8 +169,7 @@ def main() -> int:
               f"{r['tokens_per_s']:5.1f} tok/s   {r['share_of_ceiling']:.0%} of {ceiling:.0f} tok/s{split}", flush=True)
 
     def llama(path: Path, flash: bool = cfg.runtime.engine.flash_attention) -> LlamaCppEngine:
-        return LlamaCppEngine(path, tokenizer, system, args.tokens, threads=args.threads, cache_dir=work,
-                              flash_attention=flash)
+        return LlamaCppEngine(path, tokenizer, system, plain.model_copy(update={"flash_attention": flash}), cache_dir=work)
 
     shipped = BASE.path()
     old = llama(shipped, flash=False)   # the engine as it was before the fast path: no flash attention
@@ -201,7 +202,7 @@ def main() -> int:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).eval()
-    reference = TransformersEngine(model, tokenizer, system, args.tokens)
+    reference = TransformersEngine(model, tokenizer, system, plain)
     record("transformers fp32 + unified LoRA", reference, sum(p.numel() * 4 for p in model.parameters()),
            ("unified", unified_adapter))
     del model, reference

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from pz2.config import DataConfig, ModelConfig, SFTConfig, load_config, save_config
+from pz2.config import DataConfig, EngineConfig, ModelConfig, SFTConfig, load_config, save_config
 from pz2.fileio import atomic_write_json
 from pz2.models.precision import Placement, gpu_dtype
 from pz2.training.sft import Device
@@ -165,7 +165,8 @@ def answer_seconds(ws: Workspace, placement: Placement, tokens: int = 48, repeat
     release()
     cfg = ws.model_config()
     model, tokenizer = load_base(cfg, placement=placement)
-    engine = TransformersEngine(model, tokenizer, cfg.system_prompt, tokens)
+    engine = TransformersEngine(model, tokenizer, cfg.system_prompt,
+                                EngineConfig(max_new_tokens=tokens, no_repeat_ngram_size=0))
     engine.stop_ids = set()
     engine.generate("warm up", None, 4)
     times = []

@@ -11,6 +11,7 @@ import pytest
 from conftest import random_adapter
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from pz2.config import EngineConfig
 from pz2.errors import ModelError
 from pz2.models.gguf_export import write_lora_gguf
 from pz2.runtime.engine_llamacpp import LlamaCppEngine
@@ -24,12 +25,18 @@ def adapters(random_adapters: dict[str, Path]) -> dict[str, Path]:
     return {"a": random_adapters["a"], "b": random_adapters["b"]}
 
 
+def plain(**settings) -> EngineConfig:
+    """runtime.engine without the no-repeat rule: the models' own greedy answers."""
+    return EngineConfig(no_repeat_ngram_size=0, **settings)
+
+
 @pytest.fixture(scope="module")
 def engines(tiny_base: Path, tiny_gguf: Path, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, threads=2, cache_dir=tmp_path_factory.mktemp("lora-cache"),
-                          flash_attention=False)   # exact: float attention, as transformers computes it
-    reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, 16)
+    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, plain(max_new_tokens=16, threads=2, flash_attention=False),
+                          cache_dir=tmp_path_factory.mktemp("lora-cache"))   # exact: float attention, as transformers computes it
+    reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM,
+                                   plain(max_new_tokens=16))
     for engine in (fast, reference):
         for name, path in adapters.items():
             engine.load(name, path)
@@ -118,7 +125,8 @@ def test_the_converted_lora_follows_its_config_not_only_its_weights(engines, ada
 
 def test_a_message_that_fills_the_context_is_a_clear_error(tiny_base: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    small = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 16, context_length=128, threads=1, cache_dir=tmp_path)
+    small = LlamaCppEngine(tiny_gguf, tok, SYSTEM, plain(max_new_tokens=16, context_length=128, threads=1),
+                           cache_dir=tmp_path)
     with pytest.raises(ModelError, match="fills the engine's context"):
         small.generate("word " * 200)
     assert small.generate("short question").total_s > 0
@@ -151,17 +159,17 @@ def test_the_no_repeat_rule_bans_exactly_the_completing_tokens() -> None:
 def test_both_engines_agree_under_repetition_control_and_never_repeat(tiny_base: Path, tiny_gguf: Path,
                                                                      tmp_path: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, 40, threads=2, cache_dir=tmp_path, no_repeat_ngram_size=2,
-                          repetition_penalty=1.3)
-    reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, 40,
-                                   no_repeat_ngram_size=2, repetition_penalty=1.3)
-    plain = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, 40)
+    rules = EngineConfig(max_new_tokens=40, threads=2, no_repeat_ngram_size=2, repetition_penalty=1.3)
+    fast = LlamaCppEngine(tiny_gguf, tok, SYSTEM, rules, cache_dir=tmp_path)
+    reference = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM, rules)
+    loose_engine = TransformersEngine(LlamaForCausalLM.from_pretrained(tiny_base).eval(), tok, SYSTEM,
+                                      plain(max_new_tokens=40))
     question = "Repeat after me: again and again and again"
     a, b = fast.generate(question), reference.generate(question)
     assert a.token_ids == b.token_ids and len(a.token_ids) >= 4
     pairs = list(zip(a.token_ids, a.token_ids[1:]))
     assert len(pairs) == len(set(pairs))
-    loose = plain.generate(question).token_ids
+    loose = loose_engine.generate(question).token_ids
     loose_pairs = list(zip(loose, loose[1:]))
     assert len(loose_pairs) != len(set(loose_pairs)), "the tiny random model loops without the rule"
     assert np.isfinite(a.entropies).all()
@@ -193,16 +201,12 @@ def test_sampling_is_seeded_a_tiny_nucleus_is_greedy_and_cancelling_stops(engine
 
 
 def test_earlier_turns_are_dropped_oldest_first_to_fit_the_context(engines) -> None:
-    fast, _ = engines
+    fast, reference = engines
     turns = [m for i in range(6) for m in ({"role": "user", "content": f"question {i} " + "word " * 60},
                                            {"role": "assistant", "content": f"answer {i} " + "word " * 60})]
     full = len(fast.prompt("last", turns))
-    limit = fast.context_length
-    fast.context_length = full - 100
-    try:
-        prompt, dropped = fast.fit_prompt("last", turns, None, 16)
-    finally:
-        fast.context_length = limit
+    short = TransformersEngine(reference.model, fast.tokenizer, SYSTEM, plain(context_length=full - 100))
+    prompt, dropped = short.fit_prompt("last", turns, None, 16)
     assert dropped >= 2 and dropped % 2 == 0 and len(prompt) + 16 <= full - 100
     assert prompt == fast.prompt("last", turns[dropped:]), "the newest turns, the system prompt and the question stay"
     assert fast.fit_prompt("last", turns, None, 16) == (fast.prompt("last", turns), 0)

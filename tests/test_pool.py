@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from pz2.config import EngineConfig
 from pz2.runtime.engine_llamacpp import LlamaCppEngine
 from pz2.runtime.pool import (
     FAILED,
@@ -22,7 +23,7 @@ from pz2.runtime.pool import (
 @pytest.fixture
 def engine(tiny_base: Path, tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> LlamaCppEngine:
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    return LlamaCppEngine(tiny_gguf, tok, "You are a helpful assistant.", 10, threads=1,
+    return LlamaCppEngine(tiny_gguf, tok, "You are a helpful assistant.", EngineConfig(max_new_tokens=10, threads=1, no_repeat_ngram_size=0),
                           cache_dir=tmp_path_factory.getbasetemp() / "pool-lora-cache")
 
 

@@ -60,8 +60,8 @@ def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_ca
     base = served_base(cfg)
     types = served_equals_trained(base.path)
     assert types["blk.0.ffn_up.weight"] == "Q4_1" and types["token_embd.weight"] == "Q8_0"
-    assert base.fingerprint["format"] == "q4_1"
-    assert base.fingerprint["sha256"] == hashlib.sha256((base.path / "model.gguf").read_bytes()).hexdigest()
+    assert base.identity.format == "q4_1"
+    assert base.identity.sha256 == hashlib.sha256((base.path / "model.gguf").read_bytes()).hexdigest()
     import gguf
 
     from pz2.models.embedded import BASE
@@ -73,15 +73,15 @@ def test_the_served_embedded_base_is_the_trained_base_tensor_for_tensor(model_ca
     from pz2.fileio import sha256_file
     from pz2.models.loading import check_trained_on
 
-    assert base.fingerprint["same_values_as"] == sha256_file(BASE.path())
+    assert base.identity.same_values_as == sha256_file(BASE.path())
     earlier = tmp_path / "earlier-adapter"   # what pz2 recorded before the served base: the shipped file's hash
     earlier.mkdir()
     (earlier / "manifest.json").write_text(json.dumps({"kind": "qna", "base_model": {
         "id": f"embedded:{BASE.name}", "sha256": sha256_file(BASE.path())}}))
-    check_trained_on(earlier, base.fingerprint)
+    check_trained_on(earlier, base.identity)
     (earlier / "manifest.json").write_text(json.dumps({"kind": "qna", "base_model": {"id": "other", "sha256": "0" * 64}}))
     with pytest.raises(ModelError, match="trained on other"):
-        check_trained_on(earlier, base.fingerprint)
+        check_trained_on(earlier, base.identity)
 
 
 @pytest.fixture
@@ -96,12 +96,12 @@ def test_the_merged_unified_model_is_served_as_written_and_cached_by_content(tin
     unified = served_unified(tiny_q4, adapter)
     types = served_equals_trained(unified.path)
     assert types["blk.1.attn_q.weight"] == "Q4_0"
-    assert unified.fingerprint["id"] == unified_id(adapter) and unified.fingerprint["base"]["id"] == str(tiny_base)
+    assert unified.identity.id == unified_id(adapter) and unified.identity.base.id == str(tiny_base)
     stamp = (unified.path / "model.gguf").stat().st_mtime_ns
     assert served_unified(tiny_q4, adapter).path == unified.path
     assert (unified.path / "model.gguf").stat().st_mtime_ns == stamp, "a second call reuses the merge"
     other = served_unified(tiny_q4, random_adapter(tiny_base, tmp_path / "retrained", seed=5))
-    assert other.path != unified.path and other.fingerprint["sha256"] != unified.fingerprint["sha256"]
+    assert other.path != unified.path and other.identity.sha256 != unified.identity.sha256
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +128,9 @@ def test_by_default_the_unified_adapter_rides_on_the_base_and_the_specialists_tr
         hybrid_ws: Workspace) -> None:
     engine = build_engine(hybrid_ws.model_config(), hybrid_ws.unified_model / "adapter")
     assert engine.unified == "unified" and engine.loaded() == ["unified"]
-    assert engine.base["id"] == hybrid_ws.model_config().base_model
+    assert engine.served.id == hybrid_ws.model_config().base_model
     manifest = json.loads((hybrid_ws.specialist("qna") / "manifest.json").read_text())
-    assert manifest["base_model"]["sha256"] == engine.base["sha256"]
+    assert manifest["base_model"]["sha256"] == engine.served.sha256
     engine.load("qna", hybrid_ws.specialist("qna"))
 
 
@@ -146,7 +146,7 @@ def test_the_merged_model_answers_as_base_plus_adapter(two_stage_ws: Workspace) 
     expected = [reference.generate(q, "unified").token_ids for q in ("What is recursion?", "I feel sad today")]
     for backend in ("llamacpp", "transformers"):
         engine = build_engine(two_stage_ws.model_config({"runtime.engine.backend": backend}), unified)
-        assert engine.base["id"] == unified_id(unified)
+        assert engine.served.id == unified_id(unified)
         assert [engine.generate(q, None).token_ids for q in ("What is recursion?", "I feel sad today")] == expected
 
 

@@ -51,7 +51,7 @@ def export_vllm(ws: Workspace, model_cfg: ModelConfig, output: Path) -> Path:
         raise ModelError(f"no trained adapter for {', '.join(missing)}; train them first (`pz2 train ...`)")
     served = served_model(model_cfg, unified)
     for path in adapters.values():
-        check_trained_on(path, served.fingerprint)
+        check_trained_on(path, served.identity)
     ranks = [read_json(path / "adapter_config.json", "retrain the adapter", {"r": int})["r"] for path in adapters.values()]
     name = "unified" if merged else "base"   # the name requests without an adapter go to (`openai.models.base`)
     with atomic_directory(output) as tmp:

@@ -6,15 +6,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pz2.config import EMBEDDED, ModelConfig
+from pz2.config import ModelConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import ModelError
 from pz2.knowledge.index import MANIFEST
 from pz2.models.artifacts import read_json
-from pz2.models.embedded import BASE
 from pz2.models.loading import MANIFEST as MODEL_MANIFEST
 from pz2.models.loading import adapter_dir
 from pz2.models.prepare import served_base, served_base_dir
+from pz2.models.served import base_id, is_embedded
 from pz2.models.unified import merges, unified_id
 from pz2.runtime.confidence import CONFIDENCE_FILE
 from pz2.workspace import Workspace
@@ -92,7 +92,7 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     if ws.checkpoints.is_dir():
         for d in sorted(p for p in ws.checkpoints.glob("*") if p.is_dir()):
             entries.append(Entry("checkpoint", d.name, str(d), _size(d), _modified(d)))
-    if model_cfg.base_model == EMBEDDED:
+    if is_embedded(model_cfg):
         base = served_base_dir(model_cfg)
         if base.is_dir():
             entries.append(Entry("base", base.name, str(base), _size(base), _modified(base),
@@ -108,10 +108,10 @@ def _own_base(model_cfg: ModelConfig) -> Entry:
         served = served_base(model_cfg)
     except ModelError as e:
         return Entry("base", model_cfg.base_model, model_cfg.base_model, 0, "", metrics={"error": str(e)})
-    f = served.fingerprint
+    who = served.identity
     gguf = str(served.gguf) if served.gguf and served.gguf.is_file() else "not written yet (written on first llama.cpp use)"
-    return Entry("base", f["id"], str(served.path), _size(served.path), _modified(served.path),
-                 metrics={"architecture": f["architecture"], "sha256": f["sha256"][:12], "gguf": gguf})
+    return Entry("base", who.id, str(served.path), _size(served.path), _modified(served.path),
+                 metrics={"architecture": who.architecture, "sha256": who.sha256[:12], "gguf": gguf})
 
 
 def _staleness(ws: Workspace, directory: Path, model_cfg: ModelConfig) -> dict:
@@ -127,8 +127,7 @@ def _staleness(ws: Workspace, directory: Path, model_cfg: ModelConfig) -> dict:
         return {"error": manifest.get("error", f"{directory / MODEL_MANIFEST}: no `base_model`; retrain the adapter")}
     unified = ws.unified_model / "adapter"
     try:
-        current = unified_id(adapter_dir(unified)) if merges(model_cfg, unified) else \
-            f"embedded:{BASE.name}" if model_cfg.base_model == EMBEDDED else model_cfg.base_model
+        current = unified_id(adapter_dir(unified)) if merges(model_cfg, unified) else base_id(model_cfg)
     except ModelError as e:
         return {"trained_on": trained, "error": str(e)}
     if trained == current:

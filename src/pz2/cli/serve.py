@@ -29,8 +29,7 @@ def serve(
     """
     import uvicorn
 
-    from pz2.config import EMBEDDED
-    from pz2.models.embedded import BASE
+    from pz2.models.served import base_name
     from pz2.runtime.assistant import Assistant
     from pz2.serving.app import create_app, exposure_warning
 
@@ -42,8 +41,7 @@ def serve(
     warning = exposure_warning(serving.host, key)
     if warning:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
-    base = BASE.name if cfg.base_model == EMBEDDED else cfg.base_model
-    api = create_app(lambda: Assistant.from_workspace(ws, overrides), serving, base, key)
+    api = create_app(lambda: Assistant.from_workspace(ws, overrides), serving, base_name(cfg), key)
     err_console.print(f"pz2 serve: http://{serving.host}:{serving.port}/ (the assistant loads in the background; "
                       "/health says when it is ready)")
     uvicorn.run(api, host=serving.host, port=serving.port, log_level="warning")

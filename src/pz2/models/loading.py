@@ -11,6 +11,7 @@ from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.models.artifacts import load_tokenizer, pretrained, read_json
 from pz2.models.base import load_base, load_causal_lm
+from pz2.models.served import ModelIdentity
 
 if TYPE_CHECKING:
     from pz2.models.precision import Placement
@@ -48,29 +49,22 @@ def find_trained(path: Path) -> Trained:
                      "one .gguf file; train it first (`pz2 train unified` / `pz2 train specialist`)")
 
 
-def _described(base: dict) -> str:
-    arch = f"{base['architecture']}, " if base.get("architecture") else ""
-    return f"{base.get('id', '?')} ({arch}{base.get('format', '?')}, sha256 {str(base.get('sha256', '?'))[:12]})"
-
-
-def check_trained_on(adapter: Path, base: dict | None) -> None:
-    """Refuse an adapter whose manifest says it was trained on another base than `base` (the served
-    model's fingerprint): its update would be applied to weights it never saw. `same_values_as`: the hash
-    an earlier pz2 recorded for the same values (the shipped GGUF's). An adapter without a manifest
-    (made elsewhere) records nothing to check and is taken as it is."""
-    if base is None:
+def check_trained_on(adapter: Path, served: ModelIdentity | None) -> None:
+    """Refuse an adapter whose manifest says it was trained on another model than the one `served`:
+    its update would be applied to weights it never saw. An adapter without a manifest (made elsewhere)
+    records nothing to check and is taken as it is."""
+    if served is None:
         return
     if not (adapter / MANIFEST).is_file():
         return
     manifest = read_json(adapter / MANIFEST, "retrain the adapter", {"base_model": dict})
-    trained = manifest["base_model"]
-    if trained.get("sha256") in {base.get("sha256"), base.get("same_values_as")} - {None}:
+    trained = ModelIdentity.from_record(manifest["base_model"])
+    if served.same_values(trained):
         return
     kind = manifest.get("kind", "?")
     command = "pz2 train unified" if kind == "unified" else f"pz2 train specialist --type {kind}"
-    stale = " (stale: the unified model was retrained since)" if str(trained.get("id")).startswith("unified:") \
-        and str(base.get("id")).startswith("unified:") else ""
-    raise ModelError(f"{adapter}: trained on {_described(trained)}, but the engine serves {_described(base)}"
+    stale = " (stale: the unified model was retrained since)" if trained.is_unified and served.is_unified else ""
+    raise ModelError(f"{adapter}: trained on {trained.describe()}, but the engine serves {served.describe()}"
                      f"{stale}; retrain it (`{command}`)")
 
 
@@ -100,7 +94,7 @@ def load_for_generation(model_cfg: ModelConfig, path: Path | None,
         if trained_on is None:
             from pz2.models.prepare import served_base
 
-            check_trained_on(adapter, served_base(model_cfg).fingerprint)
+            check_trained_on(adapter, served_base(model_cfg).identity)
         base, _ = load_base(model_cfg, trained_on, placement)
         fix = "retrain the adapter"
         model = pretrained(lambda a: PeftModel.from_pretrained(base, a), adapter, "LoRA adapter", fix)

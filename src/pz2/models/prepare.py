@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pz2.config import EMBEDDED, ModelConfig
 from pz2.data.validate import TokenCounter
@@ -27,6 +28,7 @@ from pz2.errors import EngineUnavailable, ModelError
 from pz2.fileio import atomic_directory, atomic_write_text, sha256_file
 from pz2.models.artifacts import load_tokenizer, read_json
 from pz2.models.embedded import BASE, ENCODER
+from pz2.models.served import ModelIdentity, ServedModel, base_id, is_embedded
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +43,6 @@ class PreparedBase:
     seconds: float
     cached: bool      # True when an earlier preparation was reused
     source: dict      # what it was converted from: file, size, sha256
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A model as the engines serve it: `path` a Hugging Face folder (training, the transformers engine),
-    `gguf` the file llama.cpp reads (None where pz2 writes no GGUF for the architecture), and the
-    fingerprint every adapter trained on it records: id, format, sha256 (of the GGUF when there is one)."""
-
-    path: Path
-    gguf: Path | None
-    fingerprint: dict
 
 
 def _cache_root(cfg: ModelConfig) -> Path:
@@ -103,7 +94,7 @@ def prepare_base(cfg: ModelConfig, force: bool = False) -> PreparedBase:
               and (target / GGUF_FILE).is_file() and (target / WEIGHTS_FILE).is_file())
     if not cached:
         logger.info("writing the base as %s in %s (once)", cfg.weights_format.upper(), target)
-        record = {"id": f"embedded:{BASE.name}", "source": BASE.distribution, "license": BASE.license,
+        record = {"id": base_id(cfg), "source": BASE.distribution, "license": BASE.license,
                   "converted_from": shipped.source}
         write_served(shipped.path, target, cfg.weights_format, BASE.path(), record)
         recorded = json.loads((target / SOURCE_FILE).read_text())
@@ -136,9 +127,9 @@ def write_served(source: Path, target: Path, fmt: str, tokenizer: Path, record: 
         for f in source.iterdir():
             if f.is_file() and f.suffix != ".safetensors" and f.name not in (SOURCE_FILE, "model.safetensors.index.json"):
                 shutil.copy2(f, tmp / f.name)
-        fingerprint = {"id": record["id"], "format": fmt, "sha256": sha256_file(tmp / GGUF_FILE)}
-        (tmp / SOURCE_FILE).write_text(json.dumps(record | fingerprint, indent=2) + "\n")
-    return ServedModel(target, target / GGUF_FILE, fingerprint | {"path": str(target)})
+        identity = ModelIdentity(record["id"], fmt, sha256_file(tmp / GGUF_FILE))
+        (tmp / SOURCE_FILE).write_text(json.dumps(record | identity.record(), indent=2) + "\n")
+    return ServedModel(target, target / GGUF_FILE, identity)
 
 
 def _dequantize_shipped(cfg: ModelConfig, force: bool) -> PreparedBase:
@@ -176,7 +167,7 @@ def _dequantize_shipped(cfg: ModelConfig, force: bool) -> PreparedBase:
 
 def resolve_base(cfg: ModelConfig) -> str:
     """A path or hub id that `from_pretrained` can load offline."""
-    if cfg.base_model == EMBEDDED:
+    if is_embedded(cfg):
         return str(prepare_base(cfg).path)
     return _local_or_cached(cfg.base_model, "base_model")
 
@@ -185,21 +176,20 @@ def served_base(cfg: ModelConfig) -> ServedModel:
     """The base the engines serve and adapters are trained on. A base of your own is served as it is:
     its folder for transformers, and for llama.cpp `runtime.engine.gguf_model` when set, otherwise a
     GGUF pz2 writes from the folder on first use (`base_gguf`), named by the base's hash."""
-    if cfg.base_model == EMBEDDED:
+    if is_embedded(cfg):
         prepared = prepare_base(cfg)
-        fingerprint = {k: prepared.source[k] for k in ("id", "format", "sha256", "same_values_as")}
-        return ServedModel(prepared.path, prepared.path / GGUF_FILE,
-                           fingerprint | {"architecture": "llama", "path": str(prepared.path)})
+        source = prepared.source
+        identity = ModelIdentity(source["id"], source["format"], source["sha256"], "llama", source["same_values_as"])
+        return ServedModel(prepared.path, prepared.path / GGUF_FILE, identity, embedded=True)
     path = Path(resolve_base(cfg))
     weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
     digest = ",".join(_sha256_remembered(cfg, w) for w in weights)
     config = read_json(path / "config.json", "check base_model in model_config.yaml") if path.is_dir() else {}
-    fingerprint = {"id": cfg.base_model, "format": "safetensors", "sha256": digest,
-                   "architecture": config.get("model_type", "?"), "path": str(path)}
+    identity = ModelIdentity(base_id(cfg), "safetensors", digest, config.get("model_type", "?"))
     gguf = cfg.runtime.engine.gguf_model
     if gguf is None:
         gguf = _cache_root(cfg) / "base" / f"{path.name}-{hashlib.sha256(digest.encode()).hexdigest()[:12]}" / GGUF_FILE
-    return ServedModel(path, gguf.expanduser(), fingerprint)
+    return ServedModel(path, gguf.expanduser(), identity)
 
 
 def float_format(model_dir: Path) -> str:
@@ -214,13 +204,13 @@ def base_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
     the gguf package's tables beside the cache; `EngineUnavailable` when the architecture or a tensor has
     no GGUF form (the runtime then serves transformers)."""
     if served.gguf is None:
-        raise EngineUnavailable(f"{served.fingerprint['id']} has no GGUF form (a merged model of an architecture "
+        raise EngineUnavailable(f"{served.identity.id} has no GGUF form (a merged model of an architecture "
                                 "pz2 cannot write as GGUF)")
     if served.gguf.is_file():
         return served.gguf
     if cfg.runtime.engine.gguf_model is not None:
         raise ModelError(f"{served.gguf}: runtime.engine.gguf_model does not exist")
-    if cfg.base_model == EMBEDDED:
+    if served.embedded:
         raise ModelError(f"{served.gguf}: the served base is missing; rebuild it with `pz2 models prepare`")
     from pz2.models.gguf_export import write_model_gguf
 
@@ -236,7 +226,7 @@ def base_gguf(cfg: ModelConfig, served: ServedModel) -> Path:
 
 def _sha256_remembered(cfg: ModelConfig, file: Path) -> str:
     """The file's sha256, hashed once per size and mtime: every engine start asks for a base's
-    fingerprint, and hashing a base of your own (gigabytes) each time would dominate the start."""
+    identity, and hashing a base of your own (gigabytes) each time would dominate the start."""
     book = _cache_root(cfg) / "sha256.json"
     try:
         known = json.loads(book.read_text())
@@ -296,9 +286,15 @@ def embedded_tokenizer_dir(cfg: ModelConfig) -> Path:
     return cached
 
 
+def base_tokenizer(cfg: ModelConfig) -> Any:
+    """The Hugging Face tokenizer of the base, without preparing it: prompts are built exactly as in training."""
+    source = embedded_tokenizer_dir(cfg) if is_embedded(cfg) else cfg.base_model
+    return load_tokenizer(source, "check base_model in model_config.yaml", trust_remote_code=cfg.trust_remote_code)
+
+
 def base_token_counter(cfg: ModelConfig) -> TokenCounter:
     """Count base-tokenizer tokens fast (the `tokenizers` library directly, in batches)."""
-    if cfg.base_model != EMBEDDED:
+    if not is_embedded(cfg):
         tok = load_tokenizer(resolve_base(cfg), "check base_model in model_config.yaml",
                              trust_remote_code=cfg.trust_remote_code)
         return lambda texts: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]

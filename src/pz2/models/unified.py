@@ -24,21 +24,15 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pz2.config import EMBEDDED, ModelConfig
+from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, sha256_file
 from pz2.models.artifacts import first_line
 from pz2.models.embedded import BASE
 from pz2.models.gguf_export import lora_weights
 from pz2.models.loading import adapter_dir, check_trained_on
-from pz2.models.prepare import (
-    GGUF_FILE,
-    SOURCE_FILE,
-    WEIGHTS_FILE,
-    ServedModel,
-    served_base,
-    write_served,
-)
+from pz2.models.prepare import GGUF_FILE, SOURCE_FILE, WEIGHTS_FILE, served_base, write_served
+from pz2.models.served import UNIFIED_PREFIX, ModelIdentity, ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +49,7 @@ def served_model(cfg: ModelConfig, unified: Path | None) -> ServedModel:
 
 
 def unified_id(adapter: Path) -> str:
-    return f"unified:{sha256_file(lora_weights(adapter))[:16]}"
+    return f"{UNIFIED_PREFIX}{sha256_file(lora_weights(adapter))[:16]}"
 
 
 def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
@@ -67,27 +61,29 @@ def served_unified(cfg: ModelConfig, adapter: Path) -> ServedModel:
     base = served_base(cfg)
     adapter = adapter_dir(adapter) or adapter
     name = unified_id(adapter)
-    embedded, fmt = cfg.base_model == EMBEDDED, cfg.weights_format
-    target = cfg.cache_dir.expanduser() / "unified" / f"{name.split(':')[1]}-{base.fingerprint['sha256'][:12]}-{fmt}"
+    fmt = cfg.weights_format
+    target = cfg.cache_dir.expanduser() / "unified" / f"{name.removeprefix(UNIFIED_PREFIX)}-{base.identity.sha256[:12]}-{fmt}"
     try:
         recorded = json.loads((target / SOURCE_FILE).read_text())
         return ServedModel(target, target / GGUF_FILE if recorded["gguf"] else None,
-                           {k: recorded[k] for k in ("id", "format", "sha256", "base")} | {"path": str(target)})
+                           ModelIdentity.from_record(recorded), base.embedded)
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         pass
-    check_trained_on(adapter, base.fingerprint)
-    record = {"id": name, "base": {k: base.fingerprint[k] for k in ("id", "format", "sha256")}, "adapter": str(adapter)}
+    check_trained_on(adapter, base.identity)
+    merged_into = ModelIdentity(base.identity.id, base.identity.format, base.identity.sha256)
+    record = {"id": name, "base": merged_into.record(), "adapter": str(adapter)}
     logger.info("merging the unified adapter into the base (%s, once per adapter) in %s", fmt.upper(), target)
-    if base.fingerprint.get("architecture") not in ARCHITECTURES:  # no GGUF form: the float merge, for transformers
+    if base.identity.architecture not in ARCHITECTURES:  # no GGUF form: the float merge, for transformers
         with atomic_directory(target) as tmp:
             merge_adapter(cfg, base, adapter, tmp)
-            fingerprint = {"id": name, "format": "safetensors", "sha256": sha256_file(tmp / WEIGHTS_FILE)}
-            (tmp / SOURCE_FILE).write_text(json.dumps(record | fingerprint | {"gguf": False}, indent=2) + "\n")
-        return ServedModel(target, None, fingerprint | {"base": record["base"], "path": str(target)})
+            identity = ModelIdentity(name, "safetensors", sha256_file(tmp / WEIGHTS_FILE), base=merged_into)
+            (tmp / SOURCE_FILE).write_text(json.dumps(record | identity.record() | {"gguf": False}, indent=2) + "\n")
+        return ServedModel(target, None, identity, base.embedded)
     with tempfile.TemporaryDirectory() as scratch:
         merged = merge_adapter(cfg, base, adapter, Path(scratch))
-        served = write_served(merged, target, fmt, BASE.path() if embedded else base.path, record | {"gguf": True})
-    return ServedModel(served.path, served.gguf, served.fingerprint | {"base": record["base"]})
+        served = write_served(merged, target, fmt, BASE.path() if base.embedded else base.path, record | {"gguf": True})
+    return ServedModel(served.path, served.gguf, ModelIdentity.from_record(record | served.identity.record()),
+                       base.embedded)
 
 
 def merge_adapter(cfg: ModelConfig, base: ServedModel, adapter: Path, out: Path) -> Path:
@@ -101,7 +97,7 @@ def merge_adapter(cfg: ModelConfig, base: ServedModel, adapter: Path, out: Path)
     try:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (RuntimeError, ValueError) as e:  # shapes of another base
-        raise ModelError(f"{adapter}: cannot be merged into {base.fingerprint['id']} ({first_line(e)})") from None
+        raise ModelError(f"{adapter}: cannot be merged into {base.identity.id} ({first_line(e)})") from None
     model.save_pretrained(out, safe_serialization=True, max_shard_size="100GB")
     AutoTokenizer.from_pretrained(base.path, trust_remote_code=cfg.trust_remote_code).save_pretrained(out)
     return out

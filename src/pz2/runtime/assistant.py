@@ -266,7 +266,7 @@ class Assistant:
             answer.specialist_state = self.pool.state(name)
 
     def status(self) -> dict:
-        return {"engine": self.engine.name, "serving": (self.engine.base or {}).get("id", "?"),
+        return {"engine": self.engine.name, "serving": self.engine.served.id if self.engine.served else "?",
                 "unified": self.engine.unified or "merged into the served model, or none trained",
                 "confidence_model": self.confidence.metrics if self.confidence else None,
                 "pool": self.pool.snapshot(), "router": self.runtime.router.model_dump()}

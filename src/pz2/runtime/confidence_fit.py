@@ -60,7 +60,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
     start = time.perf_counter()
     x, y, rows = collect(engine, classifier, engine.unified, pairs, cfg.good_rouge_l, max_new, show_progress)
     model = ConfidenceModel.fit(x, y, max_new, cfg.good_rouge_l, l2=cfg.l2, folds=cfg.folds, seed=cfg.seed)
-    model.metrics |= {"engine": engine.name, "served": (engine.base or {}).get("id", "?"), "adapter": engine.unified,
+    model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?", "adapter": engine.unified,
                       "seconds": round(time.perf_counter() - start, 1)}
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)

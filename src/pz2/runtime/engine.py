@@ -20,18 +20,19 @@ import logging
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from pz2.config import ModelConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import EngineUnavailable, ModelError
 from pz2.models.chat import end_of_turn_ids, prompt_ids
 from pz2.models.loading import adapter_dir, check_trained_on
-from pz2.models.prepare import ServedModel
+from pz2.models.served import ModelIdentity, ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -183,44 +184,70 @@ class TextStream:
         return piece
 
 
-class Engine:
-    """A base model plus named adapters (or full models), generating greedily under one lock."""
+class Engine(Protocol):
+    """What the assistant, the specialist pool and the server ask of an engine: adapters (or whole models)
+    loaded by name on one served model, and answers streamed with one of them. `LocalEngine` serves in this
+    process (llama.cpp, transformers); `OpenAIEngine` asks an OpenAI-compatible server."""
+
+    name: str
+    tokenizer: Any
+    max_new_tokens: int
+    context_length: int                  # tokens of prompt + answer
+    served: ModelIdentity | None         # the served model: adapters trained on another are refused
+
+    @property
+    def unified(self) -> str | None:
+        """The adapter the unified answer uses; None: the served model is it (merged), or none is trained."""
+
+    @property
+    def parallel(self) -> int:
+        """Requests the engine generates at once; beyond it they only wait."""
+
+    def load(self, name: str, path: Path) -> int: ...
+    def unload(self, name: str) -> None: ...
+    def loaded(self) -> list[str]: ...
+    def available(self, path: Path) -> bool: ...
+    def size_hint(self, path: Path) -> int: ...
+    def model_path(self, served: ServedModel) -> Path: ...
+    def prompt(self, user: str, history: Sequence[dict[str, str]] = (), system: str | None = None) -> list[int]: ...
+
+    def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
+               on_text: TextCallback | None = None, history: Sequence[dict[str, str]] = (),
+               system: str | None = None, sampling: Sampling = GREEDY) -> Generation: ...
+
+    def generate(self, user: str, adapter: str | None = None, max_new_tokens: int | None = None) -> Generation: ...
+
+
+class EngineBase(ABC):
+    """What every engine shares, decoding aside: its settings, the adapters it holds by name (each
+    checked against the served model), and prompts cut to its context."""
 
     name = "engine"
 
-    def __init__(self, tokenizer: Any, system_prompt: str, max_new_tokens: int,
-                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
+    def __init__(self, tokenizer: Any, system_prompt: str, settings: EngineConfig,
+                 served: ModelIdentity | None = None) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
-        self.max_new_tokens = max_new_tokens
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.repetition_penalty = repetition_penalty
+        self.max_new_tokens = settings.max_new_tokens
+        self.context_length = settings.context_length
+        self.no_repeat_ngram_size = settings.no_repeat_ngram_size
+        self.repetition_penalty = settings.repetition_penalty
+        self.served = served
         self.lock = threading.RLock()
         self.sizes: dict[str, int] = {}
-        self.context_length = 1 << 30  # tokens of prompt + answer; engines with a fixed context set it
-        self.base: dict | None = None   # the served model's fingerprint: adapters trained on another are refused
-        self.unified: str | None = None  # the adapter the unified answer uses; None: the served model is it (merged)
-        vocab = tokenizer.get_vocab()   # SmolLM2 also ends a text with <|endoftext|>
-        self.stop_ids = end_of_turn_ids(tokenizer) | ({vocab["<|endoftext|>"]} if "<|endoftext|>" in vocab else set())
 
-    # -- what an engine implements ------------------------------------------------------
+    @abstractmethod
     def _load(self, name: str, path: Path) -> int:
         """Load a specialist; return the bytes it adds to memory."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _unload(self, name: str) -> None:
-        raise NotImplementedError
+        """Free what `_load` took."""
 
-    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
-        """Select `adapter` (None = the served model alone), forget any earlier state, return the last
-        logits of `ids`; `reuse=False`: compute every position anew, even where a cache could serve."""
-        raise NotImplementedError
+    @property
+    def unified(self) -> str | None:
+        return UNIFIED if UNIFIED in self.sizes else None
 
-    def _next(self, token: int) -> np.ndarray:
-        """Feed one token; return the logits after it."""
-        raise NotImplementedError
-
-    # -- shared ---------------------------------------------------------------------------
     def load(self, name: str, path: Path) -> int:
         """Load an adapter or a full model under `name`; its size in bytes."""
         with self.lock:
@@ -229,7 +256,7 @@ class Engine:
                     raise ModelError(f"{path}: no such model folder; train it first")
                 adapter = adapter_dir(path)
                 if adapter is not None:
-                    check_trained_on(adapter, self.base)
+                    check_trained_on(adapter, self.served)
                 self.sizes[name] = self._load(name, path)
             return self.sizes[name]
 
@@ -248,14 +275,6 @@ class Engine:
 
     def loaded(self) -> list[str]:
         return list(self.sizes)
-
-    @property
-    def parallel(self) -> int:
-        """Requests this engine generates at once; beyond it they only wait. One here: and a server drives an
-        in-process engine from one thread, since llama.cpp and torch parallelise with OpenMP, and a second
-        thread driving them runs 3-5× slower (20 tokens: 0.34 s from the thread that loaded the models,
-        1.6 s from another, measured here)."""
-        return 1
 
     def model_path(self, served: ServedModel) -> Path:
         """What this engine reads of a served model, to load it whole beside the one it serves."""
@@ -280,6 +299,43 @@ class Engine:
             history, dropped = history[cut:], dropped + cut
             prompt = self.prompt(user, history, system)
         return prompt, dropped
+
+    @abstractmethod
+    def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
+               on_text: TextCallback | None = None, history: Sequence[dict[str, str]] = (),
+               system: str | None = None, sampling: Sampling = GREEDY) -> Generation:
+        """The answer to `user` after the earlier turns `history`, with `adapter`, calling `on_text`
+        with each new piece of text."""
+
+    def generate(self, user: str, adapter: str | None = None, max_new_tokens: int | None = None) -> Generation:
+        return self.stream(user, adapter, max_new_tokens)
+
+
+class LocalEngine(EngineBase):
+    """An engine decoding in this process: the greedy (or sampled) loop below over the logits its
+    subclass computes (`_start`, `_next`), under one lock."""
+
+    def __init__(self, tokenizer: Any, system_prompt: str, settings: EngineConfig,
+                 served: ModelIdentity | None = None) -> None:
+        super().__init__(tokenizer, system_prompt, settings, served)
+        vocab = tokenizer.get_vocab()   # SmolLM2 also ends a text with <|endoftext|>
+        self.stop_ids = end_of_turn_ids(tokenizer) | ({vocab["<|endoftext|>"]} if "<|endoftext|>" in vocab else set())
+
+    @abstractmethod
+    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
+        """Select `adapter` (None = the served model alone), forget any earlier state, return the last
+        logits of `ids`; `reuse=False`: compute every position anew, even where a cache could serve."""
+
+    @abstractmethod
+    def _next(self, token: int) -> np.ndarray:
+        """Feed one token; return the logits after it."""
+
+    @property
+    def parallel(self) -> int:
+        """One here: and a server drives an in-process engine from one thread, since llama.cpp and torch
+        parallelise with OpenMP, and a second thread driving them runs 3-5× slower (20 tokens: 0.34 s from
+        the thread that loaded the models, 1.6 s from another, measured here)."""
+        return 1
 
     def token_logprob(self, logp: np.ndarray, token: int, top: int) -> TokenLogprob:
         alternatives = np.argpartition(-logp, top)[:top] if top else np.array([], dtype=int)
@@ -349,12 +405,9 @@ class Engine:
         return Generation(scan.text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
                           total, reason, len(prompt), dropped, tokens)
 
-    def generate(self, user: str, adapter: str | None = None, max_new_tokens: int | None = None) -> Generation:
-        return self.stream(user, adapter, max_new_tokens)
-
 
 def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
-    """The engine the config names, ready for the unified answer (`engine.unified` names its adapter):
+    """The engine the config names, ready for the unified answer (`engine.unified` names its adapter, when loaded):
     `unified` is the unified adapter, loaded as one, or with `merge_unified` merged into the base once
     (cached) and served as the model itself, the specialists then being its only adapters."""
     backend = cfg.runtime.engine.backend
@@ -374,7 +427,7 @@ def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
                 engine = LlamaCppEngine.from_config(cfg, served)
             except EngineUnavailable as e:
                 logger.warning("llama.cpp cannot serve %s (%s): the transformers engine serves it",
-                               served.fingerprint["id"], e)
+                               served.identity.id, e)
                 engine = TransformersEngine.from_config(cfg, served)
         else:
             engine = TransformersEngine.from_config(cfg, served)
@@ -382,5 +435,4 @@ def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
             return engine
     if unified is not None and engine.available(unified):
         engine.load(UNIFIED, unified)
-        engine.unified = UNIFIED
     return engine

@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from pz2.config import EMBEDDED, ModelConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import EngineUnavailable, ModelError
 from pz2.fileio import sha256_file
-from pz2.models.artifacts import load_tokenizer, read_json
+from pz2.models.artifacts import read_json
 from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import find_trained
-from pz2.models.prepare import ServedModel, base_gguf
-from pz2.runtime.engine import Engine
+from pz2.models.prepare import base_gguf, base_tokenizer
+from pz2.models.served import ModelIdentity, ServedModel
+from pz2.runtime.engine import LocalEngine
 
 
 def _llama_cpp() -> Any:
@@ -37,25 +38,17 @@ def _llama_cpp() -> Any:
     return llama_cpp
 
 
-def tokenizer_for(cfg: ModelConfig) -> Any:
-    """The Hugging Face tokenizer of the base: prompts are built exactly as in training."""
-    from pz2.models.prepare import embedded_tokenizer_dir
-
-    source = embedded_tokenizer_dir(cfg) if cfg.base_model == EMBEDDED else cfg.base_model
-    return load_tokenizer(source, "check base_model in model_config.yaml", trust_remote_code=cfg.trust_remote_code)
-
-
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(LocalEngine):
     name = "llamacpp"
 
-    def __init__(self, gguf: Path, tokenizer: Any, system_prompt: str, max_new_tokens: int,
-                 context_length: int = 2048, threads: int = 0, cache_dir: Path = Path("~/.cache/pz2"),
-                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0, flash_attention: bool = False) -> None:
-        super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
+    def __init__(self, gguf: Path, tokenizer: Any, system_prompt: str, settings: EngineConfig,
+                 cache_dir: Path = Path("~/.cache/pz2"), served: ModelIdentity | None = None) -> None:
+        """`settings`: runtime.engine (threads, context_length, flash_attention and the decoding rules);
+        `served`: what `gguf` is, so adapters trained on another model are refused."""
+        super().__init__(tokenizer, system_prompt, settings, served)
         self.lib = _llama_cpp()
-        self.flash_attention = flash_attention
-        self.threads = threads or os.cpu_count() or 1
-        self.context_length = context_length
+        self.flash_attention = settings.flash_attention
+        self.threads = settings.threads or os.cpu_count() or 1
         self.llm = self._open(gguf)
         self.base_llm = self.llm
         self.lora_cache = cache_dir.expanduser() / "lora"
@@ -75,17 +68,13 @@ class LlamaCppEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, served: ServedModel) -> LlamaCppEngine:
-        e = cfg.runtime.engine
-        gguf, tokenizer = base_gguf(cfg, served), tokenizer_for(cfg)
+        gguf, tokenizer = base_gguf(cfg, served), base_tokenizer(cfg)
         try:
-            engine = cls(gguf, tokenizer, cfg.system_prompt, e.max_new_tokens, e.context_length, e.threads,
-                         cfg.cache_dir, e.no_repeat_ngram_size, e.repetition_penalty, e.flash_attention)
+            return cls(gguf, tokenizer, cfg.system_prompt, cfg.runtime.engine, cfg.cache_dir, served.identity)
         except ModelError as error:   # a GGUF pz2 wrote that this llama.cpp refuses: transformers serves it
-            if cfg.base_model == EMBEDDED or cfg.runtime.engine.gguf_model is not None:
+            if served.embedded or cfg.runtime.engine.gguf_model is not None:
                 raise
             raise EngineUnavailable(str(error)) from None
-        engine.base = served.fingerprint
-        return engine
 
     def _open(self, gguf: Path) -> Any:
         """The model without llama.cpp's extra weight buffers. On a CPU with AMX, quantized weights

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pz2.config import ModelConfig, RemoteConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import ModelError
-from pz2.runtime.engine import GREEDY, Engine, Generation, Sampling, TextCallback, TokenLogprob
+from pz2.runtime.engine import GREEDY, EngineBase, Generation, Sampling, TextCallback, TokenLogprob
 
 BACKEND_KEY_ENV = "PZ2_BACKEND_API_KEY"
 
@@ -34,27 +34,26 @@ def entropy_bound(top: Sequence[float]) -> float:
     return -sum(q * lp for q, lp in zip(p, top, strict=True)) - (rest * math.log(rest) if rest > 0 else 0.0)
 
 
-class OpenAIEngine(Engine):
+class OpenAIEngine(EngineBase):
     name = "openai"
 
-    def __init__(self, client: Any, remote: RemoteConfig, tokenizer: Any, system_prompt: str, max_new_tokens: int,
-                 context_length: int, repetition_penalty: float = 1.0) -> None:
-        super().__init__(tokenizer, system_prompt, max_new_tokens, 0, repetition_penalty)
+    def __init__(self, client: Any, tokenizer: Any, system_prompt: str, settings: EngineConfig) -> None:
+        """`client`: an `openai.OpenAI` on the server; `settings`: runtime.engine, its `openai` part naming the
+        server's model per adapter. The server holds the weights, so no served identity is checked here."""
+        super().__init__(tokenizer, system_prompt, settings)
         self.client = client
-        self.remote = remote
-        self.context_length = context_length
+        self.remote = settings.openai
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> OpenAIEngine:
         import openai
 
-        from pz2.runtime.engine_llamacpp import tokenizer_for
+        from pz2.models.prepare import base_tokenizer
 
         e = cfg.runtime.engine
         key = e.openai.api_key or os.environ.get(BACKEND_KEY_ENV) or "none"
         client = openai.OpenAI(base_url=e.openai.base_url, api_key=key, timeout=e.openai.timeout_s, max_retries=0)
-        return cls(client, e.openai, tokenizer_for(cfg), cfg.system_prompt, e.max_new_tokens, e.context_length,
-                   e.repetition_penalty)
+        return cls(client, base_tokenizer(cfg), cfg.system_prompt, e)
 
     @property
     def parallel(self) -> int:

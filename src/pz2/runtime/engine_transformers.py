@@ -12,23 +12,25 @@ from typing import Any
 
 import numpy as np
 
-from pz2.config import ModelConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import ModelError
 from pz2.models.artifacts import pretrained
 from pz2.models.base import load_base, load_causal_lm
 from pz2.models.loading import find_trained
 from pz2.models.precision import Placement
-from pz2.models.prepare import ServedModel
+from pz2.models.served import ModelIdentity, ServedModel
 from pz2.models.transformers_names import returned_cache, with_cache
-from pz2.runtime.engine import Engine
+from pz2.runtime.engine import LocalEngine
 
 
-class TransformersEngine(Engine):
+class TransformersEngine(LocalEngine):
     name = "transformers"
 
-    def __init__(self, base: Any, tokenizer: Any, system_prompt: str, max_new_tokens: int, trust_remote_code: bool = False,
-                 no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> None:
-        super().__init__(tokenizer, system_prompt, max_new_tokens, no_repeat_ngram_size, repetition_penalty)
+    def __init__(self, base: Any, tokenizer: Any, system_prompt: str, settings: EngineConfig,
+                 served: ModelIdentity | None = None, trust_remote_code: bool = False) -> None:
+        """`base`: the served model, loaded where it runs; `settings`: runtime.engine (context_length and the
+        decoding rules); `served`: what `base` is, so adapters trained on another model are refused."""
+        super().__init__(tokenizer, system_prompt, settings, served)
         self.model = base          # becomes a PeftModel with the first adapter; its device and dtype are the engine's
         self.full: dict[str, Any] = {}
         self.trust_remote_code = trust_remote_code
@@ -42,12 +44,7 @@ class TransformersEngine(Engine):
         if cfg.runtime.engine.threads:
             torch.set_num_threads(cfg.runtime.engine.threads)
         base, tokenizer = load_base(cfg, served.path)   # on runtime.engine.device, in runtime.engine.dtype
-        e = cfg.runtime.engine
-        engine = cls(base, tokenizer, cfg.system_prompt, e.max_new_tokens, cfg.trust_remote_code,
-                     e.no_repeat_ngram_size, e.repetition_penalty)
-        engine.context_length = cfg.runtime.engine.context_length
-        engine.base = served.fingerprint
-        return engine
+        return cls(base, tokenizer, cfg.system_prompt, cfg.runtime.engine, served.identity, cfg.trust_remote_code)
 
     def _load(self, name: str, path: Path) -> int:
         from peft import PeftModel

@@ -32,6 +32,7 @@ from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.loading import MANIFEST
 from pz2.models.precision import training_dtype
 from pz2.models.transformers_names import checkpointing_arguments, sampler_arguments
+from pz2.models.served import ServedModel
 from pz2.models.unified import served_model
 from pz2.training.sft_data import (
     KINDS,
@@ -153,7 +154,7 @@ def _run_dir(root: Path, resume: bool, state: Any) -> tuple[Path, Path | None]:
 class _Data:
     """One adapter's training data, tokenized with the tokenizer of the model it trains on."""
 
-    base: dict                 # the served model's fingerprint (`served_model`): what the manifest records
+    base: ServedModel          # the model it trains on (`served_model`): what the manifest records
     tokenizer: Any
     train_path: Path
     val_path: Path
@@ -171,8 +172,8 @@ def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft
           validation: ValidationConfig, state: Any) -> _Data:
     """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked."""
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
-        base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter").fingerprint
-        tokenizer = load_tokenizer(base["path"], BASE_FIX,
+        base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter")
+        tokenizer = load_tokenizer(base.path, BASE_FIX,
                                trust_remote_code=model_cfg.trust_remote_code)
         grounded = raft_files(ws, kind, raft, model_cfg, tokenizer, validation) if kind != "unified" and raft else None
     train_path, val_path = grounded or data_files(ws, kind)
@@ -232,7 +233,7 @@ def _lora_model(data: _Data, cfg: SFTConfig, model_cfg: ModelConfig, device: Dev
                                                            bnb_4bit_compute_dtype=device.dtype,
                                                            bnb_4bit_use_double_quant=True),
                  "device_map": {"": local_rank}}
-    model = pretrained(AutoModelForCausalLM.from_pretrained, data.base["path"], "model", BASE_FIX,
+    model = pretrained(AutoModelForCausalLM.from_pretrained, data.base.path, "model", BASE_FIX,
                        dtype=device.dtype, use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code,
                        **extra)
     if cfg.load_in_4bit:
@@ -331,7 +332,7 @@ def train_sft(
         "resumed_from": checkpoint.name if checkpoint else None,
     }
     manifest = {
-        "kind": kind, "profile": profile, "base_model": data.base, "raft": data.grounded,
+        "kind": kind, "profile": profile, "base_model": data.base.record(), "raft": data.grounded,
         "data": {str(p): sha256_file(p) for p in (data.train_path, data.val_path)},
         "config": cfg.model_dump(mode="json"), "precision": str(device.dtype).removeprefix("torch."),
         "system_prompt": model_cfg.system_prompt,
