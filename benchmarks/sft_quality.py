@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pz2.evaluation.generation_report import evaluate_generation
 from pz2.fileio import atomic_write_json
-from pz2.models.loading import load_for_generation
+from pz2.runtime.engine import engine_answering_as
 from pz2.workspace import Workspace
 
 
@@ -38,10 +38,10 @@ def main() -> int:
     loaded: dict[str, tuple] = {}
     for data_name, model_name in plan:
         if model_name not in loaded:
-            loaded[model_name] = load_for_generation(model_cfg, models[model_name])
-        model, tok = loaded[model_name]
+            loaded[model_name] = engine_answering_as(model_cfg, models[model_name], ws.unified_model / "adapter")
+        engine, adapter = loaded[model_name]
         out = Path("benchmarks/results/sft_quality") / data_name / model_name
-        m = evaluate_generation(model, tok, ws.datasets / f"{data_name}.jsonl", out, model_cfg.system_prompt,
+        m = evaluate_generation(engine, adapter, ws.datasets / f"{data_name}.jsonl", out, model_cfg.system_prompt,
                                 args.limit, args.max_new_tokens, label=model_name).metrics
         results.setdefault(data_name, {})[model_name] = {"rouge_l": m["rouge_l"], "chrf": m["chrf"], "rows": m["rows"]}
         print(f"{data_name:26s} {model_name:10s} ROUGE-L {m['rouge_l']:.4f}  chrF {m['chrf']:.4f}  "

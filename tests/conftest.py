@@ -176,7 +176,7 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     10% of the labels flipped."""
     import numpy as np
 
-    from pz2.evaluation.generation_report import reference_pairs
+    from pz2.data.loading import reference_pairs
     from pz2.runtime.classifier import ConversationClassifier
     from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
     from pz2.runtime.confidence_fit import collect

@@ -86,7 +86,7 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     construction), it fits over a stale earlier fit, saves the model, the scored rows and the
     reliability diagram."""
     from pz2.data.jsonl import read_jsonl
-    from pz2.evaluation.generation_report import reference_pairs
+    from pz2.data.loading import reference_pairs
     from pz2.fileio import atomic_write_jsonl
     from pz2.runtime.engine import build_engine
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pz2.config import ModelConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import sha256_file
-from pz2.models.base import greedy_reply, load_base
+from pz2.models.base import load_base
 from pz2.models.embedded import BASE, ENCODER, EmbeddedModel
 from pz2.models.prepare import prepared_base_dir, resolve_base, resolve_encoder, served_base_dir
 
@@ -37,8 +37,10 @@ def test_prepare_converts_once_then_loads_and_generates(cli, workspace) -> None:
     model, tokenizer = load_base(cfg)   # the served values, as training sees them
     assert model.config.model_type == "llama"
     assert sum(p.numel() for p in model.parameters()) > 100_000_000
-    answer = greedy_reply(model, tokenizer, cfg.system_prompt, "What is the capital of France?", max_new_tokens=16)
-    assert "Paris" in answer
+    from pz2.runtime.engine_transformers import TransformersEngine
+
+    engine = TransformersEngine(model, tokenizer, cfg.system_prompt, EngineConfig(max_new_tokens=16))
+    assert "Paris" in engine.generate("What is the capital of France?").text
     status = json.loads(cli("status", "--json").stdout)
     assert [(e["name"], e["metrics"]) for e in status if e["group"] == "base"] == [(served.name, {"architecture": "llama", "format": "q4_1"})]
 

@@ -158,14 +158,14 @@ def test_export_merges_the_adapter_into_a_model_of_the_family(family_ws, tmp_pat
     from transformers import AutoModelForCausalLM
 
     from pz2.export import export_merged
-    from pz2.models.loading import load_for_generation
+    from pz2.models.loading import load_trained
 
     model_type, ws = family_ws
     cfg = ws.model_config()
     out = export_merged(cfg, ws.unified_model, tmp_path / "merged")
     assert json.loads((out / "config.json").read_text())["model_type"] == model_type
     merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-    tuned, _ = load_for_generation(cfg, ws.unified_model)
+    tuned, _ = load_trained(cfg, ws.unified_model)
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)

@@ -195,3 +195,22 @@ def test_retraining_the_unified_model_makes_the_specialists_stale(two_stage: Wor
         a.close()
     assert (turn.route, turn.reason) == ("unified", "fallback")
     assert "stale: the unified model was retrained since" in turn.specialist_state
+
+
+def test_eval_generation_measures_the_decoder_pz2_serves(hybrid: Workspace) -> None:
+    """`eval generation` answers through the served engine (llama.cpp, the no-repeat rule on), so its
+    ROUGE-L is the served model's: its predictions are the served engine's answers, token for token."""
+    from pz2.data.loading import reference_pairs
+
+    out = hybrid.root / "eval-served"
+    result = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "eval", "generation", "--model",
+                                      str(hybrid.unified_model), "--limit", "3", "--max-new-tokens", "12",
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = hybrid.model_config()
+    assert cfg.runtime.engine.no_repeat_ngram_size > 0
+    assert json.loads((out / "metrics.json").read_text())["engine"] == cfg.runtime.engine.backend == "llamacpp"
+    predictions = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    engine = build_engine(cfg, hybrid.unified_model / "adapter")
+    pairs = reference_pairs(hybrid.datasets / "unified_test.jsonl", cfg.system_prompt, 3)
+    assert predictions == [engine.stream(u, engine.unified, 12, system=s).text for s, u, _ in pairs]

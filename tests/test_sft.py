@@ -15,10 +15,10 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pz2.config import ModelConfig
+from pz2.config import EngineConfig, ModelConfig
 from pz2.fileio import sha256_file
-from pz2.models.base import greedy_reply
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example, prompt_ids
+from pz2.runtime.engine_transformers import TransformersEngine
 from pz2.training.sft_data import CompletionCollator, pack
 
 SYSTEM = ModelConfig().system_prompt
@@ -83,7 +83,8 @@ def test_training_and_inference_share_one_chat_template(tiny_base: Path) -> None
         manual = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
                                 min_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
     expected = tok.decode(manual[0, ids.shape[1]:], skip_special_tokens=True).strip()
-    assert greedy_reply(model, tok, ex.system, ex.user, max_new_tokens=8) == expected
+    engine = TransformersEngine(model, tok, ex.system, EngineConfig(max_new_tokens=8, no_repeat_ngram_size=0))
+    assert engine.generate(ex.user).text == expected, "the engine prompts as training did"
     assert "<|im_start|>system\n" + SYSTEM in tok.decode(train_prompt)
 
 

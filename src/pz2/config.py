@@ -69,8 +69,8 @@ class EngineConfig(_Strict):
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-        description="Where the transformers engine runs, with `eval generation`, `eval loss` and the demo's base "
-        "answer: `auto` = the first CUDA GPU, else the CPU; `cpu`; `cuda` or `cuda:N` (an error where absent).",
+        description="Where the transformers engine runs, and the models `eval compare` scores the loss with: "
+        "`auto` = the first CUDA GPU, else the CPU; `cpu`; `cuda` or `cuda:N` (an error where absent).",
     )
     dtype: DtypeName = Field(
         "auto",

@@ -29,13 +29,12 @@ from pz2.evaluation.grounded import (
     load_grounded,
 )
 from pz2.knowledge.build import build_knowledge
-from pz2.models.base import greedy_reply, load_base
-from pz2.models.loading import load_for_generation
 from pz2.models.prepare import base_token_counter, prepare_base
 from pz2.models.sentence import SentenceEncoder
 from pz2.runtime.assistant import unified_parts
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.confidence_fit import fit_confidence
+from pz2.runtime.engine import build_engine, engine_answering_as
 from pz2.training.classifier import train_classifier
 from pz2.training.sft import train_sft
 from pz2.views import print_comparison, print_validation, rows_table, source_lines
@@ -120,12 +119,12 @@ def run_demo(ws: Workspace, console: Console) -> bool:
     print_validation(console, validation)
 
     console.print(Rule("4. the base model answers (not fine-tuned yet)"))
-    model, tokenizer = load_base(model_cfg)
+    engine = build_engine(model_cfg)
     question = "What is a Python dictionary?"
-    start = time.perf_counter()
-    answer = greedy_reply(model, tokenizer, model_cfg.system_prompt, question)
-    console.print(f"[bold]User:[/] {question}\n[bold]Base:[/] {answer}\n[dim]({time.perf_counter() - start:.2f} s, "
-                  "untuned base, transformers fp32)[/]", highlight=False)
+    answer = engine.generate(question, None, 48)
+    console.print(f"[bold]User:[/] {question}\n[bold]Base:[/] {answer.text}\n[dim]({answer.total_s:.2f} s, "
+                  f"untuned base, {engine.name} engine)[/]", highlight=False)
+    del engine
 
     console.print(Rule("5. train the conversation-type classifier (about 4 minutes on 2 cores)"))
     result = train_classifier(ws, train_cfg.classifier, model_cfg)
@@ -161,8 +160,8 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         m = result.metrics
         console.print(f"[bold]{kind}[/]: {m['global_step']} steps in {result.seconds:.0f} s, validation loss "
                       f"{m['eval_loss']:.3f}, {m['train_tokens_per_s']:.0f} tokens/s -> {result.path}")
-        tuned, tok = load_for_generation(model_cfg, result.path)
-        reply = greedy_reply(tuned, tok, model_cfg.system_prompt, question, max_new_tokens=64)
+        tuned, adapter = engine_answering_as(model_cfg, result.path, ws.unified_model / "adapter")
+        reply = tuned.generate(question, adapter, 64).text
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
 
     console.print(Rule("8. fit the router's confidence: P(the unified answer is good)"))

@@ -11,7 +11,7 @@ from pz2.config import ModelConfig
 from pz2.errors import ModelError
 from pz2.fileio import atomic_directory, atomic_write_json
 from pz2.models.artifacts import read_json
-from pz2.models.loading import adapter_dir, check_trained_on, load_for_generation
+from pz2.models.loading import adapter_dir, check_trained_on, load_trained
 from pz2.models.unified import merges, served_model
 from pz2.workspace import Workspace
 
@@ -23,7 +23,7 @@ def export_merged(model_cfg: ModelConfig, model: Path, output: Path) -> Path:
         raise ModelError(f"{model}: no LoRA adapter here (adapter_config.json); nothing to merge")
     from pz2.models.precision import EXACT
 
-    peft_model, tokenizer = load_for_generation(model_cfg, model, EXACT)
+    peft_model, tokenizer = load_trained(model_cfg, model, EXACT)
     merged = peft_model.merge_and_unload()
     manifest_file = adapter / "manifest.json"
     manifest = read_json(manifest_file, "retrain the adapter") if manifest_file.exists() else {}

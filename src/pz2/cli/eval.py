@@ -27,27 +27,37 @@ def eval_generation_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N rows only.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer generated.")] = 128,
     output: Annotated[Path | None, typer.Option(help="Report folder (default: <model>/eval/<data name>).")] = None,
+    engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend; "
+                                                    "transformers when --device or --dtype is given, or the model "
+                                                    "is a full model folder).")] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
 ) -> None:
     """ROUGE-L and chrF of greedy answers against the reference answers; JSON, JSONL and markdown.
 
+    The answers come from the engine pz2 serves, decoding as it does (no-repeat rule included).
+
     Example: [bold]pz2 eval generation --model finetuning/models/unified_model --limit 50[/]   (on a GPU: [bold]--device cuda[/])
     """
     from pz2.evaluation.generation_report import evaluate_generation
-    from pz2.models.loading import load_for_generation
+    from pz2.models.loading import find_trained
+    from pz2.runtime.engine import engine_answering_as
 
     ws = _ws(ctx)
     data = data or ws.datasets / "unified_test.jsonl"
-    model_cfg = ws.model_config({"runtime.engine.device": device, "runtime.engine.dtype": dtype})
-    loaded, tokenizer = load_for_generation(model_cfg, model)
+    full = model is not None and model.exists() and find_trained(model).kind == "full"
+    if engine is None and (device or dtype or full):
+        engine = "transformers"   # the only engine that places a model on a device, or reads a model folder
+    model_cfg = ws.model_config({"runtime.engine.backend": engine, "runtime.engine.device": device,
+                                 "runtime.engine.dtype": dtype})
+    answering, adapter = engine_answering_as(model_cfg, model, ws.unified_model / "adapter")
     out = output or (model or ws.models / "base") / "eval" / data.stem
-    with console.status(f"generating answers for {data.name} ..."):
-        result = evaluate_generation(loaded, tokenizer, data, out, model_cfg.system_prompt, limit, max_new_tokens,
+    with console.status(f"generating answers for {data.name} ({answering.name}) ..."):
+        result = evaluate_generation(answering, adapter, data, out, model_cfg.system_prompt, limit, max_new_tokens,
                                      label=str(model or "base"))
     m = result.metrics
-    console.print(f"{m['model']} on {data.name} ({m['rows']} rows): ROUGE-L {m['rouge_l']:.4f}  chrF {m['chrf']:.4f}  "
-                  f"({m['seconds']:.0f} s)\nreport: {result.files['report.md']}")
+    console.print(f"{m['model']} on {data.name} ({m['rows']} rows, {m['engine']}): ROUGE-L {m['rouge_l']:.4f}  "
+                  f"chrF {m['chrf']:.4f}  ({m['seconds']:.0f} s)\nreport: {result.files['report.md']}")
 
 
 class QualityMetric(str, Enum):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pz2.config import ValidationConfig
 from pz2.data.jsonl import read_jsonl
-from pz2.data.schema import FileKind
+from pz2.data.schema import FileKind, file_info, parse_unified
 from pz2.data.validate import Severity, check_file
 from pz2.errors import DatasetError
 
@@ -28,3 +28,15 @@ def load_rows(
         more = f" (and {len(errors) - 1} more: run `pz2 data validate {path}`)" if len(errors) > 1 else ""
         raise DatasetError(path, errors[0].line, errors[0].message() + more)
     return read_jsonl(path)
+
+
+def reference_pairs(data: Path, system_prompt: str, limit: int | None) -> list[tuple[str, str, str]]:
+    """(system, user, reference) triples of a unified_* or dialogue_* file, the first `limit` rows."""
+    info = file_info(data)
+    kind = info.kind if info and info.kind is not FileKind.CLASSIFICATION else FileKind.DIALOGUE
+    rows = load_rows(data, kind)[:limit]
+    out = []
+    for r in rows:
+        system, user = parse_unified(r["input_text"]) if kind is FileKind.UNIFIED else (None, r["input_text"])
+        out.append((system or system_prompt, user, r["target_text"]))
+    return out

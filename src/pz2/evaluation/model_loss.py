@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pz2.config import ModelConfig
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example
-from pz2.models.loading import load_for_generation
+from pz2.models.loading import load_trained
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def reference_losses(cfg: ModelConfig, model_path: Path | None, examples: Sequen
     """Per example, the model's summed negative log-likelihood of the answer and its token count."""
     import torch
 
-    model, tokenizer = load_for_generation(cfg, model_path)
+    model, tokenizer = load_trained(cfg, model_path)
     out = []
     with torch.inference_mode():
         for ex in examples:

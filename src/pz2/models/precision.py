@@ -74,8 +74,7 @@ class Placement:
     @classmethod
     def of(cls, cfg: EngineConfig) -> Placement:
         """The transformers engine's (`runtime.engine.device` / `dtype`), also used by every model loaded to
-        generate or score text outside an engine: `eval generation`, the loss in `eval compare`, the demo's
-        base answers."""
+        score text outside an engine (the loss in `eval compare`)."""
         device = resolve_device(cfg.device)
         return cls(device, resolve_dtype(cfg.dtype, device))
 

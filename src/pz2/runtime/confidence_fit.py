@@ -18,7 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 from pz2.config import ConfidenceFitConfig, ModelConfig
-from pz2.evaluation.generation_report import reference_pairs
+from pz2.data.loading import reference_pairs
 from pz2.evaluation.plots import reliability_diagram
 from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_write_jsonl

@@ -31,7 +31,7 @@ import numpy as np
 from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import EngineUnavailable, ModelError
 from pz2.models.chat import end_of_turn_ids, prompt_ids
-from pz2.models.loading import adapter_dir, check_trained_on
+from pz2.models.loading import adapter_dir, check_trained_on, find_trained
 from pz2.models.served import ModelIdentity, ServedModel
 
 logger = logging.getLogger(__name__)
@@ -436,3 +436,23 @@ def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
     if unified is not None and engine.available(unified):
         engine.load(UNIFIED, unified)
     return engine
+
+
+def engine_answering_as(cfg: ModelConfig, model: Path | None, unified: Path | None) -> tuple[Engine, str | None]:
+    """An engine that answers as `model` (an adapter, a full model folder, or None: the served base) and
+    the name to answer with: what `pz2 eval generation`, the demo and the benchmarks generate through, so
+    they measure the decoder pz2 serves. `unified` is the workspace's unified adapter: `model` may be it,
+    and with `merge_unified` the specialists stand on it merged."""
+    from pz2.models.unified import merges
+
+    if model is None:
+        return build_engine(cfg, None), None
+    if not model.exists():
+        raise ModelError(f"{model}: no such model folder; train it first (`pz2 train unified` / `pz2 train specialist`)")
+    trained = find_trained(model)
+    if unified is not None and trained.path == adapter_dir(unified):
+        engine = build_engine(cfg, unified)
+        return engine, engine.unified
+    engine = build_engine(cfg, unified if merges(cfg, unified) else None)
+    engine.load("model", model)
+    return engine, "model"
