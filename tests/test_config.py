@@ -21,12 +21,44 @@ def test_config_round_trips(cfg, tmp_path: Path) -> None:
 
 def test_shipped_configs_load_and_match_the_defaults() -> None:
     shipped = load_config(TrainingConfig, REPO / "finetuning/configs/training_config.yaml")
-    assert shipped.model_dump(exclude={"profiles"}) == TrainingConfig().model_dump(exclude={"profiles"})
+    assert shipped == TrainingConfig()
     assert set(shipped.profiles) == {"quick", "full", "gpu24"}
     assert shipped.with_profile("quick").max_steps > 0
     gpu = shipped.with_profile("gpu24")
     assert gpu.load_in_4bit and gpu.gradient_checkpointing and gpu.batch_size * gpu.gradient_accumulation_steps == 16
     assert load_config(ModelConfig, REPO / "finetuning/configs/model_config.yaml") == ModelConfig()
+
+
+@pytest.mark.parametrize(("cls", "name"), [(ModelConfig, "model_config.yaml"), (TrainingConfig, "training_config.yaml")])
+def test_the_shipped_files_are_the_settings_descriptions_written_out(cls, name: str) -> None:
+    """A setting is described once, in its Field: the shipped YAML is `render_config` of the defaults, every
+    key under its description (`make configs` rewrites it), and every setting has one."""
+    from pydantic import BaseModel
+
+    from pz2.config import render_config
+
+    undescribed = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for key, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                walk(field.annotation, f"{prefix}{key}.")
+            elif not field.description:
+                undescribed.append(prefix + key)
+
+    walk(cls, "")
+    assert undescribed == []
+    text = (REPO / "finetuning" / "configs" / name).read_text(encoding="utf-8")
+    assert text == render_config(cls()), f"finetuning/configs/{name} is stale: run `make configs`"
+
+
+def test_a_rendered_config_reads_back_as_it_was(tmp_path: Path) -> None:
+    from pz2.config import render_config
+
+    cfg = ModelConfig(runtime={"router": {"expert_phrases": ["전문가 모드로 답해 주세요", "expert: please"]},
+                               "engine": {"openai": {"api_key": "k: #1"}}}, system_prompt="Line one.\nLine two: 'x'")
+    (tmp_path / "m.yaml").write_text(render_config(cfg), encoding="utf-8")
+    assert load_config(ModelConfig, tmp_path / "m.yaml") == cfg
 
 
 @pytest.mark.parametrize(
@@ -122,5 +154,8 @@ def test_every_cli_option_that_names_a_config_key_names_a_real_one_with_its_valu
                 assert set(words) <= set(values), f"pz2 {command} --{param.name} offers {words}, `{key}` takes {values}"
                 if "auto" in values:
                     assert set(words) == set(values), f"pz2 {command} --{param.name} offers {words} of {values}"
+            after = help_text.split(f"config: {key}", 1)[1]
+            assert not after.startswith(","), f"pz2 {command} --{param.name} states a default beside `{key}`: " \
+                "the config says it, and may say otherwise"
             seen += 1
     assert seen >= 30

@@ -57,9 +57,10 @@ class EngineConfig(_Strict):
 
     backend: Literal["llamacpp", "transformers", "openai"] = Field(
         "llamacpp",
-        description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA (about 0.6 s "
-        "per 48-token answer here); `transformers`: PyTorch + PEFT, the reference (GPUs, full-model "
-        "specialists); `openai`: an OpenAI-compatible server (`runtime.engine.openai`) generates.",
+        description="`llamacpp`: the GGUF base with the adapters converted to GGUF LoRA, fast on a CPU; "
+        "`transformers`: PyTorch + PEFT, the reference (GPUs, full-model specialists); `openai`: an "
+        "OpenAI-compatible server (`runtime.engine.openai`) generates, the router stays here. Their speed: "
+        "README, \"Weight formats and merging, measured\".",
     )
     openai: RemoteConfig = RemoteConfig()
     gguf_model: Path | None = Field(
@@ -79,18 +80,18 @@ class EngineConfig(_Strict):
     )
     flash_attention: bool = Field(
         True,
-        description="llama.cpp's fused attention, a few percent faster per answer here (benchmarks/engine_speed.py). "
-        "It rounds queries to float16, so on a float base its greedy answers can part from the "
-        "transformers engine's after a dozen tokens; off, the two agree token for token (tests/test_engine.py).",
+        description="llama.cpp's fused attention: faster (benchmarks/engine_speed.py), but it rounds queries to "
+        "float16, so on a float base its greedy answers can part from the transformers engine's after a dozen "
+        "tokens; off, the two agree token for token (tests/test_engine.py).",
     )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
     max_new_tokens: int = Field(96, ge=1, le=4096, description="Longest answer, in tokens.")
     no_repeat_ngram_size: int = Field(
         3, ge=0, le=32,
         description="Never generate the same run of this many tokens twice in one answer (0 = off): greedy "
-        "decoding of a small model otherwise loops (\"Click the tool's button again\" ×5). `pz2 eval kb`, "
-        "grounded specialists: answers with a repeated word 4-gram 0.35 (off) / 0.08 (4) / 0.04 (3), factual "
-        "accuracy 0.90 / 0.88 / 0.85: the rule also stops a faithful copy of a passage that repeats itself.",
+        "decoding of a small model otherwise loops (\"Click the tool's button again\" ×5). It also stops a "
+        "faithful copy of a passage that repeats itself; what each value costs: README, \"Decoding that does "
+        "not loop\".",
     )
     repetition_penalty: float = Field(
         1.0, ge=1.0, le=3.0,
@@ -170,8 +171,8 @@ class RetrievalConfig(_Strict):
 
     top_k: int = Field(
         1, ge=1, le=20,
-        description="Passages put into a specialist's prompt, best first. 1: the 135M specialists quote a second "
-        "passage too often (`pz2 eval kb`: factual accuracy 0.81 with one passage, 0.67 with two).",
+        description="Passages put into a specialist's prompt, best first, cited as [1], [2] …; 1 because the "
+        "135M specialists quote a second passage too often (`pz2 eval kb`, figures in the README).",
     )
     min_similarity: float = Field(
         0.35, ge=-1, le=1,
@@ -191,7 +192,7 @@ class ServingConfig(_Strict):
     """`pz2 serve`: the OpenAI-compatible API and the web chat (`runtime.serving`)."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Loopback by default; any other address wants an API key.")
-    port: int = Field(8000, ge=1, le=65_535)
+    port: int = Field(8000, ge=1, le=65_535, description="The port `pz2 serve` listens on.")
     api_key: str | None = Field(
         None, description="Bearer key the /v1 routes ask for; null = the environment variable PZ2_API_KEY, else none."
     )
@@ -212,6 +213,8 @@ class ServingConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
+    """The hybrid assistant (`pz2 chat`, `pz2 serve`, `python main.py`): engine, router, pool, retrieval."""
+
     engine: EngineConfig = EngineConfig()
     serving: ServingConfig = ServingConfig()
     router: RouterConfig = RouterConfig()
@@ -242,7 +245,9 @@ class KnowledgeConfig(_Strict):
 
     collections: list[Literal["banks", "corpora", "python_docs", "cheat"]] = Field(
         ["banks", "corpora", "python_docs", "cheat"],
-        description="Built-in human-written collections (licences in the README and the index manifest).",
+        description="Built-in human-written collections: `banks` (pz2's topic answers), `corpora` (the training "
+        "split of chatterbot-corpus), `python_docs` (Python's pydoc_data topics), `cheat` (the cheat package's "
+        "command sheets); licences in the README and the index manifest.",
     )
     paths: list[Path] = Field(
         [], description="Folders or files of your own documents (Markdown, text, HTML, PDF), indexed with the collections."
@@ -269,8 +274,9 @@ class ModelConfig(_Strict):
     )
     cache_dir: Path = Field(
         Path("~/.cache/pz2"),
-        description="Where the embedded GGUF base is converted once to float32 safetensors; "
-        "loading that takes about 1 s against about 25 s from the GGUF.",
+        description="Where the embedded GGUF base is converted once to float32 safetensors (then loaded in "
+        "seconds, not the GGUF's half minute), and where the served base and a merged unified model are cached, "
+        "named by the hashes of what they were made from.",
     )
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT,
@@ -281,18 +287,17 @@ class ModelConfig(_Strict):
         "q4_1",
         description="How llama.cpp serves the base (and a merged unified model); training sees the dequantized "
         "values of that very file. `q4_1`: the embedded base's own format, its served tensors byte-identical "
-        "to the shipped ones. `q4_0` decodes the bare base about 1.2x faster here but re-rounds every weight: "
-        "perplexity of the unified references 17.9 -> 21.6, 1 % of greedy answers unchanged "
-        "(benchmarks/base_format.py). `f16`/`f32`: exact, for a float base. Applies to the embedded base: a "
-        "base of your own is served in float (F32 for a float32 checkpoint, else F16).",
+        "to the shipped ones. `q4_0` decodes faster but re-rounds every weight; `q8_0`; `f16`/`f32`: exact, for "
+        "a float base (each measured: README, \"Weight formats and merging, measured\"). Applies to the "
+        "embedded base: a base of your own is served in float (F32 for a float32 checkpoint, else F16).",
     )
     merge_unified: bool = Field(
         False,
         description="Serve the unified model merged into the base, with no LoRA beside it on every token, and "
         "train the specialists as adapters on that merged model (two stages: retraining the unified model "
         "makes them stale). Exact on a float base (`weights_format` f16/f32); on a 4-bit base the rounding "
-        "erases the fine-tune (perplexity 11.6 unmerged, 17.0 merged into Q4_1, 17.9 the bare base), and "
-        "Q8_0 keeps it (11.6) but is only 7 % faster than Q4_1 with the LoRA, so off.",
+        "erases the fine-tune, and Q8_0 keeps it but gains little over Q4_1 with the LoRA (README, \"Weight "
+        "formats and merging, measured\"), so off.",
     )
     trust_remote_code: bool = Field(False, description="Run model code shipped with a checkpoint; off for safety.")
     runtime: RuntimeConfig = RuntimeConfig()
@@ -307,8 +312,8 @@ class DataConfig(_Strict):
         1500,
         ge=10,
         le=100_000,
-        description="Questions per category (qna, technical, general) before splitting; 1500 gives "
-        "about 4,500 unified rows, enough for a real LoRA fine-tune, in seconds.",
+        description="Questions per category (qna, technical, general) before splitting: the unified files hold "
+        "about three times this many rows.",
     )
     include_real: bool = Field(
         False, description="Mix human-written rows from the packaged corpora (`pz2 data import`) into the data."
@@ -364,20 +369,20 @@ class ClassifierConfig(_Strict):
         description="Upper bound; early stopping usually ends sooner. `setfit`: passes over the pairs. "
         "Unset: 3 for `finetune`, 1 for `setfit` (its pairs already repeat every text many times).",
     )
-    batch_size: int = Field(32, ge=1, le=1024)
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts per optimizer step.")
     learning_rate: float | None = Field(
         None, gt=0, le=1e-2,
         description="Peak AdamW rate. Unset: 5e-5 for `finetune`, 2e-5 for `setfit` (SetFit's own default: "
         "the contrastive stage moves a pretrained sentence encoder, which a higher rate unlearns).",
     )
-    weight_decay: float = Field(0.01, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW's decoupled weight decay.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
     eval_every: int = Field(50, ge=1, description="Steps between validation passes.")
     patience: int = Field(3, ge=1, description="Validation passes without improvement before stopping.")
     setfit_pairs: int = Field(
         6000, ge=10, description="`setfit` only: contrastive pairs (half same-label, half different-label)."
     )
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, description="Same seed, same classifier (data order, head initialisation).")
 
     @property
     def train_epochs(self) -> int:
@@ -393,7 +398,7 @@ class LoraSettings(_Strict):
 
     r: int = Field(16, ge=1, le=512, description="Rank of the update matrices.")
     alpha: int = Field(32, ge=1, description="Scaling numerator: the update is scaled by alpha / r.")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch's input while training.")
     target_modules: tuple[str, ...] = Field(
         ("all-linear",),
         min_length=1,
@@ -411,17 +416,20 @@ class SFTConfig(_Strict):
     """
 
     learning_rate: float = Field(2e-4, gt=0, le=1e-2, description="LoRA tolerates a higher rate than full fine-tuning.")
-    epochs: float = Field(1.0, gt=0, le=100)
+    epochs: float = Field(1.0, gt=0, le=100, description="Passes over the training rows (a fraction stops midway).")
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 = run all epochs.")
     batch_size: int = Field(8, ge=1, le=512, description="Examples per device per step.")
-    gradient_accumulation_steps: int = Field(1, ge=1, le=512)
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=512, description="Steps whose gradients add up before one optimizer step: a larger effective "
+        "batch in the same memory.",
+    )
     max_length: int = Field(
         768, ge=16, le=8192,
         description="Tokens of prompt + answer (a RAFT row quotes two passages); longer rows are cut from the end.",
     )
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    logging_steps: int = Field(10, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linear learning-rate warm-up.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW's decoupled weight decay on the LoRA weights.")
+    logging_steps: int = Field(10, ge=1, description="Steps between lines of the training log (loss, rate, speed).")
     eval_steps: int = Field(100, ge=1, description="Steps between validation passes.")
     save_steps: int = Field(100, ge=1, description="Steps between checkpoints (what `--resume` continues from).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
@@ -447,7 +455,7 @@ class SFTConfig(_Strict):
         False, description="QLoRA: the base in 4-bit NF4 (bitsandbytes, CUDA only), the adapter in bf16/fp16; a "
         "7-8B base then trains in about 10 GB of GPU memory. The adapter is served on the float base.",
     )
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, description="Same seed, same adapter (data order, LoRA initialisation, dropout).")
     lora: LoraSettings = LoraSettings()
 
 
@@ -504,8 +512,19 @@ class ConfidenceFitConfig(_Strict):
     seed: int = Field(0, ge=0, description="Which validation questions are drawn, and the folds.")
 
 
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"max_steps": 36, "batch_size": 8, "learning_rate": 3e-4, "max_eval_examples": 32, "eval_steps": 18,
+              "save_steps": 18, "logging_steps": 3},
+    "gpu24": {"epochs": 2, "batch_size": 4, "gradient_accumulation_steps": 4, "max_length": 1024,
+              "learning_rate": 2e-4, "gradient_checkpointing": True, "load_in_4bit": True, "max_eval_examples": 200,
+              "eval_steps": 200, "save_steps": 200},
+    "full": {"epochs": 2},
+}
+
+
 class TrainingConfig(_Strict):
-    """Everything in `training_config.yaml`."""
+    """Training-side settings (`training_config.yaml`): the generated data and its validation, the classifier,
+    LoRA fine-tuning and its profiles, evaluation, RAFT rows and the router's confidence fit."""
 
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -515,8 +534,11 @@ class TrainingConfig(_Strict):
     raft: RaftConfig = RaftConfig()
     confidence: ConfidenceFitConfig = ConfidenceFitConfig()
     profiles: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Named overlays on `sft` (`--profile quick`); each key must be an `sft` key.",
+        default_factory=lambda: {name: dict(overlay) for name, overlay in PROFILES.items()},
+        description="Named overlays on `sft`, chosen with `--profile`; each key must be an `sft` key. `quick`: the "
+        "demo's, all three models in minutes on a 2-core CPU; `gpu24`: one 24 GB GPU and a 7-8B base of your own, "
+        "QLoRA with 16 rows per optimizer step (README, \"Use your own base model\"); `full`: a real fine-tune, "
+        "every row, two epochs.",
     )
 
     @model_validator(mode="after")
@@ -591,9 +613,51 @@ def load_config(cls: type[Cfg], path: Path | None, overrides: dict[str, Any] | N
         raise _describe(e, path, set(given)) from None
 
 
-def dump_config(cfg: BaseModel) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+FILE_NOTE = ("Every key is checked at load: a typo or a bad value stops with its name; CLI flags override keys "
+             "for one run. The comments are the settings' descriptions in src/pz2/config.py, written by `make configs`.")
+WIDTH = 110
+
+
+def render_config(cfg: BaseModel) -> str:
+    """`cfg` as YAML, each key under its Field description (each section under its class docstring) as a
+    comment. The shipped files in finetuning/configs/ are this function's output (tests/test_config.py
+    checks it), so a setting is described once, in its Field, and the file cannot drift from it."""
+    lines = _comment(_summary(type(cfg)), 0) + _comment(FILE_NOTE, 0)
+    _render(cfg, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _summary(cls: type) -> str:
+    """A class docstring's first paragraph, on one line."""
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def _comment(text: str, indent: int) -> list[str]:
+    import textwrap
+
+    pad = " " * indent
+    return [f"{pad}# {line}" for line in textwrap.wrap(text, WIDTH - indent - 2, break_on_hyphens=False)]
+
+
+def _render(cfg: BaseModel, indent: int, lines: list[str]) -> None:
+    values = cfg.model_dump(mode="json")
+    pad = " " * indent
+    for name, field in type(cfg).model_fields.items():
+        section = getattr(cfg, name) if isinstance(getattr(cfg, name), BaseModel) else None
+        if indent == 0 or (section is not None and not lines[-1].endswith(":")):
+            lines.append("")
+        lines += _comment(field.description or (_summary(type(section)) if section is not None else ""), indent)
+        if section is not None:
+            lines.append(f"{pad}{name}:")
+            _render(section, indent + 2, lines)
+            continue
+        value = values[name]
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        flat = items is not None and not any(isinstance(x, (dict, list)) for x in items)   # on one line
+        text = yaml.safe_dump({name: value}, default_flow_style=None if flat else False, sort_keys=False,
+                              allow_unicode=True, width=WIDTH - indent)
+        lines += [pad + line for line in text.rstrip("\n").split("\n")]
 
 
 def save_config(cfg: BaseModel, path: Path) -> None:
-    atomic_write_text(path, dump_config(cfg))
+    atomic_write_text(path, render_config(cfg))

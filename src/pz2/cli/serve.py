@@ -14,8 +14,8 @@ API_KEY_ENV = "PZ2_API_KEY"
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Address to bind (config: runtime.serving.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (config: runtime.serving.port, 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (config: runtime.serving.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (config: runtime.serving.port).")] = None,
     api_key: Annotated[str | None, typer.Option(
         "--api-key", envvar=API_KEY_ENV, show_envvar=True,
         help="Bearer key the /v1 routes ask for (config: runtime.serving.api_key).")] = None,
