@@ -104,7 +104,7 @@ def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> d
 
 def whole_turns(ws: Workspace, repeats: int) -> dict[str, float]:
     """`Assistant.ask` on the general questions of the evaluation set: the turn as a user waits for it."""
-    assistant = Assistant.from_workspace(ws, log=False)
+    assistant = Assistant.from_config(ws, ws.model_config(), log=False)
     questions = [r.question for r in load_file(ws.datasets / "unified_test.jsonl") if r.category == "general"][:20]
     totals, firsts, tokens = [], [], []
     try:

@@ -30,7 +30,8 @@ def peak_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 
-assistant = Assistant.from_workspace(Workspace(Path("finetuning")))
+ws = Workspace(Path("finetuning"))
+assistant = Assistant.from_config(ws, ws.model_config())
 assistant_cfg = Workspace(Path("finetuning")).model_config()
 if sys.argv[1] == "full":  # the same assistant, its specialists full copies of the model instead of adapters
     gguf = served_unified(assistant_cfg, Path("finetuning/models/unified_model/adapter")).gguf

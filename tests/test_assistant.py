@@ -20,7 +20,7 @@ RECORD = {"route", "reason", "category", "confidence", "complexity", "latency_ms
 
 @pytest.fixture
 def assistant(confident_ws: Workspace):
-    a = Assistant.from_workspace(confident_ws)
+    a = Assistant.from_config(confident_ws, confident_ws.model_config())
     yield a
     a.close()
 
@@ -78,7 +78,7 @@ def test_every_turn_returns_and_logs_the_routing_record(confident_ws: Workspace,
 
 
 def test_a_specialist_that_fails_to_load_falls_back_to_the_unified_answer(confident_ws: Workspace, tmp_path: Path) -> None:
-    a = Assistant.from_workspace(confident_ws)
+    a = Assistant.from_config(confident_ws, confident_ws.model_config())
     a.pool.paths["qna"] = tmp_path / "missing_specialist"
     turn = a.ask("What is entropy?", expert=True)
     assert (turn.route, turn.reason, turn.category) == ("unified", "fallback", "qna")
@@ -88,7 +88,7 @@ def test_a_specialist_that_fails_to_load_falls_back_to_the_unified_answer(confid
 
 
 def test_usage_prediction_preloads_the_next_specialist_of_a_session(confident_ws: Workspace) -> None:
-    a = Assistant.from_workspace(confident_ws)
+    a = Assistant.from_config(confident_ws, confident_ws.model_config())
     a.ask("How do I trim lines in AutoCAD? expert mode", session="cad")
     a.pool.drain(timeout=30)
     assert a.pool.unload("technical")  # out of memory, as an eviction would leave it

@@ -216,7 +216,7 @@ def test_expert_mode_is_offered_only_where_someone_can_accept(confident_ws: Work
     from pz2.runtime.turn import Options
 
     message = "SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘"   # scenario 2: offered in a chat
-    assistant = Assistant.from_workspace(confident_ws, log=False)
+    assistant = Assistant.from_config(confident_ws, confident_ws.model_config(), log=False)
     try:
         assert assistant.ask(message, session="chat").route == "offer"
         batch_like = assistant.ask(message, session="batch", options=Options(offers=False))

@@ -252,7 +252,7 @@ def test_a_specialist_turn_carries_its_sources_or_says_it_has_none(grounded, flo
     from pz2.knowledge.grounding import NO_SOURCE
     from pz2.runtime.assistant import Assistant
 
-    assistant = Assistant.from_workspace(grounded, {"runtime.retrieval.min_similarity": floor})
+    assistant = Assistant.from_config(grounded, grounded.model_config({"runtime.retrieval.min_similarity": floor}))
     pieces: list[str] = []
     try:
         turn = assistant.ask("How do I freeze the top row in Excel?", expert=True, on_text=lambda s, p: pieces.append(p))
@@ -274,7 +274,7 @@ def test_a_specialist_turn_carries_its_sources_or_says_it_has_none(grounded, flo
 def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
     from pz2.runtime.assistant import Assistant
 
-    assistant = Assistant.from_workspace(grounded)
+    assistant = Assistant.from_config(grounded, grounded.model_config())
     try:
         turn = assistant.ask("hello, how are you today?")
     finally:

@@ -90,7 +90,7 @@ def _answer(ws: Workspace, backend: str):
     """(engine name, a turn the unified model answers, a turn the QnA specialist answers)."""
     from pz2.runtime.assistant import Assistant
 
-    assistant = Assistant.from_workspace(ws, {"runtime.engine.backend": backend}, log=False)
+    assistant = Assistant.from_config(ws, ws.model_config({"runtime.engine.backend": backend}), log=False)
     try:
         unified = assistant.ask("hi there, how is your day going?", session="a")
         specialist = assistant.ask("What is the capital of France? expert mode", session="b")
@@ -226,7 +226,7 @@ def test_eval_and_the_api_run_on_the_family(family_ws, tmp_path: Path) -> None:
                                       "--output", str(tmp_path / "eval")])
     assert report.exit_code == 0, report.output
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["rows"] == 2
-    api = create_app(lambda: Assistant.from_workspace(ws, log=False), ServingConfig(), model_type, None)
+    api = create_app(lambda: Assistant.from_config(ws, ws.model_config(), log=False), ServingConfig(), model_type, None)
     with live_server(api) as url:
         wait_healthy(url)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)

@@ -66,8 +66,9 @@ def test_remote_generation_matches_in_process_tokens_and_log_probabilities(confi
 
 
 def test_the_router_runs_here_and_generates_there(confident_ws, backend, tmp_path) -> None:
-    front = Assistant.from_workspace(_front(confident_ws, tmp_path, backend))
-    local = Assistant.from_workspace(confident_ws, log=False)
+    front_ws = _front(confident_ws, tmp_path, backend)
+    front = Assistant.from_config(front_ws, front_ws.model_config())
+    local = Assistant.from_config(confident_ws, confident_ws.model_config(), log=False)
     try:
         assert front.engine.name == "openai"
         for message, expert in ((QUESTION, True), ("hello, how are you?", False)):  # routes that need no confidence

@@ -188,7 +188,7 @@ def test_retraining_the_unified_model_makes_the_specialists_stale(two_stage: Wor
     assert set(stale) == {"qna_specialist", "technical_specialist"}
     assert "retrain with `pz2 train specialist --type qna`" in stale["qna_specialist"]
 
-    a = Assistant.from_workspace(two_stage, log=False)
+    a = Assistant.from_config(two_stage, two_stage.model_config(), log=False)
     try:
         turn = a.ask("What is entropy? expert mode", expert=True)
     finally:

@@ -30,7 +30,7 @@ MODELS = ("unified", "qna-specialist", "technical-specialist")
 
 
 def _app(ws, serving: ServingConfig | None = None, api_key: str | None = None, load=None):
-    return create_app(load or (lambda: Assistant.from_workspace(ws)), serving or ServingConfig(), "tiny-base", api_key)
+    return create_app(load or (lambda: Assistant.from_config(ws, ws.model_config())), serving or ServingConfig(), "tiny-base", api_key)
 
 
 def _client(url: str, key: str = "none") -> openai.OpenAI:
@@ -189,7 +189,7 @@ BAD = [
 
 def test_bad_requests_get_an_openai_error_body_and_never_reach_the_model(api) -> None:
     before = _metrics(api.url)
-    log = api.app.state.service.assistant.log_path
+    log = api.app.state.service.assistant.log.path
     lines = log.read_text().count("\n") if log.exists() else 0
     for name, body, status, param, code in BAD:
         kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) \
@@ -254,7 +254,7 @@ def test_health_is_503_while_loading_and_when_the_load_failed(serve_ws) -> None:
 
     def slow() -> Assistant:
         gate.wait(60)
-        return Assistant.from_workspace(serve_ws)
+        return Assistant.from_config(serve_ws, serve_ws.model_config())
 
     with live_server(_app(serve_ws, load=slow)) as url:
         r = httpx.get(f"{url}/health")
@@ -346,7 +346,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(serve_ws) -> None:
         while _sum(_metrics(url), "pz2_requests_running"):
             assert time.monotonic() < deadline, "the slot was not freed"
             time.sleep(0.05)
-        last = json.loads(assistant.log_path.read_text().splitlines()[-1])
+        last = json.loads(assistant.log.path.read_text().splitlines()[-1])
         assert last["message"] == "leave early"
         assert len(assistant.engine.tokenizer(last["answer"])["input_ids"]) < 300, "generation stopped early"
         after = _client(url).chat.completions.create(model="unified", messages=_user("hi"))

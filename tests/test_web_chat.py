@@ -39,7 +39,7 @@ def test_the_page_streams_an_answer_and_shows_the_route(serve_ws, browser) -> No
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    api = create_app(lambda: Assistant.from_workspace(serve_ws), ServingConfig(), "tiny-base")
+    api = create_app(lambda: Assistant.from_config(serve_ws, serve_ws.model_config()), ServingConfig(), "tiny-base")
     with live_server(api) as url:
         wait_healthy(url)
         browser.get(url + "/")

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
+from pz2.config import ModelConfig
 from pz2.data.generate import SEED_EXAMPLES, generate
 from pz2.data.validate import validate_directory
 from pz2.evaluation.compare import compare
@@ -62,12 +63,12 @@ def _print_sources(console: Console, turn) -> None:  # noqa: ANN001 (a runtime T
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def play_scenarios(ws: Workspace, console: Console) -> list:
+def play_scenarios(ws: Workspace, model_cfg: ModelConfig, console: Console) -> list:
     """Each scenario in its own session through the assistant; a table of how every turn was routed;
     then one grounded answer with its sources."""
     from pz2.runtime.assistant import Assistant
 
-    assistant = Assistant.from_workspace(ws)
+    assistant = Assistant.from_config(ws, model_cfg)
     turns = []
     try:
         grounded = assistant.ask(GROUNDED_QUESTION, session="grounded")
@@ -172,7 +173,7 @@ def run_demo(ws: Workspace, console: Console) -> bool:
                   f"AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
 
     console.print(Rule("9. the hybrid assistant plays the seed's five scenarios, then answers from the knowledge base"))
-    turns = play_scenarios(ws, console)
+    turns = play_scenarios(ws, model_cfg, console)
 
     console.print(Rule(f"10. hybrid vs separated vs unified, measured ({DEMO_COMPARE_LIMIT} rows per file and category)"))
     ecfg = train_cfg.evaluation.model_copy(update={"limit": DEMO_COMPARE_LIMIT})

@@ -195,7 +195,7 @@ def chat(
     if mode is Mode.batch and not input.is_file():
         raise UsageError(f"{input}: no such file")
     ws = _ws(ctx)
-    assistant = Assistant.from_workspace(ws, {"runtime.engine.backend": engine})
+    assistant = Assistant.from_config(ws, ws.model_config({"runtime.engine.backend": engine}))
     try:
         if mode is Mode.interactive:
             interactive(assistant, ws, console)

@@ -41,7 +41,7 @@ def serve(
     warning = exposure_warning(serving.host, key)
     if warning:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
-    api = create_app(lambda: Assistant.from_workspace(ws, overrides), serving, base_name(cfg), key)
+    api = create_app(lambda: Assistant.from_config(ws, cfg), serving, base_name(cfg), key)
     err_console.print(f"pz2 serve: http://{serving.host}:{serving.port}/ (the assistant loads in the background; "
                       "/health says when it is ready)")
     uvicorn.run(api, host=serving.host, port=serving.port, log_level="warning")

@@ -110,11 +110,6 @@ class Assistant:
         self.sessions = Sessions(runtime.session_idle_minutes * 60, runtime.max_sessions, on_end=self.predictor.end)
 
     @classmethod
-    def from_workspace(cls, ws: Workspace, overrides: dict | None = None, log: bool = True) -> Assistant:
-        """The assistant as model_config.yaml (with dotted `overrides`) configures it: `from_config` on the file."""
-        return cls.from_config(ws, ws.model_config(overrides), log)
-
-    @classmethod
     def from_config(cls, ws: Workspace, cfg: ModelConfig, log: bool = True) -> Assistant:
         """The assistant over the workspace's trained models, configured by `cfg`; `log=False` keeps its
         turns out of the decisions log (an evaluation is not usage)."""
