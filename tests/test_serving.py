@@ -414,3 +414,78 @@ def test_the_routing_record_is_a_documented_part_of_the_api() -> None:
     with pytest.raises(pydantic.ValidationError):
         RoutingRecord(question="q", route="unified", reason="confident", detail="", category="qna", confidence=0.9,
                       complexity=0.1, complexity_parts={}, latency_ms=1.0, specialist_state="not needed", surprise=1)
+
+
+# The defects a hostile or unlucky client found (issue 27): each fixed at its depth, each kept fixed here.
+
+def test_a_client_that_leaves_a_plain_request_frees_its_slot(serve_ws) -> None:
+    """Disconnects are noticed without the streaming path: a non-streaming client that gives up stops its
+    generation, and its slot is free within a second of leaving."""
+    app = _app(serve_ws, ServingConfig(max_running=1))
+    with live_server(app) as url:
+        wait_healthy(url)
+        assistant = app.state.service.assistant
+        lock = assistant.engine.lock
+        lock.acquire()     # the request is admitted and running, but cannot produce a token yet
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{url}/v1/chat/completions", timeout=1.0,
+                           json={"model": "unified", "messages": _user("leave a plain request"), "max_tokens": 400})
+            left = time.monotonic()
+            time.sleep(0.5)
+        finally:
+            lock.release()
+        while _sum(_metrics(url), "pz2_requests_running"):
+            assert time.monotonic() - left < 1.0, "the slot was not freed within 1 s of the client leaving"
+            time.sleep(0.02)
+        last = json.loads(assistant.log.path.read_text().splitlines()[-1])
+        assert last["message"] == "leave a plain request"
+        assert len(assistant.engine.tokenizer(last["answer"])["input_ids"]) < 300, "generation stopped early"
+
+
+def test_invalid_unicode_is_a_400_naming_the_field_and_the_connection_stays_usable(api) -> None:
+    """A lone UTF-16 surrogate ("\\ud800") is valid JSON but no text: refused before it reaches the model,
+    streamed or not, and the keep-alive connection carries the next request."""
+    with httpx.Client(base_url=api.url, timeout=60) as client:
+        for extra in ("", '"stream": true, '):
+            raw = ('{%s"model": "pz2-hybrid", "messages": [{"role": "system", "content": "be brief"}, '
+                   '{"role": "user", "content": "hi \\ud800"}]}' % extra).encode()
+            r = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "messages.1.content" and "surrogate" in r.json()["error"]["message"]
+        r = client.post("/v1/chat/completions", json={"model": "unified", "messages": _user("hi"), "max_tokens": 4})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] is not None
+
+
+def test_a_system_message_that_fills_the_context_is_a_400_like_a_user_message(api) -> None:
+    for stream in (False, True):
+        body = {"model": "pz2-hybrid", "stream": stream,
+                "messages": [{"role": "system", "content": "rule " * 60_000}, *_user("hi")]}
+        r = httpx.post(f"{api.url}/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code == 400, r.text
+        assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("context_length_exceeded", "messages")
+
+
+def test_made_up_model_names_do_not_grow_the_metrics(api) -> None:
+    """The `model` label takes the served names and `other`: a client cannot mint series (nor write a NUL)."""
+    before = len(httpx.get(f"{api.url}/metrics").text)
+    for i in range(300):
+        r = httpx.post(f"{api.url}/v1/chat/completions", json={"model": f"made-up-{i}\x00", "messages": _user("hi")})
+        assert r.status_code == 404
+    text = httpx.get(f"{api.url}/metrics").text
+    assert len(text) < 2 * before and "\x00" not in text and "made-up" not in text
+    models = {dict(ls)["model"] for (name, ls) in _metrics(api.url) if name == "pz2_requests_total"}
+    assert models <= {*MODELS, "pz2-hybrid", "other"} and "other" in models
+
+
+def test_a_request_for_another_host_name_is_refused_on_loopback(api) -> None:
+    """DNS rebinding: a page elsewhere whose name now points at 127.0.0.1 sends its own Host; a loopback
+    server without a key answers only to loopback names (runtime.serving.allowed_hosts widens it)."""
+    port = api.url.rsplit(":", 1)[1]
+    for host in ("attacker.example", f"attacker.example:{port}"):
+        r = httpx.post(f"{api.url}/v1/chat/completions", headers={"host": host}, json={"model": "unified",
+                                                                                         "messages": _user("hi")})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "host_not_allowed", r.text
+        assert httpx.get(f"{api.url}/v1/models", headers={"host": host}).status_code == 400
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert httpx.get(f"{api.url}/v1/models", headers={"host": host}).status_code == 200, host

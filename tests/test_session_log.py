@@ -52,3 +52,14 @@ def test_the_decisions_log_keeps_every_record_whole_under_concurrent_turns(tmp_p
     records = [json.loads(line) for line in log.path.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 200 and all(r["answer"] == long and r["message"] == "네" and "time" in r for r in records)
     assert sorted((r["worker"], r["i"]) for r in records) == [(w, i) for w in range(4) for i in range(50)]
+
+
+def test_a_record_after_a_cut_line_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    """A kill mid-write leaves the last line cut; the next record must not be glued to it."""
+    log = DecisionLog(tmp_path / "decisions.jsonl")
+    log.write({"i": 1})
+    with log.path.open("ab") as f:
+        f.write(b'{"i": 2, "answer": "cut mid')      # what a SIGKILL leaves
+    log.write({"i": 3})
+    lines = log.path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["i"] == 1 and json.loads(lines[2])["i"] == 3

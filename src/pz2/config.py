@@ -192,6 +192,12 @@ class ServingConfig(_Strict):
     """`pz2 serve`: the OpenAI-compatible API and the web chat (`runtime.serving`)."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Loopback by default; any other address wants an API key.")
+    allowed_hosts: list[str] = Field(
+        [], description="Host names the server answers to (the HTTP `Host` header), against DNS rebinding: a web "
+        "page elsewhere whose name is made to point at this machine sends its own name. [] = on a loopback address "
+        "only localhost, 127.0.0.1 and ::1; on any other address every name (that server needs an API key). Names "
+        "here are accepted besides, and on a non-loopback address they are the only ones with the address itself.",
+    )
     port: int = Field(8000, ge=1, le=65_535, description="The port `pz2 serve` listens on.")
     api_key: str | None = Field(
         None, description="Bearer key the /v1 routes ask for; null = the environment variable PZ2_API_KEY, else none."

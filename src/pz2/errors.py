@@ -34,5 +34,10 @@ class EngineUnavailable(ModelError):
     GGUF for); another engine can, and the runtime falls back to it with this reason."""
 
 
+class ContextLengthError(ModelError):
+    """The messages do not fit the engine's context, even with every earlier turn dropped: the request's
+    own fault (an API answers 400 `context_length_exceeded`), not the model's."""
+
+
 class UsageError(Pz2Error):
     """The command was called with arguments that cannot work together."""

@@ -2,7 +2,8 @@
 `pz2 status` counts.
 
 Each record goes out in one `write` on a file opened for appending, so turns of concurrent requests
-never interleave within a line, and a crash leaves at most its last line incomplete.
+never interleave within a line. A crash can leave the last line cut; the next record then starts on a
+line of its own, so only the cut record is lost to a JSON reader, never the one after it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class DecisionLog:
         line = (json.dumps({"time": time.time(), **record}, ensure_ascii=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                end = os.lseek(fd, 0, os.SEEK_END)
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    line = b"\n" + line
                 os.write(fd, line)
             finally:
                 os.close(fd)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pz2.config import EngineConfig, ModelConfig
-from pz2.errors import EngineUnavailable, ModelError
+from pz2.errors import ContextLengthError, EngineUnavailable, ModelError
 from pz2.models.chat import end_of_turn_ids, prompt_ids
 from pz2.models.loading import adapter_dir, check_trained_on, find_trained
 from pz2.models.served import ModelIdentity, ServedModel
@@ -210,6 +210,8 @@ class Engine(Protocol):
     def size_hint(self, path: Path) -> int: ...
     def model_path(self, served: ServedModel) -> Path: ...
     def prompt(self, user: str, history: Sequence[dict[str, str]] = (), system: str | None = None) -> list[int]: ...
+    def fit_prompt(self, user: str, history: Sequence[dict[str, str]], system: str | None,
+                   limit: int) -> tuple[list[int], int]: ...
 
     def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
                on_text: TextCallback | None = None, history: Sequence[dict[str, str]] = (),
@@ -358,7 +360,7 @@ class LocalEngine(EngineBase):
             prompt, dropped = self.fit_prompt(user, history, system, 1)
             limit = min(limit, self.context_length - len(prompt))
             if limit <= 0:
-                raise ModelError(f"the message fills the engine's context ({len(prompt)} tokens of "
+                raise ContextLengthError(f"the message fills the engine's context ({len(prompt)} tokens of "
                                  f"{self.context_length}); shorten it or raise runtime.engine.context_length")
             if history:
                 prompt, dropped = self.fit_prompt(user, history, system, limit)

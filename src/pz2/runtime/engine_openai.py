@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import EngineConfig, ModelConfig
-from pz2.errors import ModelError
+from pz2.errors import ContextLengthError, ModelError
 from pz2.runtime.engine import GREEDY, EngineBase, Generation, Sampling, TextCallback, TokenLogprob
 
 BACKEND_KEY_ENV = "PZ2_BACKEND_API_KEY"
@@ -87,7 +87,7 @@ class OpenAIEngine(EngineBase):
         prompt, dropped = self.fit_prompt(user, history, system, limit)
         limit = min(limit, self.context_length - len(prompt))
         if limit <= 0:
-            raise ModelError(f"the message fills the engine's context ({len(prompt)} tokens of {self.context_length})")
+            raise ContextLengthError(f"the message fills the engine's context ({len(prompt)} tokens of {self.context_length})")
         messages = [{"role": "system", "content": self.system_prompt if system is None else system},
                     *list(history)[dropped:], {"role": "user", "content": user}]
         extra: dict[str, Any] = {"retrieval": False}  # a pz2 backend must not ground again; others ignore it

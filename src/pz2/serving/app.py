@@ -34,11 +34,14 @@ from pz2.serving.errors import (
     BodyTooLargeError,
     NotReadyError,
     OverloadedError,
+    INTERNAL,
     RequestError,
+    as_request_error,
     http_status,
 )
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
+    MODELS,
     ChatCompletionRequest,
     ChatCompletionResponse,
     ErrorInfo,
@@ -55,19 +58,14 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 42
 
 def exposure_warning(host: str, api_key: str | None) -> str | None:
     """A warning when the server is reachable beyond this machine with no key: anyone there could use it."""
-    if api_key:
-        return None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if loopback:
+    if api_key or _is_loopback(host):
         return None
     return (f"serving on {host} without an API key: anyone who reaches this address can use the models; "
             "set --api-key or PZ2_API_KEY")
 
 
 def error_response(exc: Exception, status: int | None = None) -> JSONResponse:
+    exc = as_request_error(exc)
     code_status, kind = http_status(exc)
     status = status or code_status
     info = ErrorInfo(message=str(exc).splitlines()[0] if str(exc) else kind, type=kind,
@@ -109,6 +107,71 @@ class BodyLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def allowed_hosts(serving: ServingConfig) -> frozenset[str] | None:
+    """The `Host` names the server answers to (None: any), by the policy of `runtime.serving.allowed_hosts`."""
+    extra = {h.lower() for h in serving.allowed_hosts}
+    if _is_loopback(serving.host):
+        return LOOPBACK_NAMES | extra
+    return frozenset(extra | {serving.host.lower()}) if extra else None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _host_name(header: str) -> str:
+    """The name in a `Host` header, without its port: `[::1]:8000` -> `::1`, `Example.com:80` -> `example.com`."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class Guard:
+    """ASGI middleware around every route. It refuses a `Host` the server does not answer to (DNS
+    rebinding), turns an unexpected exception into a 500 with a JSON body (the connection stays open for
+    the next request), and counts chat requests by model (the served names, or `other`: a client cannot
+    mint series) and status. Pure ASGI: Starlette's BaseHTTPMiddleware would hide a client's disconnect
+    from the route, and a non-streaming request would generate on for nobody."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, metrics: Metrics) -> None:
+        self.app, self.hosts, self.metrics = app, hosts, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+        if self.hosts is not None and host not in self.hosts:
+            error = RequestError(f"this server does not answer to the host name {host!r} "
+                                 "(runtime.serving.allowed_hosts)", code="host_not_allowed")
+            return await error_response(error)(scope, receive, send)
+        status, started = 500, False
+
+        async def sending(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as e:
+            logger.error("%s %s failed", scope["method"], scope["path"], exc_info=e)
+            if started:   # the status line has gone out: nothing to answer with
+                raise
+            await error_response(RuntimeError(INTERNAL))(scope, receive, sending)
+        finally:
+            if scope["path"] == CHAT_ROUTE:
+                model = scope.get("state", {}).get("model")
+                self.metrics.requests.labels(model if model in MODELS else "other", str(status)).inc()
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -161,23 +224,10 @@ def authorized(request: Request) -> None:
         raise AuthError("a valid API key is required: send `Authorization: Bearer <key>`", code="invalid_api_key")
 
 
-async def count_requests(request: Request, call_next: Callable) -> Response:
-    response = await call_next(request)
-    if request.url.path == CHAT_ROUTE:
-        request.app.state.metrics.requests.labels(getattr(request.state, "model", "unknown"),
-                                                  str(response.status_code)).inc()
-    return response
-
-
 async def _pz2_error(request: Request, exc: Pz2Error) -> JSONResponse:
     if http_status(exc)[0] >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(exc)
-
-
-async def _bug(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(RuntimeError("internal error; the server log has the details"))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -240,8 +290,8 @@ def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name:
     app.state.load, app.state.serving, app.state.base_name, app.state.api_key = load, serving, base_name, api_key
     app.state.metrics = Metrics()
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_kb * 1024)
-    app.middleware("http")(count_requests)
-    for error, handler in ((Pz2Error, _pz2_error), (Exception, _bug), (RequestValidationError, _invalid),
+    app.add_middleware(Guard, hosts=allowed_hosts(serving), metrics=app.state.metrics)
+    for error, handler in ((Pz2Error, _pz2_error), (RequestValidationError, _invalid),
                            (StarletteHTTPException, _http)):
         app.add_exception_handler(error, handler)
     app.include_router(routes)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pz2.errors import ModelError, Pz2Error
+from pz2.errors import ContextLengthError, ModelError, Pz2Error
+
+
+INTERNAL = "internal error; the server log has the details"   # what a client sees of a bug: no internals
 
 
 class RequestError(Pz2Error):
@@ -44,6 +47,14 @@ class OverloadedError(RequestError):
 class NotReadyError(RequestError):
     status = 503
     type = "service_unavailable"
+
+
+def as_request_error(exc: Exception) -> Exception:
+    """The one place an engine's refusal of too long messages becomes the request's fault: 400
+    `context_length_exceeded`, whether the API's check or the engine itself found it."""
+    if isinstance(exc, ContextLengthError):
+        return RequestError(str(exc), param="messages", code="context_length_exceeded")
+    return exc
 
 
 def http_status(exc: Exception) -> tuple[int, str]:

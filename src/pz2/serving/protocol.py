@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pz2.runtime.turn import Options
 from pz2.runtime.engine import Sampling
 from pz2.runtime.router import Reason
+from pz2.runtime.turn import Options
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,20 @@ logger = logging.getLogger(__name__)
 HYBRID = "pz2-hybrid"
 MODELS: dict[str, str | None] = {HYBRID: None, "unified": "unified", "qna-specialist": "qna",
                                  "technical-specialist": "technical"}
+
+
+def valid_text(text: str) -> str:
+    """`text`, refused when it holds a lone UTF-16 surrogate: JSON allows the escape ("\\ud800"), but it is
+    no character, and no tokenizer (nor UTF-8) takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid Unicode: a lone UTF-16 surrogate ({text[e.start]!r} at character {e.start}); "
+                         "send text") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(valid_text)]
 
 
 class OpenAIModel(BaseModel):
@@ -34,17 +48,17 @@ class OpenAIModel(BaseModel):
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[dict[str, Any]]
-    name: str | None = None
+    name: Text | None = None
 
     @field_validator("content")
     @classmethod
     def _text_only(cls, v: str | list[dict[str, Any]]) -> str:
         """Content parts are joined when all are text; images and audio are not for these models."""
         if isinstance(v, str):
-            return v
+            return valid_text(v)
         if any(part.get("type") != "text" or not isinstance(part.get("text"), str) for part in v):
             raise ValueError("only text content parts are supported")
-        return "".join(part["text"] for part in v)
+        return valid_text("".join(part["text"] for part in v))
 
 
 class StreamOptions(OpenAIModel):
@@ -58,7 +72,7 @@ class ChatCompletionRequest(BaseModel):
 
     # OpenAI fields, in the order of the OpenAI reference
     messages: list[ChatMessage] = Field(min_length=1)
-    model: str
+    model: Text
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logprobs: bool = False
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -66,13 +80,13 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    stop: str | list[str] | None = Field(None, validate_default=True)
+    stop: Text | list[Text] | None = Field(None, validate_default=True)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_logprobs: int | None = Field(None, ge=0, le=20)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    user: str | None = None
+    user: Text | None = None
 
     # pz2 extensions, not in the OpenAI spec
     expert: bool = Field(False, description="Answer with the specialist of the question's category (expert mode).")

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pz2.config import ServingConfig
+from pz2.errors import ContextLengthError, Pz2Error
 from pz2.models.artifacts import first_line
 from pz2.runtime.assistant import Assistant
 from pz2.runtime.engine import Generation
 from pz2.runtime.turn import Turn
-from pz2.serving.errors import NotReadyError, RequestError, UnknownModelError
+from pz2.serving.errors import INTERNAL, NotReadyError, UnknownModelError
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
     MODELS,
@@ -107,10 +108,7 @@ class ChatService:
         if body.model not in MODELS:
             raise UnknownModelError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
                                     param="model", code="model_not_found")
-        prompt = self.assistant.engine.prompt(body.messages[-1].content)
-        if len(prompt) >= self.assistant.engine.context_length:
-            raise RequestError(f"the last message takes {len(prompt)} tokens of the {self.assistant.engine.context_length}"
-                               "-token context; shorten it", param="messages", code="context_length_exceeded")
+        self._check_fits(body)
         if body.ignored():
             logger.info("fields %s were present in the request but ignored", body.ignored())
         job = _Job(body, time.monotonic())
@@ -136,6 +134,16 @@ class ChatService:
 
         job.turn = asyncio.ensure_future(loop.run_in_executor(self._workers, answer))
         return job
+
+    def _check_fits(self, body: ChatCompletionRequest) -> None:
+        """Refuse, before it waits for a slot, a request whose system and last message alone exceed the
+        context (earlier turns are dropped to fit; these two never are)."""
+        engine = self.assistant.engine
+        options = body.to_options(self.serving.max_tokens, None)
+        prompt, _ = engine.fit_prompt(body.messages[-1].content, options.history or (), options.system, 1)
+        if len(prompt) >= engine.context_length:
+            raise ContextLengthError(f"the system and last messages take {len(prompt)} tokens of the "
+                                     f"{engine.context_length}-token context; shorten them")
 
     def _finish(self, job: _Job, turn: Turn) -> tuple[str, RoutingRecord]:
         """The finish reason and the routing record of a done job; its metrics recorded."""
@@ -195,7 +203,7 @@ class ChatService:
             turn = await job.turn
         except Exception as e:  # the status line has gone out: the error travels as an event, as OpenAI's do
             logger.exception("the answer failed mid-stream")
-            yield self.error_event(first_line(e))
+            yield self.error_event(first_line(e) if isinstance(e, Pz2Error) else INTERNAL)
             yield "data: [DONE]\n\n"
             return
         if turn.offer:
