@@ -311,3 +311,46 @@ def test_eval_generation_export_merge_and_the_seed_evaluation_script(sft_ws, cli
                               env=env, capture_output=True, text=True, timeout=300, cwd=sft_ws.root)
     assert seed_cmd.returncode == 0, seed_cmd.stdout + seed_cmd.stderr
     assert (model_dir / "eval" / "unified_test" / "metrics.json").exists()
+
+
+def test_resume_continues_only_its_own_run_with_its_own_settings(sft_ws) -> None:
+    """A run killed before its first checkpoint, resumed, must not continue an earlier run (another
+    trajectory: its adapter's manifest would lie); the newest run resumes only with its own settings; a
+    damaged checkpoint is passed over for the run's previous one, and with none whole the error is one line."""
+    from accelerate import PartialState
+
+    from pz2.config import SFTConfig
+    from pz2.errors import ModelError, UsageError
+    from pz2.training.checkpoints import resume_point
+    from pz2.training.sft import train_sft
+
+    model_cfg = sft_ws.model_config()
+    first = SFTConfig(**{**TINY_PROFILE, "max_steps": 4, "save_steps": 2, "learning_rate": 2e-4})
+    train_sft(sft_ws, "unified", first, model_cfg)
+    root = sft_ws.checkpoints / "unified"
+    assert sorted(p.name for p in (root / "run-1").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+    other = first.model_copy(update={"learning_rate": 1e-3})
+    record = json.loads((root / "run-1" / "run.json").read_text())
+    record["sft"]["learning_rate"] = 1e-3
+    resume_point(root, False, record, PartialState(cpu=True))     # what a run killed before saving leaves: run-2
+    resumed = train_sft(sft_ws, "unified", other, model_cfg, resume=True)
+    assert resumed.checkpoint_dir.name == "run-2" and resumed.metrics["resumed_from"] is None
+    manifest = json.loads((sft_ws.unified_model / "adapter" / "manifest.json").read_text())
+    assert manifest["config"]["learning_rate"] == 1e-3 and manifest["metrics"]["global_step"] == 4
+    assert (sft_ws.unified_model / "adapter" / "adapter_model.safetensors").read_bytes() != \
+        (root / "run-1" / "checkpoint-4" / "adapter_model.safetensors").read_bytes(), "not run-1's weights"
+
+    with pytest.raises(UsageError, match=r"run-2 was started with other settings \(sft\.learning_rate: 0\.001 -> 0\.0002\)"):
+        train_sft(sft_ws, "unified", first, model_cfg, resume=True)
+
+    optimizer = root / "run-2" / "checkpoint-4" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])   # a kill mid-save
+    longer = other.model_copy(update={"max_steps": 6})
+    again = train_sft(sft_ws, "unified", longer, model_cfg, resume=True)
+    assert again.metrics["resumed_from"] == "checkpoint-2" and again.metrics["global_step"] == 6
+    for checkpoint in (root / "run-2").glob("checkpoint-*"):
+        (checkpoint / "adapter_model.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}")
+    with pytest.raises(ModelError, match="no whole checkpoint in .*run-2") as e:
+        train_sft(sft_ws, "unified", longer, model_cfg, resume=True)
+    assert "\n" not in str(e.value)

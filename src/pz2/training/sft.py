@@ -31,9 +31,10 @@ from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
 from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.loading import MANIFEST
 from pz2.models.precision import training_dtype
-from pz2.models.transformers_names import checkpointing_arguments, sampler_arguments
 from pz2.models.served import ServedModel
+from pz2.models.transformers_names import checkpointing_arguments, sampler_arguments
 from pz2.models.unified import served_model
+from pz2.training.checkpoints import resume_point, run_record
 from pz2.training.sft_data import (
     KINDS,
     CompletionCollator,
@@ -117,37 +118,6 @@ def _callbacks(log_dir: Path, main: bool) -> tuple[list[Any], Any]:
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(log_dir)  # every writer it opens (train, then evaluate) logs here
     return [tensorboard, JsonlLog(), interrupt], interrupt
-
-
-def _last_checkpoint(directory: Path) -> Path | None:
-    done = [p for p in directory.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _run_dir(root: Path, resume: bool, state: Any) -> tuple[Path, Path | None]:
-    """Where this run checkpoints, and the checkpoint it continues from. Every run has its own
-    `run-N/` folder, so a run started without `--resume` never deletes an earlier run's checkpoints;
-    `--resume` continues the newest run that has one (or checkpoints an earlier pz2 left in `root`)."""
-    def number(p: Path) -> int:
-        return int(p.name.split("-")[1]) if p.name.split("-")[-1].isdigit() else 0
-
-    runs = sorted((p for p in root.glob("run-*") if p.is_dir()), key=number)
-    if resume:
-        for run in [*reversed(runs), root]:
-            checkpoint = _last_checkpoint(run)
-            if checkpoint is not None:
-                return run, checkpoint
-        logger.warning("--resume: no checkpoint in %s, starting from the beginning", root)
-    if state.is_main_process:
-        run = root / f"run-{number(runs[-1]) + 1 if runs else 1}"
-        run.mkdir(parents=True)
-        kept = [p for p in [*runs, root] if _last_checkpoint(p) is not None]
-        if kept:
-            logger.warning("a new run checkpoints in %s; the earlier runs' checkpoints stay in %s (`--resume` "
-                           "continues the newest; delete them when no longer needed)", run,
-                           ", ".join(str(p) for p in kept))
-    state.wait_for_everyone()
-    return max((p for p in root.glob("run-*") if p.is_dir()), key=number), None
 
 
 @dataclass
@@ -310,7 +280,10 @@ def train_sft(
                 data.tokens / max(1, len(data.train)) * cfg.batch_size * cfg.gradient_accumulation_steps,
                 len(data.validation), trainable, total, 100 * trainable / total)
 
-    run_dir, checkpoint = _run_dir(ws.checkpoints / kind, resume, state)
+    data_hashes = {str(p): sha256_file(p) for p in (data.train_path, data.val_path)}
+    record = run_record(kind, cfg.model_dump(mode="json"), data.base.record(), data_hashes,
+                        str(device.dtype).removeprefix("torch."))
+    run_dir, checkpoint = resume_point(ws.checkpoints / kind, resume, record, state)
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     callbacks, interrupt = _callbacks(log_dir, state.is_main_process)
     trainer = Trainer(model=model, args=_arguments(cfg, run_dir, device), train_dataset=data.train,
@@ -333,7 +306,7 @@ def train_sft(
     }
     manifest = {
         "kind": kind, "profile": profile, "base_model": data.base.record(), "raft": data.grounded,
-        "data": {str(p): sha256_file(p) for p in (data.train_path, data.val_path)},
+        "data": data_hashes,
         "config": cfg.model_dump(mode="json"), "precision": str(device.dtype).removeprefix("torch."),
         "system_prompt": model_cfg.system_prompt,
         "metrics": metrics, "wall_time_s": round(seconds, 1), "trainable_parameters": trainable,
