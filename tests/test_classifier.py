@@ -182,6 +182,11 @@ def test_classify_cli_single_and_batch(finetuned, ws: Workspace, tmp_path: Path)
     assert [json.loads(line)["text"] for line in lines.stdout.splitlines()] == [
         "hello there", "how to undo the last commit in git"]
 
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("fine\ncaf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    refused = _cli(ws, "classify", "--input", str(latin1))
+    assert refused.exit_code == 1 and f"{latin1}:2: not UTF-8" in refused.output, "never replaced silently"
+
     src.write_text('{"text": "fine"}\n{"text": broken\n')
     bad = _cli(ws, "classify", "--input", str(src), "--output", str(tmp_path / "never.jsonl"))
     assert bad.exit_code == 1 and f"{src}:2: invalid JSON" in bad.output
@@ -192,6 +197,17 @@ def test_missing_classifier_is_a_clear_error(ws: Workspace, tmp_path: Path) -> N
     result = _cli(ws, "classify", "--model", str(tmp_path), "hello")
     assert result.exit_code == 1
     assert "run `pz2 train classifier`" in result.output
+
+
+def test_classifying_one_text_reports_a_broken_config(ws: Workspace, tmp_path: Path) -> None:
+    config = ws.configs / "model_config.yaml"
+    good = config.read_text()
+    config.write_text(good + "\nruntime_typo: 1\n")
+    try:
+        result = _cli(ws, "classify", "--model", str(tmp_path), "hello")
+    finally:
+        config.write_text(good)
+    assert result.exit_code == 1 and "`runtime_typo`: unknown key" in result.output
 
 
 def test_bad_training_data_stops_with_the_validators_message(tmp_path: Path) -> None:

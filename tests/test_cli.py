@@ -48,6 +48,12 @@ def test_status_on_an_empty_workspace(cli) -> None:
     assert "nothing yet" in result.output
 
 
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_single_message_is_refused_not_an_interactive_chat(cli, text: str) -> None:
+    result = cli("chat", "--text", text)
+    assert result.exit_code == 2 and "--text is empty" in result.output   # a usage error
+
+
 def test_status_shows_model_metrics(cli, workspace) -> None:
     model = workspace.models / "unified_model" / "classifier"
     model.mkdir(parents=True)

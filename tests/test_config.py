@@ -73,6 +73,8 @@ def test_a_rendered_config_reads_back_as_it_was(tmp_path: Path) -> None:
         ("profiles:\n  quick:\n    max_stepz: 5\n", "`profiles.quick.max_stepz`: unknown key"),
         ("profiles:\n  quick:\n    batch_size: 0\n", "`profiles.quick.batch_size`: Input should be greater than"),
         ("sft:\n  lora:\n    r: 0\n", "`sft.lora.r`: Input should be greater than or equal to 1"),
+        ("sft:\n  learning_rate: 1.0e-4\n  batch_size: 4\n  learning_rate: 3.0e-4\n",
+         "line 4: not valid YAML (the key `learning_rate` appears twice in one section)"),
     ],
 )
 def test_bad_file_names_key_and_file(tmp_path: Path, yaml_text: str, expected: str) -> None:

@@ -132,6 +132,27 @@ def test_bad_documents_are_skipped_with_a_reason_and_nothing_else_is_lost(tmp_pa
     assert (docs / "latin1.md").read_bytes() == "caf\u00e9 cr\u00e8me".encode("latin-1")  # inputs untouched
 
 
+def test_links_out_of_the_folder_loops_and_fifos_are_skipped_and_listed(tmp_path: Path) -> None:
+    """Only what is inside the folder given is read: a link to a file elsewhere (/etc/os-release) is refused,
+    a link to a folder is not followed (no loop), a FIFO or a broken link is listed, not waited on."""
+    import os
+
+    outside = tmp_path / "private.md"
+    outside.write_text("# Secret\nnever indexed\n")
+    docs = _docs(tmp_path / "docs", {"good.md": MANUAL, "sub/inner.md": "# Inner\ninside the folder\n"})
+    (docs / "to-private.md").symlink_to(outside)
+    (docs / "to-inner.md").symlink_to(docs / "sub" / "inner.md")
+    (docs / "loop").symlink_to(docs, target_is_directory=True)
+    (docs / "gone.md").symlink_to(tmp_path / "nothing-here.md")
+    os.mkfifo(docs / "pipe.md")
+    found, skipped = user_documents([docs], KnowledgeConfig())
+    assert sorted(Path(d.path).name for d in found) == ["good.md", "inner.md", "to-inner.md"]
+    reasons = {Path(s.path).name: s.reason for s in skipped}
+    assert set(reasons) == {"to-private.md", "loop", "gone.md", "pipe.md"}
+    assert "outside" in reasons["to-private.md"] and "not followed" in reasons["loop"]
+    assert "broken" in reasons["gone.md"] and "regular file" in reasons["pipe.md"]
+
+
 # ---------------------------------------------------------------- index and build
 
 

@@ -597,12 +597,27 @@ def _describe(err: ValidationError, path: Path | None, overridden: set[str], pre
     return ConfigError(path, f"`{prefix}{key}`: {msg}{where}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last silently,
+    so a second `learning_rate:` far below the first would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key `{key}` appears twice in one section",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(cls: type[Cfg], path: Path | None, overrides: dict[str, Any] | None = None) -> Cfg:
     """Read `path` (missing file = all defaults), apply dotted `overrides`, validate."""
     raw: dict[str, Any] = {}
     if path is not None and path.exists():
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}: " if mark else ""

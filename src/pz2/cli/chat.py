@@ -187,6 +187,8 @@ def chat(
     from pz2.runtime.assistant import Assistant
     from pz2.runtime.turn import Options
 
+    if text is not None and not text.strip():
+        raise UsageError("--text is empty: give the message to answer, or leave --text out for the interactive chat")
     mode = mode or (Mode.batch if input else Mode.single if text else Mode.interactive)
     if mode is Mode.single and not text:
         raise UsageError("single mode needs --text \"your message\"")

@@ -32,9 +32,10 @@ def classify(
         raise UsageError("give either a TEXT or `--input FILE`")
     if input is not None and not input.is_file():
         raise UsageError(f"{input}: no such file")
+    cfg = _ws(ctx).model_config()   # read even for one text: a broken config is reported, not ignored
     clf = ConversationClassifier.load(classifier_dir(ctx, model))
     if input is not None:
-        n = classify_file(clf, input, output, _ws(ctx).model_config().runtime.classify_batch_size)
+        n = classify_file(clf, input, output, cfg.runtime.classify_batch_size)
         if output:
             console.print(f"labelled {n} rows -> {output}")
         return

@@ -15,6 +15,7 @@ are indexed as if it were not there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,9 +198,35 @@ def user_documents(paths: Iterable[Path], cfg: KnowledgeConfig) -> tuple[list[Do
         if not root.exists():
             skipped.append(Skipped(str(root), "no such file or folder"))
             continue
-        files = [root] if root.is_file() else sorted(
-            p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        for path in files:
-            got = read_document(path, max_bytes)
+        for path in [root] if not root.is_dir() else _walk(root):
+            got = _outside(path, root) or read_document(path, max_bytes)
             (docs if isinstance(got, Document) else skipped).append(got)
     return docs, skipped
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every entry under `root` but hidden ones, in name order, without following links to folders (no
+    loops, nothing outside `root` by the back door); links to files are listed, and judged by `_outside`."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder)
+        found += [here / d for d in dirs if (here / d).is_symlink()]   # os.walk lists them but does not enter
+        found += [here / f for f in sorted(files) if not f.startswith(".")]
+    return sorted(found)
+
+
+def _outside(path: Path, root: Path) -> Skipped | None:
+    """Why an entry is not read as a document: a link leading out of the folder given (or nowhere, or to a
+    folder), or something that is no regular file (a FIFO would block the build, a device never end)."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            return Skipped(str(path), "a broken link")
+        if target.is_dir():
+            return Skipped(str(path), f"a link to the folder {target}: links to folders are not followed")
+        if root.is_dir() and not target.is_relative_to(root.resolve()):
+            return Skipped(str(path), f"a link to {target}, outside {root}: not read")
+    if not path.is_file():
+        return Skipped(str(path), "not a regular file (a FIFO, socket or device)")
+    return None

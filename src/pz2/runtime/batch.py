@@ -15,11 +15,16 @@ from pz2.runtime.classifier import ConversationClassifier
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    """JSONL rows with a `text` field, or, for any other file, one text per non-blank line."""
+    """JSONL rows with a `text` field, or, for any other file, one text per non-blank line (UTF-8: a line
+    that is not is an error with its number, never a guess)."""
     if path.suffix != ".jsonl":
         with path.open("rb") as f:
-            for raw in f:
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as e:
+                    raise DatasetError(path, lineno, f"not UTF-8 (byte {e.start} of the line); convert the file "
+                                                     "to UTF-8") from None
                 if text.strip():
                     yield {"text": text}
         return
