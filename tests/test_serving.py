@@ -419,28 +419,42 @@ def test_the_routing_record_is_a_documented_part_of_the_api() -> None:
 # The defects a hostile or unlucky client found (issue 27): each fixed at its depth, each kept fixed here.
 
 def test_a_client_that_leaves_a_plain_request_frees_its_slot(serve_ws) -> None:
-    """Disconnects are noticed without the streaming path: a non-streaming client that gives up stops its
-    generation, and its slot is free within a second of leaving."""
+    """Disconnects are noticed without the streaming path: non-streaming clients that give up leave the line at
+    once, the one generating stops, and the slot is free within a second of the client leaving."""
     app = _app(serve_ws, ServingConfig(max_running=1))
     with live_server(app) as url:
         wait_healthy(url)
         assistant = app.state.service.assistant
         lock = assistant.engine.lock
-        lock.acquire()     # the request is admitted and running, but cannot produce a token yet
-        try:
+
+        def leave(tag: str) -> None:
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(f"{url}/v1/chat/completions", timeout=1.0,
-                           json={"model": "unified", "messages": _user("leave a plain request"), "max_tokens": 400})
+                           json={"model": "unified", "messages": _user(f"leave a plain request {tag}"), "max_tokens": 400})
+
+        lock.acquire()     # the first is admitted and running, but cannot produce a token yet; three wait
+        try:
+            clients = [threading.Thread(target=leave, args=(str(i),)) for i in range(4)]
+            for client in clients:
+                client.start()
+                time.sleep(0.05)
+            for client in clients:
+                client.join(10)
             left = time.monotonic()
-            time.sleep(0.5)
+            while _sum(_metrics(url), "pz2_requests_waiting"):
+                assert time.monotonic() - left < 1.0, "clients that left still wait in line"
+                time.sleep(0.02)
+            time.sleep(0.3)
         finally:
             lock.release()
         while _sum(_metrics(url), "pz2_requests_running"):
             assert time.monotonic() - left < 1.0, "the slot was not freed within 1 s of the client leaving"
             time.sleep(0.02)
         last = json.loads(assistant.log.path.read_text().splitlines()[-1])
-        assert last["message"] == "leave a plain request"
+        assert last["message"] == "leave a plain request 0", "only the one running was answered at all"
         assert len(assistant.engine.tokenizer(last["answer"])["input_ids"]) < 300, "generation stopped early"
+        requests = _metrics(url)
+        assert _sum(requests, "pz2_requests_total", status="499") == 3
 
 
 def test_invalid_unicode_is_a_400_naming_the_field_and_the_connection_stays_usable(api) -> None:

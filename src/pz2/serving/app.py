@@ -276,7 +276,9 @@ async def models(svc: ChatService = Depends(service)) -> ModelList:
              dependencies=[Depends(authorized)])
 async def chat_completions(body: ChatCompletionRequest, request: Request, svc: ChatService = Depends(service)) -> Any:
     request.state.model = body.model
-    job = await svc.submit(body)
+    job = await svc.submit(body, request.is_disconnected)
+    if job is None:   # the client left while waiting: nobody to answer (499: closed by the client, as nginx logs it)
+        return Response(status_code=499)
     if body.stream:
         return StreamingResponse(svc.stream(job), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

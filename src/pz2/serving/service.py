@@ -2,19 +2,22 @@
 
 The assistant is synchronous and holds the engine while it generates, so each admitted request
 runs in a worker thread; its text pieces cross to the event loop through a queue, which the
-server-sent-events generator drains. A request checks, once per token, whether its client is
-still there and its deadline not passed, so a client that leaves frees its slot within a token.
+server-sent-events generator drains. A client that leaves is noticed wherever its request is: in
+line (it leaves the line), generating without streaming (asked every WATCH_S), or streaming (the
+server closes the generator); the generation itself checks once per token, so the slot is free within
+a fraction of a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +52,7 @@ from pz2.serving.scheduler import FairScheduler
 logger = logging.getLogger(__name__)
 
 _DONE = object()   # end of a job's text pieces
+WATCH_S = 0.1      # how often a waiting or non-streaming request asks whether its client is still there
 _RECORD_DROPS = ("message", "answer", "session")   # the response carries these already
 
 
@@ -103,8 +107,9 @@ class ChatService:
                            parent=None if target is None else self.base_name) for name, target in MODELS.items()]
         return ModelList(data=cards)
 
-    async def submit(self, body: ChatCompletionRequest) -> _Job:
-        """Admit the request (429 when the line is full, 503 past its deadline) and start answering it."""
+    async def submit(self, body: ChatCompletionRequest, disconnected: Callable[[], Awaitable[bool]]) -> _Job | None:
+        """Admit the request (429 when the line is full, 503 past its deadline) and start answering it; None
+        when its client left while it waited (it leaves the line at once, never taking a slot)."""
         if body.model not in MODELS:
             raise UnknownModelError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
                                     param="model", code="model_not_found")
@@ -113,11 +118,8 @@ class ChatService:
             logger.info("fields %s were present in the request but ignored", body.ignored())
         job = _Job(body, time.monotonic())
         job.deadline = job.arrived + self.serving.request_timeout_s
-        try:
-            await asyncio.wait_for(self.scheduler.acquire(), timeout=self.serving.request_timeout_s)
-        except TimeoutError:
-            raise NotReadyError(f"no slot within {self.serving.request_timeout_s:g} s "
-                                "(runtime.serving.request_timeout_s); retry later", code="timeout") from None
+        if not await self._slot(job, disconnected):
+            return None
         loop = asyncio.get_running_loop()
 
         def on_text(source: str, piece: str) -> None:
@@ -134,6 +136,24 @@ class ChatService:
 
         job.turn = asyncio.ensure_future(loop.run_in_executor(self._workers, answer))
         return job
+
+    async def _slot(self, job: _Job, disconnected: Callable[[], Awaitable[bool]]) -> bool:
+        """Wait in line for a slot, watching the client: False when it left first."""
+        slot = asyncio.ensure_future(self.scheduler.acquire())
+        try:
+            while not (await asyncio.wait({slot}, timeout=WATCH_S))[0]:
+                if time.monotonic() > job.deadline:
+                    raise NotReadyError(f"no slot within {self.serving.request_timeout_s:g} s "
+                                        "(runtime.serving.request_timeout_s); retry later", code="timeout")
+                if await disconnected():
+                    return False
+            slot.result()   # OverloadedError when the line was full
+            return True
+        finally:
+            if not slot.done():
+                slot.cancel()   # leaves the line; a slot handed over meanwhile is passed on
+                with contextlib.suppress(asyncio.CancelledError):
+                    await slot
 
     def _check_fits(self, body: ChatCompletionRequest) -> None:
         """Refuse, before it waits for a slot, a request whose system and last message alone exceed the
@@ -163,11 +183,11 @@ class ChatService:
         reason = "stop" if gen is None or gen.finish_reason == "stop" else "length"
         return reason, record
 
-    async def complete(self, job: _Job, disconnected: Callable[[], Any]) -> ChatCompletionResponse:
+    async def complete(self, job: _Job, disconnected: Callable[[], Awaitable[bool]]) -> ChatCompletionResponse:
         """The whole answer as one response; stops generating if the client leaves meanwhile."""
         assert job.turn is not None
         while not job.turn.done():
-            await asyncio.wait({job.turn}, timeout=0.25)
+            await asyncio.wait({job.turn}, timeout=WATCH_S)
             if not job.turn.done() and await disconnected():
                 job.gone.set()
         turn = job.turn.result()
