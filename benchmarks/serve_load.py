@@ -16,28 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 
+from live_server import pz2_serve
+
 from pz2.data.loading import load_rows
 from pz2.data.schema import FileKind
 from pz2.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -106,23 +98,7 @@ def main() -> None:
     ws = Workspace(args.workspace)
     questions = [row["text"] for row in load_rows(ws.datasets / "classification_test.jsonl", FileKind.CLASSIFICATION)]
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (RESULTS.parent / "serve_load.server.log").open("w")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([sys.executable, "-m", "pz2", "--workspace", str(ws.root), "serve", "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert server.poll() is None, "pz2 serve exited; see benchmarks/results/serve_load.server.log"
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pz2 serve not healthy after 300 s"
-            time.sleep(0.5)
+    with pz2_serve(ws.root, RESULTS.parent / "serve_load.server.log") as (url, _):
         results = []
         for clients in (int(c) for c in args.levels.split(",")):
             r = asyncio.run(_level(url, clients, args.duration, questions))
@@ -133,10 +109,6 @@ def main() -> None:
                   f"latency p50 {fmt(r['latency_p50_s'])} s p95 {fmt(r['latency_p95_s'])} s, 5xx {r['5xx']}, "
                   f"status {r['status']}, routes {r['routes']}", flush=True)
         metrics = httpx.get(f"{url}/metrics").text
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
     by = {r["clients"]: r for r in results}
     ratio = by[8]["tokens_per_s"] / by[1]["tokens_per_s"] if 1 in by and 8 in by and by[1]["tokens_per_s"] else None
     if ratio is not None:
