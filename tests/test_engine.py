@@ -225,3 +225,48 @@ def test_the_float32_log_softmax_matches_float64_and_keeps_banned_tokens_out() -
         np.testing.assert_allclose(logp[3:], reference[3:], atol=5e-5)
         assert abs(entropy - float(-(np.exp(reference) * reference)[3:].sum())) < 1e-5
         assert (logp[:3] < -1e20).all() and int(np.argmax(logp)) == int(np.argmax(logits))
+
+
+def _cut_by_rendering(engine, user: str, history: list[dict], system, limit: int) -> tuple[list[int], int]:
+    """The cut as pz2 made it before: render, drop the oldest turn, render again, until it fits."""
+    history, dropped = list(history), 0
+    prompt = engine.prompt(user, history, system)
+    while history and len(prompt) + limit > engine.context_length:
+        cut = 2 if len(history) > 1 and history[1]["role"] == "assistant" else 1
+        history, dropped = history[cut:], dropped + cut
+        prompt = engine.prompt(user, history, system)
+    return prompt, dropped
+
+
+def test_the_one_pass_history_cut_is_the_cut_a_render_after_each_drop_finds(engines) -> None:
+    """Each message is tokenized once to find the cut, then checked by rendering: the same prompt and the same
+    number of dropped messages as dropping one turn at a time, on turns of every shape and every budget."""
+    import random
+
+    _, reference = engines
+    rng = random.Random(0)
+    words = "the a list tuple install package café 日本 error line draw modeling SketchUp".split()
+    history = []
+    for i in range(40):
+        role = "user" if i % 3 != 2 or rng.random() < 0.3 else "assistant"   # answered and unanswered turns
+        history.append({"role": role, "content": " ".join(rng.choices(words, k=rng.randint(1, 60)))})
+    for context in (200, 333, 512, 777, 1024, 4096):
+        short = TransformersEngine(reference.model, reference.tokenizer, SYSTEM, plain(context_length=context))
+        for limit, system in ((1, None), (16, "Be brief."), (64, None)):
+            assert short.fit_prompt("last question", history, system, limit) == \
+                _cut_by_rendering(short, "last question", history, system, limit), (context, limit)
+    assert short.fit_prompt("q", [], None, 16) == (short.prompt("q"), 0)
+
+
+def test_a_request_past_its_deadline_does_not_even_read_its_prompt(engines) -> None:
+    from pz2.runtime.engine import Sampling
+
+    fast, _ = engines
+    reads = []
+    start = fast._start
+    fast._start = lambda *a, **k: reads.append(1) or start(*a, **k)   # a spy on the engine's prompt reading
+    try:
+        gen = fast.stream("a question nobody waits for", "a", sampling=Sampling(cancelled=lambda: True))
+    finally:
+        del fast._start
+    assert (gen.finish_reason, gen.token_ids, reads) == ("cancelled", [], [])

@@ -503,3 +503,22 @@ def test_a_request_for_another_host_name_is_refused_on_loopback(api) -> None:
         assert httpx.get(f"{api.url}/v1/models", headers={"host": host}).status_code == 400
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
         assert httpx.get(f"{api.url}/v1/models", headers={"host": host}).status_code == 200, host
+
+
+def test_a_ten_thousand_message_request_is_refused_at_once_and_the_next_is_served(api) -> None:
+    """Bounded work per request: a history of thousands of turns (under the body limit) is refused before
+    anything tokenizes it, so it cannot hold the engine's one thread; so is one over the character limit."""
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(10_001)]
+    start = time.monotonic()
+    r = httpx.post(f"{api.url}/v1/chat/completions", json={"model": "pz2-hybrid", "messages": turns}, timeout=30)
+    assert r.status_code == 400 and time.monotonic() - start < 1.0
+    assert (r.json()["error"]["param"], r.json()["error"]["code"]) == ("messages", "too_many_messages")
+    assert "runtime.serving.max_messages" in r.json()["error"]["message"]
+    start = time.monotonic()
+    nxt = httpx.post(f"{api.url}/v1/chat/completions", timeout=30,
+                     json={"model": "unified", "messages": _user("and now?"), "max_tokens": 8})
+    assert nxt.status_code == 200 and time.monotonic() - start < 5.0
+    wide = [{"role": "user", "content": "x" * 150_000}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "y" * 150_000}, {"role": "assistant", "content": "ok"}, *_user("z" * 150_000)]
+    r = httpx.post(f"{api.url}/v1/chat/completions", json={"model": "pz2-hybrid", "messages": wide}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "messages_too_long"

@@ -203,6 +203,13 @@ class ServingConfig(_Strict):
         None, description="Bearer key the /v1 routes ask for; null = the environment variable PZ2_API_KEY, else none."
     )
     max_body_kb: int = Field(512, ge=1, le=65_536, description="Larger request bodies get 413 before they are parsed.")
+    max_messages: int = Field(
+        512, ge=1, le=100_000, description="Messages one request may send (the conversation so far); more get 400: "
+        "a request must not make the engine's one thread cut a history of thousands of turns.",
+    )
+    max_chars: int = Field(
+        400_000, ge=1, le=10_000_000, description="Characters of all a request's messages together; more get 400.",
+    )
     max_tokens: int = Field(
         512, ge=1, le=8192, description="Cap on a request's `max_tokens`: a larger value is lowered to this."
     )

@@ -291,16 +291,36 @@ class EngineBase(ABC):
 
     def fit_prompt(self, user: str, history: Sequence[dict[str, str]], system: str | None,
                    limit: int) -> tuple[list[int], int]:
-        """The prompt ids and how many earlier messages were dropped, oldest first, so that prompt and
-        `limit` answer tokens fit the context. The system prompt and the user turn always stay."""
+        """The prompt ids and how many earlier messages were dropped, oldest first (a question with its answer
+        as one), so that prompt and `limit` answer tokens fit the context. The system prompt and the user turn
+        always stay. In one pass: each message is tokenized once (in one batch) to estimate where the cut
+        falls, then the prompt is rendered at that cut and its neighbours only, so the work grows with the
+        history's length, never with its square, and the cut is the one a render after each drop would find."""
         history = list(history)
-        prompt = self.prompt(user, history, system)
-        dropped = 0
-        while history and len(prompt) + limit > self.context_length:
-            cut = 2 if len(history) > 1 and history[1]["role"] == "assistant" else 1  # a question with its answer
-            history, dropped = history[cut:], dropped + cut
-            prompt = self.prompt(user, history, system)
-        return prompt, dropped
+        starts = _turn_starts(history)          # where the kept history may begin, oldest cut first
+        room = self.context_length - limit
+        if len(history) > 1:
+            estimate = self._sizes(history, system)
+            kept = [sum(estimate[i:]) for i in starts]      # estimated tokens of the history kept from each start
+            base = len(self.prompt(user, (), system))
+            k = next((k for k, size in enumerate(kept) if base + size <= room), len(starts) - 1)
+        else:
+            k = 0
+        fits = lambda k: len(self.prompt(user, history[starts[k]:], system)) <= room  # noqa: E731
+        while k + 1 < len(starts) and not fits(k):
+            k += 1
+        while k > 0 and fits(k - 1):
+            k -= 1
+        return self.prompt(user, history[starts[k]:], system), starts[k]
+
+    def _sizes(self, history: list[dict[str, str]], system: str | None) -> list[int]:
+        """Each message's tokens in a prompt, estimated: its content's tokens (one batched call) plus its role's
+        framing, measured once on a one-word message."""
+        bare = len(self.prompt("", (), system))
+        framing = {role: len(self.prompt("", [{"role": role, "content": "x"}], system)) - bare - 1
+                   for role in {m["role"] for m in history}}
+        contents = self.tokenizer([m["content"] for m in history], add_special_tokens=False)["input_ids"]
+        return [len(ids) + framing[m["role"]] for ids, m in zip(contents, history, strict=True)]
 
     @abstractmethod
     def stream(self, user: str, adapter: str | None, max_new_tokens: int | None = None,
@@ -311,6 +331,16 @@ class EngineBase(ABC):
 
     def generate(self, user: str, adapter: str | None = None, max_new_tokens: int | None = None) -> Generation:
         return self.stream(user, adapter, max_new_tokens)
+
+
+def _turn_starts(history: list[dict[str, str]]) -> list[int]:
+    """The indices the kept history may start at, dropping the oldest turn each time: a question with its
+    answer, or a lone message; the last entry (len(history)) keeps none."""
+    starts, i = [0], 0
+    while i < len(history):
+        i += 2 if i + 1 < len(history) and history[i + 1]["role"] == "assistant" else 1
+        starts.append(i)
+    return starts
 
 
 class LocalEngine(EngineBase):
@@ -364,6 +394,9 @@ class LocalEngine(EngineBase):
                                  f"{self.context_length}); shorten it or raise runtime.engine.context_length")
             if history:
                 prompt, dropped = self.fit_prompt(user, history, system, limit)
+            if sampling.cancelled is not None and sampling.cancelled():   # past its deadline, or its client gone:
+                return Generation("", [], [], [], False, 0.0, time.perf_counter() - start, "cancelled", len(prompt),
+                                  dropped)   # not even the prompt is read
             # a seeded sample must not hang on the cache: a prompt read in other pieces differs in the last
             # bits, and over a flat distribution that moves which token a seed draws
             logits = self._start(adapter, prompt, reuse=sampling.greedy or sampling.seed is None)

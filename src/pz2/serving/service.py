@@ -28,7 +28,7 @@ from pz2.models.artifacts import first_line
 from pz2.runtime.assistant import Assistant
 from pz2.runtime.engine import Generation
 from pz2.runtime.turn import Turn
-from pz2.serving.errors import INTERNAL, NotReadyError, UnknownModelError
+from pz2.serving.errors import INTERNAL, NotReadyError, RequestError, UnknownModelError
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
     MODELS,
@@ -113,6 +113,7 @@ class ChatService:
         if body.model not in MODELS:
             raise UnknownModelError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
                                     param="model", code="model_not_found")
+        self._check_size(body)
         self._check_fits(body)
         if body.ignored():
             logger.info("fields %s were present in the request but ignored", body.ignored())
@@ -154,6 +155,17 @@ class ChatService:
                 slot.cancel()   # leaves the line; a slot handed over meanwhile is passed on
                 with contextlib.suppress(asyncio.CancelledError):
                     await slot
+
+    def _check_size(self, body: ChatCompletionRequest) -> None:
+        """The request's own limits, before any tokenizing: messages and characters (runtime.serving)."""
+        if len(body.messages) > self.serving.max_messages:
+            raise RequestError(f"{len(body.messages)} messages; at most {self.serving.max_messages} "
+                               "(runtime.serving.max_messages): send the recent ones", param="messages",
+                               code="too_many_messages")
+        chars = sum(len(m.content) for m in body.messages)
+        if chars > self.serving.max_chars:
+            raise RequestError(f"{chars} characters in the messages; at most {self.serving.max_chars} "
+                               "(runtime.serving.max_chars)", param="messages", code="messages_too_long")
 
     def _check_fits(self, body: ChatCompletionRequest) -> None:
         """Refuse, before it waits for a slot, a request whose system and last message alone exceed the
