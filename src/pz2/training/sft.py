@@ -35,6 +35,7 @@ from pz2.models.served import ServedModel
 from pz2.models.transformers_names import checkpointing_arguments, sampler_arguments
 from pz2.models.unified import served_model
 from pz2.training.checkpoints import resume_point, run_record
+from pz2.training.progress import StepProgress
 from pz2.training.sft_data import (
     KINDS,
     CompletionCollator,
@@ -77,10 +78,31 @@ class SFTResult:
     main_process: bool = True  # False in the other processes of a multi-process run: they report nothing
 
 
-def _callbacks(log_dir: Path, main: bool) -> tuple[list[Any], Any]:
-    """TensorBoard, a JSONL log (main process only), and a Ctrl-C handler that checkpoints before stopping."""
+def _callbacks(log_dir: Path, main: bool, desc: str) -> tuple[list[Any], Any]:
+    """TensorBoard, a JSONL log, progress (a bar on a terminal, a line per log step in a file; the main process
+    only), and a Ctrl-C handler that checkpoints before stopping."""
     from transformers import TrainerCallback
     from transformers.integrations import TensorBoardCallback
+
+    class Progress(TrainerCallback):
+        """In place of transformers' bar, which also writes each log's raw dict into the output."""
+
+        bar: StepProgress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
+            self.bar = StepProgress(state.max_steps, desc)
+            self.bar.step(state.global_step)   # a resumed run starts where it was
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.bar.step()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm")}
+            if self.bar is not None and shown:
+                self.bar.report(state.global_step, **shown)
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.bar.close()
 
     class JsonlLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (transformers' signature)
@@ -117,7 +139,7 @@ def _callbacks(log_dir: Path, main: bool) -> tuple[list[Any], Any]:
     log_dir.mkdir(parents=True, exist_ok=True)
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(log_dir)  # every writer it opens (train, then evaluate) logs here
-    return [tensorboard, JsonlLog(), interrupt], interrupt
+    return [tensorboard, JsonlLog(), Progress(), interrupt], interrupt
 
 
 @dataclass
@@ -248,7 +270,7 @@ def _arguments(cfg: SFTConfig, run_dir: Path, device: Device) -> Any:
         report_to="none",                     # TensorBoard is attached below, with our log folder
         seed=cfg.seed,
         data_seed=cfg.seed,
-        disable_tqdm=False,
+        disable_tqdm=True,                    # the Progress callback reports instead
         include_num_input_tokens_seen="non_padding",
         **checkpointing_arguments(device.checkpointing),   # off on a CPU: it costs more time than the memory it saves
         **sampler_arguments(cfg.group_by_length and not cfg.packing),
@@ -265,6 +287,7 @@ def train_sft(
     of `validation` (training_config.yaml's, passed down by the CLI)."""
     from accelerate import PartialState
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
 
     start = time.perf_counter()
     check_kind(kind)
@@ -285,11 +308,12 @@ def train_sft(
                         str(device.dtype).removeprefix("torch."))
     run_dir, checkpoint = resume_point(ws.checkpoints / kind, resume, record, state)
     log_dir = ws.training_logs / f"{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    callbacks, interrupt = _callbacks(log_dir, state.is_main_process)
+    callbacks, interrupt = _callbacks(log_dir, state.is_main_process, kind)
     trainer = Trainer(model=model, args=_arguments(cfg, run_dir, device), train_dataset=data.train,
                       eval_dataset=data.validation,
                       data_collator=CompletionCollator(data.tokenizer.pad_token_id, head_at_labels=True),
                       compute_loss_func=completion_loss(model.get_output_embeddings()), callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)   # it prints every log's raw dict; Progress reports instead
     train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if interrupt.requested:
         return SFTResult(None, run_dir, {"global_step": trainer.state.global_step}, time.perf_counter() - start, True)
