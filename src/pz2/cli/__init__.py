@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pz2` script and of `python -m pz2`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights or data at run time
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():   # a log file gets lines, not the libraries' bars ("Loading weights: 0%|")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(args=argv, prog_name="pz2")
     except SystemExit as e:  # typer ends every run with SystemExit; scripts want the code back

@@ -27,8 +27,10 @@ class DecisionLog:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 end = os.lseek(fd, 0, os.SEEK_END)
-                if end and os.pread(fd, 1, end - 1) != b"\n":
-                    line = b"\n" + line
-                os.write(fd, line)
+                if end:
+                    os.lseek(fd, end - 1, os.SEEK_SET)
+                    if os.read(fd, 1) != b"\n":
+                        line = b"\n" + line
+                os.write(fd, line)   # O_APPEND: at the end, wherever the offset was
             finally:
                 os.close(fd)
