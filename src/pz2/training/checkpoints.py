@@ -19,6 +19,7 @@ from typing import Any
 
 from pz2.errors import ModelError, UsageError
 from pz2.fileio import atomic_write_json
+from pz2.models.artifacts import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def damage(checkpoint: Path) -> str | None:
             elif f.suffix == ".json":
                 json.loads(f.read_text(encoding="utf-8"))
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            return f"{f.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            return f"{f.name}: {first_line(e)}"
     return None
 
 
