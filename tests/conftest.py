@@ -177,9 +177,10 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     import numpy as np
 
     from pz2.data.loading import reference_pairs
+    from pz2.models.sentence import SentenceEncoder
     from pz2.runtime.classifier import ConversationClassifier
-    from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
-    from pz2.runtime.confidence_fit import collect
+    from pz2.runtime.confidence import CONFIDENCE_FILE, FEATURES, ConfidenceModel
+    from pz2.runtime.confidence_fit import GENERATED, Question, collect
     from pz2.runtime.engine import build_engine
 
     root = tmp_path_factory.mktemp("confident") / "finetuning"
@@ -188,12 +189,15 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     cfg = ws.model_config()
     engine = build_engine(cfg, ws.unified_model / "adapter")
     classifier = ConversationClassifier.load(ws.classifier)
-    pairs = [pair for split in ("validation", "test")
-             for pair in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
-    x, _, rows = collect(engine, classifier, engine.unified, pairs, 0.3, cfg.runtime.engine.max_new_tokens, False)
+    questions = [Question(GENERATED, split, user, reference) for split in ("validation", "test")
+                 for _, user, reference in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
+    good = {"short_answer_words": 5, "semscore": 0.6}
+    max_new = cfg.runtime.engine.max_new_tokens
+    x, _, rows = collect(engine, classifier, None, SentenceEncoder.load(cfg), questions, good, max_new, False)
     rng = np.random.default_rng(0)
     y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
-    ConfidenceModel.fit(x, y, cfg.runtime.engine.max_new_tokens, 0.3).save(ws.unified_model / CONFIDENCE_FILE)
+    eligible = np.array([r["category"] != "general" for r in rows])
+    ConfidenceModel.fit(x, y, FEATURES, max_new, good, eligible)[0].save(ws.unified_model / CONFIDENCE_FILE)
     return ws
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pz2.config import EvaluationConfig
+from pz2.config import EvaluationConfig, KnowledgeConfig, TrainingConfig
 from pz2.evaluation.compare import FILES, compare, schema
 from pz2.evaluation.eval_set import load_eval_rows
+from pz2.knowledge.build import build_knowledge
+from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
 from tests.conftest import REPO
 
@@ -28,6 +30,11 @@ def comparison(confident_ws: Workspace, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("compare") / "finetuning"
     shutil.copytree(confident_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     ws = Workspace(root)
+    # a knowledge base, as every real workspace has: the specialists answer from passages, the unified answers
+    # are checked against them
+    cfg = ws.model_config()
+    build_knowledge(ws.knowledge, KnowledgeConfig(collections=["banks"]), TrainingConfig(), SentenceEncoder.load(cfg),
+                    "embedded")
     return ws, compare(ws, ws.model_config(), EvaluationConfig(limit=2, bootstrap=100), ws.eval_logs / "run",
                        show_progress=False)
 
@@ -75,6 +82,22 @@ def test_architectures_route_as_defined_and_figures_match_the_rows(comparison) -
     assert m["architectures"]["unified"]["quality"]["all"][metric] == pytest.approx(mean)
 
 
+def test_an_escalated_hybrid_turn_gives_the_separated_runs_answer_and_score(comparison) -> None:
+    """The hybrid and the separated architecture differ in routing only: where the hybrid escalates a row to the
+    specialist the separated run asked, the answer (grounded in the same passages) and its score are the same."""
+    _, result = comparison
+    metric = result.metrics["quality_metric"]
+    rows = [json.loads(line) for line in result.files["answers.jsonl"].read_text().splitlines()]
+    same = [(r["architectures"]["hybrid"], r["architectures"]["separated"]) for r in rows
+            if r["architectures"]["hybrid"]["escalated"]
+            and r["architectures"]["hybrid"]["model"] == r["architectures"]["separated"]["model"]]
+    assert same, "no row escalated to the separated run's specialist: nothing compared"
+    for hybrid, separated in same:
+        assert hybrid["text"] == separated["text"] and hybrid["sources"] == separated["sources"]
+        assert hybrid[metric] == separated[metric]
+    assert any(h["sources"] for h, _ in same)   # grounded: the bug was a separated run without passages
+
+
 def test_the_router_curve_spans_zero_to_one_and_marks_the_threshold(comparison) -> None:
     _, result = comparison
     r = result.metrics["router"]
@@ -84,6 +107,9 @@ def test_the_router_curve_spans_zero_to_one_and_marks_the_threshold(comparison) 
         assert 0 <= r["configured"]["escalation_rate"] <= 1
     assert r["threshold"] == 0.7
     assert (r["apgr"] is None) == (r.get("note") is not None)
+    # the router's confidence and the generation-only one on the same rows, all and by origin
+    assert "confidence" in r["by_confidence"] and "all" in r["by_confidence"]["confidence"]
+    assert r["by_confidence"]["confidence"]["all"]["rows"] == r["rows"]
 
 
 def test_status_shows_the_latest_comparison(comparison, tmp_path: Path) -> None:

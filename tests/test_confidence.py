@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pz2.cli import app
 from pz2.errors import ModelError
-from pz2.runtime.confidence import FEATURES, ConfidenceModel, features
+from pz2.runtime.confidence import FEATURES, GENERATION_FEATURES, ConfidenceModel, features, threshold_for
 from pz2.runtime.engine import Generation
 from pz2.runtime.prediction import Prediction
 from pz2.workspace import Workspace
@@ -25,9 +25,16 @@ def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, (rng.random(n) < p).astype(float), p
 
 
+GOOD = {"short_answer_words": 5, "semscore": 0.6}
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> ConfidenceModel:
+    return ConfidenceModel.fit(x, y, FEATURES, 48, GOOD, np.ones(len(y), dtype=bool))[0]
+
+
 def test_fitted_probabilities_are_calibrated_on_new_data() -> None:
     x, y, _ = synthetic(2000, 0)
-    model = ConfidenceModel.fit(x, y, max_new_tokens=48, good_rouge_l=0.3)
+    model = fit(x, y)
     assert model.metrics["ece"] < 0.05 and model.metrics["auc"] > 0.75  # out of fold
     x_new, y_new, p_true = synthetic(4000, 1)
     p = model.predict_features(x_new)
@@ -40,7 +47,7 @@ def test_the_ece_comes_with_a_bootstrap_interval_that_narrows_with_more_rows() -
     widths = []
     for n in (400, 4000):
         x, y, _ = synthetic(n, 5)
-        m = ConfidenceModel.fit(x, y, 48, 0.3).metrics
+        m = fit(x, y).metrics
         lo, hi = m["ece_ci95"]
         assert 0 <= lo < hi and lo <= m["ece"] + 0.02   # the percentile interval sits around the estimate
         widths.append(hi - lo)
@@ -49,7 +56,7 @@ def test_the_ece_comes_with_a_bootstrap_interval_that_narrows_with_more_rows() -
 
 def test_saved_model_loads_to_the_same_predictions_and_refuses_other_features(tmp_path: Path) -> None:
     x, y, _ = synthetic(300, 2)
-    model = ConfidenceModel.fit(x, y, 48, 0.3)
+    model = fit(x, y)
     model.save(tmp_path / "confidence.json")
     again = ConfidenceModel.load(tmp_path / "confidence.json")
     np.testing.assert_allclose(again.predict_features(x), model.predict_features(x))
@@ -67,16 +74,16 @@ def test_saved_model_loads_to_the_same_predictions_and_refuses_other_features(tm
 def test_one_class_data_is_refused_with_what_to_change() -> None:
     x, _, _ = synthetic(50, 3)
     with pytest.raises(ModelError, match="both good and bad answers"):
-        ConfidenceModel.fit(x, np.zeros(50), 48, 0.3)
+        fit(x, np.zeros(50))
 
 
 def test_features_of_a_generation_include_its_end_of_turn_decision() -> None:
     gen = Generation("", [], [-0.05], [0.3], finished=True, first_token_s=0.01, total_s=0.01)
     prediction = Prediction("technical", 0.9, {"qna": 0.05, "technical": 0.9, "general": 0.05}, None)
-    f = dict(zip(FEATURES, features(gen, prediction, 48), strict=True))
+    f = dict(zip(FEATURES, features(gen, prediction, 48, None), strict=True))
     assert f["mean_logprob"] == pytest.approx(-0.05) and f["length"] == 0 and f["finished"] == 1
     assert f["is_technical"] == 1 and f["is_general"] == 0 and f["category_probability"] == 0.9
-    far = ConfidenceModel.fit(*synthetic(300, 4)[:2], 48, 0.3)
+    far = fit(*synthetic(300, 4)[:2])
     assert 0 <= far.predict_features(np.full((1, len(FEATURES)), 1e6))[0] <= 1  # clipped, never NaN
 
 
@@ -91,7 +98,7 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     from pz2.runtime.engine import build_engine
 
     runner = CliRunner()
-    command = ["--workspace", str(hybrid.root), "train", "confidence"]
+    command = ["--workspace", str(hybrid.root), "train", "confidence", "--human-limit", "10"]
     refused = runner.invoke(app, command)
     assert refused.exit_code == 1 and "both good and bad answers" in refused.output
     assert not (hybrid.unified_model / "confidence.json").exists()
@@ -112,6 +119,40 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     assert ok.exit_code == 0, ok.output  # a stale fit is replaced, not an obstacle to its own refit
     saved = json.loads((hybrid.unified_model / "confidence.json").read_text())
     assert saved["features"] == list(FEATURES)
-    assert saved["metrics"]["rows"] == len(rows) and 0.2 < saved["metrics"]["good_rate"] < 0.8
-    assert len((hybrid.unified_model / "confidence_rows.jsonl").read_text().splitlines()) == len(rows)
+    m = saved["metrics"]
+    assert m["rows"] == len(rows) + 10 and 0.2 < m["good_rate"] < 0.8
+    assert m["generated"]["rows"] == len(rows) and m["human"]["rows"] == 10 and m["human"]["good_rate"] == 0
+    assert not m["checked"]   # no knowledge base in this workspace: no check, and no cheat-sheet questions either
+    logged = [json.loads(line) for line in (hybrid.unified_model / "confidence_rows.jsonl").read_text().splitlines()]
+    assert len(logged) == len(rows) + 10 and {r["origin"] for r in logged} == {"generated", "human"}
+    # the budget's curve: the escalatable answers' out-of-fold P(good), sorted
+    eligible = sorted(r["p_good"] for r in logged if r["category"] != "general")
+    assert saved["curve"] == pytest.approx(eligible, abs=1e-4)
+    baseline = json.loads((hybrid.unified_model / "confidence_generation_only.json").read_text())
+    assert baseline["columns"] == list(GENERATION_FEATURES) and saved["columns"] == list(FEATURES)
     assert (hybrid.unified_model / "confidence_reliability.png").stat().st_size > 1000
+
+
+def test_a_budget_finds_the_threshold_that_escalates_that_share_of_its_curve() -> None:
+    curve = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    for budget in (0.0, 0.3, 0.5, 1.0):
+        t = threshold_for(curve, budget)
+        assert np.mean(np.array(curve) < t) == pytest.approx(budget)
+    assert threshold_for(curve, 0.3) == 0.4
+    tied = [0.2, 0.5, 0.5, 0.5, 0.9]
+    assert np.mean(np.array(tied) < threshold_for(tied, 0.5)) <= 0.5   # ties escalate together: never past the budget
+    with pytest.raises(ModelError, match="refit"):
+        threshold_for([], 0.3)
+
+
+def test_the_curve_of_a_fit_holds_the_escalatable_rows_only() -> None:
+    x, y, _ = synthetic(300, 6)
+    eligible = np.arange(300) % 3 != 0
+    model, oof = ConfidenceModel.fit(x, y, FEATURES, 48, GOOD, eligible)
+    assert model.curve == sorted(round(float(p), 6) for p in oof[eligible])
+    # the generation-only model reads its own columns of the same vectors
+    baseline, _ = ConfidenceModel.fit(x, y, GENERATION_FEATURES, 48, GOOD, eligible)
+    shifted = x.copy()
+    shifted[:, len(GENERATION_FEATURES):] += 5.0
+    np.testing.assert_allclose(baseline.predict_features(shifted), baseline.predict_features(x))
+    assert not np.allclose(model.predict_features(shifted), model.predict_features(x))

@@ -91,6 +91,23 @@ def test_where_nobody_can_accept_an_offer_a_low_confidence_answer_escalates() ->
     assert (decision.route, decision.reason, decision.category) == (SPECIALIST, "low_confidence", "technical")
 
 
+def test_a_low_confidence_answer_escalates_only_where_the_knowledge_base_gives_grounds() -> None:
+    grounded = router.after(TECH, 0.41, grounds=True)
+    bare = router.after(TECH, 0.41, grounds=False)
+    assert (grounded.route, grounded.reason) == (SPECIALIST, "low_confidence")
+    assert (bare.route, bare.reason) == (UNIFIED, "no_grounds") and "no passage" in bare.detail
+    assert router.after(UNSURE, 0.3, grounds=False).reason == "no_grounds"   # nor offered: it would not help
+    assert router.after(TECH, 0.41).route == SPECIALIST                       # not checked (no knowledge base)
+    assert router.after(TECH, 0.83, grounds=False).reason == "confident"
+    assert Router(RouterConfig(require_grounds=False)).after(TECH, 0.41, grounds=False).route == SPECIALIST
+
+
+def test_a_threshold_in_force_replaces_the_configured_one() -> None:
+    assert router.after(TECH, 0.41, threshold=0.3).reason == "confident"
+    low = router.after(TECH, 0.41, threshold=0.5)
+    assert low.reason == "low_confidence" and "0.41 < 0.50" in low.detail
+
+
 def test_a_request_says_how_it_was_made() -> None:
     assert router.request("hello", command=True, offered=False) == Request("command", "/expert")
     assert router.request("SketchUp expert mode", command=False, offered=False) == Request("phrase", "expert mode")
@@ -104,7 +121,8 @@ def test_a_request_says_how_it_was_made() -> None:
 def test_the_reasons_are_design_section_3s_and_the_two_exceptions() -> None:
     from pz2.runtime.router import REASONS
     assert set(REASONS) == {"explicit_request", "model_requested", "complexity", "general", "confident",
-                            "low_confidence", "offer", "no_confidence_model", "fallback", "unreadable_input"}
+                            "low_confidence", "no_grounds", "offer", "no_confidence_model", "fallback",
+                            "unreadable_input"}
 
 
 def test_the_complexity_weights_come_from_the_config() -> None:

@@ -125,6 +125,16 @@ class RouterConfig(_Strict):
     confidence_threshold: float = Field(
         0.7, ge=0, le=1, description="Escalate when P(the unified answer is good) is below this (the seed's 70%)."
     )
+    escalation_budget: float | None = Field(
+        None, ge=0, le=1, description="Instead of the threshold: the share of qna/technical turns to escalate. The "
+        "threshold is then the one that escalated this share of the confidence fit's validation answers "
+        "(`pz2 status` shows it); the API takes it per request as `escalation_budget`.",
+    )
+    require_grounds: bool = Field(
+        True, description="A low-confidence answer escalates only when the knowledge base has a passage above "
+        "`retrieval.min_similarity` for it: without one the specialist answers as unsupported as the unified "
+        "model (reason `no_grounds`). Without a knowledge base it escalates as before.",
+    )
     complexity_threshold: float = Field(
         0.6, ge=0, le=1, description="Send to the specialist before generating when the complexity score exceeds this."
     )
@@ -513,10 +523,18 @@ class ConfidenceFitConfig(_Strict):
     """`pz2 train confidence`: the router's P(the unified answer is good), fitted on validation answers."""
 
     limit: int | None = Field(
-        400, ge=10, description="Validation questions answered; null: all. 400 or more keep the ECE's bootstrap "
-        "interval within a few points.",
+        400, ge=10, description="Generated validation questions answered; null: all. 400 or more keep the ECE's "
+        "bootstrap interval within a few points.",
     )
-    good_rouge_l: float = Field(0.3, gt=0, lt=1, description="An answer is good when its ROUGE-L reaches this.")
+    human_limit: int = Field(
+        200, ge=0, description="Human-written questions answered besides, half qna (chatterbot-corpus pairs outside "
+        "its test split) and half technical (the knowledge base's training cheat-sheet examples): the confidence "
+        "must hold on questions people write.",
+    )
+    good_semscore: float = Field(
+        0.6, gt=0, lt=1, description="An answer without a short reference is good when its SemScore (cosine of sentence "
+        "embeddings) reaches this; one with a short reference (a fact) is good when it contains it.",
+    )
     l2: float = Field(
         1.0, ge=0, description="L2 penalty of the logistic regression on standardised features: with 13 features "
         "and a few hundred answers, 1.0 keeps out-of-fold ECE within its interval (unpenalised it overfits).",

@@ -38,7 +38,7 @@ from pz2.runtime.confidence_fit import fit_confidence
 from pz2.runtime.engine import build_engine, engine_answering_as
 from pz2.training.classifier import train_classifier
 from pz2.training.sft import train_sft
-from pz2.views import print_comparison, print_validation, rows_table, source_lines
+from pz2.views import confidence_lines, print_comparison, print_validation, rows_table, source_lines
 from pz2.workspace import Workspace
 
 # Rows per test file and category in the demo's comparison: about 50 rows, under 3 minutes on 2 cores
@@ -166,11 +166,9 @@ def run_demo(ws: Workspace, console: Console) -> bool:
         console.print(f"  [bold]User:[/] {question}\n  [bold]{kind}:[/] {reply}", highlight=False)
 
     console.print(Rule("8. fit the router's confidence: P(the unified answer is good)"))
-    confidence, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, train_cfg.confidence)
-    c = confidence.metrics
-    console.print(f"{c['rows']} validation answers, {c['good_rate']:.0%} good (ROUGE-L >= {confidence.good_rouge_l}): "
-                  f"out-of-fold ECE {c['ece']:.3f} (95% CI {c['ece_ci95'][0]:.3f}-{c['ece_ci95'][1]:.3f}), "
-                  f"AUC {c['auc']:.3f} in {c['seconds']:.0f} s -> {path}")
+    confidence, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, train_cfg.confidence,
+                                      train_cfg.evaluation.short_answer_words)
+    console.print(f"{path}:\n{confidence_lines(confidence.metrics)}", highlight=False)
 
     console.print(Rule("9. the hybrid assistant plays the seed's five scenarios, then answers from the knowledge base"))
     turns = play_scenarios(ws, model_cfg, console)

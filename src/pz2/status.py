@@ -16,7 +16,7 @@ from pz2.models.loading import adapter_dir
 from pz2.models.prepare import served_base, served_base_dir
 from pz2.models.served import base_id, is_embedded
 from pz2.models.unified import merges, unified_id
-from pz2.runtime.confidence import CONFIDENCE_FILE
+from pz2.runtime.confidence import CONFIDENCE_FILE, threshold_for
 from pz2.workspace import Workspace
 
 
@@ -66,6 +66,21 @@ def _metrics(directory: Path) -> dict:
     return {}
 
 
+def _threshold(raw: dict, model_cfg: ModelConfig) -> dict:
+    """The confidence threshold the router uses and where it comes from: the configured one, or the one an
+    escalation budget reads from the fit's validation curve."""
+    router = model_cfg.runtime.router
+    budget = router.escalation_budget
+    if budget is None or "error" in raw:
+        return {"threshold": router.confidence_threshold, "threshold_from": "runtime.router.confidence_threshold"}
+    try:
+        value = threshold_for(raw.get("curve") or [], budget)
+    except ModelError as e:
+        return {"threshold_from": f"escalation_budget {budget}: {e}"}
+    return {"threshold": round(value, 4), "threshold_from": f"escalation_budget {budget} on {len(raw['curve'])} "
+            "validation answers"}
+
+
 def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     entries: list[Entry] = []
     for directory in sorted(p for p in ws.datasets.parent.glob("*") if p.is_dir()):
@@ -80,9 +95,11 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
     if confidence.is_file():
         raw = _read(confidence, "refit with `pz2 train confidence`")
         metrics = raw if "error" in raw else raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+        shown = {k: metrics[k] for k in ("rows", "good_rate", "ece", "auc", "error") if k in metrics}
+        shown |= {f"{kind}_{k}": metrics[kind][k] for kind in ("generated", "human") if isinstance(metrics.get(kind), dict)
+                  for k in ("ece", "auc")}
         entries.append(Entry("model", "unified_model/confidence (router)", str(confidence), _size(confidence),
-                             _modified(confidence),
-                             metrics={k: metrics[k] for k in ("rows", "good_rate", "ece", "auc", "error") if k in metrics}))
+                             _modified(confidence), metrics=shown | _threshold(raw, model_cfg)))
     decisions = ws.assistant_logs / "decisions.jsonl"
     if decisions.is_file():
         entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),

@@ -80,3 +80,18 @@ def print_comparison(console: Console, metrics: dict) -> None:
     missed = [k for k, t in metrics["targets"].items() if not t["met"]]
     console.print("targets: " + ", ".join(f"{k} {fmt(t['value'])} ({t['target']})" for k, t in metrics["targets"].items())
                   + (f"; missed: {', '.join(missed)}" if missed else "; all met"))
+
+
+def confidence_lines(m: dict) -> str:
+    """A confidence fit's calibration, overall and on generated and human-written questions apart (the
+    probabilities must hold on both)."""
+
+    def line(name: str, d: dict) -> str:
+        auc = "n/a" if d["auc"] is None else f"{d['auc']:.3f}"
+        lo, hi = d["ece_ci95"]
+        return (f"  {name}: {d['rows']} answers, {d['good_rate']:.0%} good, out-of-fold ECE {d['ece']:.3f} "
+                f"(95% CI {lo:.3f}-{hi:.3f}), AUC {auc}")
+
+    parts = [line("all", m)] + [line(f"{kind} questions", m[kind]) for kind in ("generated", "human") if kind in m]
+    checked = "with" if m.get("checked") else "without"
+    return "\n".join(parts + [f"  checked {checked} the knowledge base, {m.get('seconds', 0):.0f} s"])

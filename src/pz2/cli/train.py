@@ -133,24 +133,29 @@ def train_confidence_cmd(
     ctx: typer.Context,
     limit: Annotated[int | None, typer.Option(help="Validation questions to answer, all when 0 "
                                                    "(config: confidence.limit).")] = None,
-    good_rouge_l: Annotated[float | None, typer.Option(help="An answer is good when its ROUGE-L reaches this "
-                                                            "(config: confidence.good_rouge_l).")] = None,
+    human_limit: Annotated[int | None, typer.Option(help="Human-written questions answered besides "
+                                                        "(config: confidence.human_limit).")] = None,
+    good_semscore: Annotated[float | None, typer.Option(help="An answer without a short reference is good when its "
+                                                             "SemScore reaches this (config: confidence.good_semscore).")] = None,
     engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
 ) -> None:
-    """Fit the router's confidence: P(the unified answer is good), from generation signals.
+    """Fit the router's confidence: P(the unified answer is good), from generation signals and the answer's check
+    against the knowledge base, on generated and human-written questions.
 
     Example: [bold]pz2 train confidence --limit 400[/]
     """
     from pz2.runtime.assistant import unified_parts
     from pz2.runtime.confidence_fit import fit_confidence
+    from pz2.views import confidence_lines
 
     ws = _ws(ctx)
-    cfg = ws.training_config({"confidence.good_rouge_l": good_rouge_l}).confidence
+    training = ws.training_config({"confidence.good_semscore": good_semscore})
+    cfg = training.confidence
     if limit is not None:
         cfg = cfg.model_copy(update={"limit": limit or None})
+    if human_limit is not None:
+        cfg = cfg.model_copy(update={"human_limit": human_limit})
     model_cfg = ws.model_config({"runtime.engine.backend": engine})
-    model, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, cfg)
-    m = model.metrics
-    lo, hi = m["ece_ci95"]
-    console.print(f"confidence model saved to {path}: {m['rows']} answers, {m['good_rate']:.0%} good, "
-                  f"out-of-fold ECE {m['ece']:.3f} (95% CI {lo:.3f}-{hi:.3f}), AUC {m['auc']:.3f}, Brier {m['brier']:.3f}")
+    model, path = fit_confidence(ws, *unified_parts(ws, model_cfg), model_cfg, cfg, training.evaluation.short_answer_words)
+    console.print(f"confidence model saved to {path}:")
+    console.print(confidence_lines(model.metrics))

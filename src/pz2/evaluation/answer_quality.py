@@ -58,6 +58,12 @@ def score_answers(encoder: SentenceEncoder, answers: Sequence[str], references: 
     return out
 
 
+def is_good(score: dict, good_semscore: float) -> bool:
+    """An answer is good when it is right: containing the fact, for a short-answer row; else close enough in
+    meaning to the reference (SemScore). What the router's confidence predicts."""
+    return bool(score["factual"]) if score["factual"] is not None else score["semscore"] >= good_semscore
+
+
 def summarize(scores: Sequence[dict]) -> dict[str, float | int | None]:
     """Means of the metrics over some answers; factual accuracy over the rows it applies to."""
     factual = [s["factual"] for s in scores if s["factual"] is not None]

@@ -1,9 +1,14 @@
 """The seed's three architectures, run for real on one assistant (one engine, one process):
 
-- unified: the unified model answers everything (no classifier in the way);
+- unified: the unified model answers everything;
 - separated: the classifier picks the category's model every time (qna -> QnA specialist,
   technical -> technical specialist, general -> unified);
-- hybrid: the router as configured (`Assistant.ask`).
+- hybrid: the router as configured (`Assistant.ask`), in batch mode (a low-confidence answer escalates
+  instead of offering expert mode: nobody is there to accept).
+
+Every model answers through the assistant with the model named (`Options.model`): the prompt, the
+knowledge base's passages and the check of a unified answer are the hybrid's own, so where the hybrid
+escalates a row to a specialist its answer is the separated run's answer for that row.
 
 Each run times every answer (first text piece and whole answer, wall clock), counts specialist
 loads, samples the process's resident memory after every answer and its CPU time. The runs go
@@ -20,9 +25,10 @@ from dataclasses import dataclass, field
 
 from pz2.evaluation.eval_set import EvalRow
 from pz2.runtime.assistant import Assistant
-from pz2.runtime.engine import Generation
+from pz2.runtime.confidence import features
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.router import SPECIALISTS
+from pz2.runtime.turn import Options, Turn
 
 ARCHITECTURES: tuple[str, ...] = ("unified", "separated", "hybrid")
 RUN_ORDER: tuple[str, ...] = ("unified", "hybrid", "separated")
@@ -38,6 +44,8 @@ class Answer:
     escalated: bool = False
     reason: str | None = None   # the router's reason (hybrid), or the rule that chose the model
     confidence: float | None = None
+    sources: int = 0            # passages in the answering prompt
+    features: list[float] | None = field(default=None, repr=False)  # the confidence's inputs (unified answers)
 
 
 @dataclass
@@ -58,42 +66,35 @@ def rss_mb() -> float:
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
-def timed_stream(assistant: Assistant, question: str, adapter: str | None,
-                 start: float | None = None) -> tuple[Generation, float | None, float]:
-    """(generation, first text piece ms, whole answer ms) measured from `start` (default: now)."""
-    start = time.perf_counter() if start is None else start
-    first: list[float] = []
-
-    def on_text(_: str) -> None:
-        if not first:
-            first.append(time.perf_counter() - start)
-
-    gen = assistant.engine.stream(question, adapter, on_text=on_text)
-    return gen, (first[0] * 1000 if first else None), (time.perf_counter() - start) * 1000
+def ask_model(assistant: Assistant, row: EvalRow, model: str, tag: str) -> Turn:
+    """`model` answers the row the way the hybrid assistant has it answer when it routes there: the same prompt,
+    the same grounding in the knowledge base, the same check of a unified answer. An escalated hybrid turn and
+    this turn then give the same answer (greedy decoding), so the architectures differ only in their routing."""
+    return assistant.ask(row.question, session=f"eval-{tag}:{row.id}", options=Options(model=model, offers=False))
 
 
 def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answer:
-    gen, first, total = timed_stream(assistant, row.question, assistant.engine.unified)
-    # the confidence the router would see: the curve sweeps its threshold over these
-    confidence = assistant.confidence(gen, prediction) if assistant.confidence else None
-    return Answer(gen.text, UNIFIED, first, total, False, "unified model", confidence)
+    turn = ask_model(assistant, row, UNIFIED, "unified")
+    # the confidence the router would see and what it was computed from: the curves sweep thresholds over these
+    vector = None
+    if turn.generation is not None:
+        vector = features(turn.generation, prediction, assistant.engine.max_new_tokens, turn.check).tolist()
+    return Answer(turn.answer, UNIFIED, turn.first_token_ms, turn.latency_ms, False, "unified model", turn.confidence,
+                  len(turn.sources), vector)
 
 
 def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
-    start = time.perf_counter()
-    label = assistant.classifier.predict([row.question])[0].label   # timed: this architecture needs it
-    if label not in SPECIALISTS:
-        gen, first, total = timed_stream(assistant, row.question, assistant.engine.unified, start)
-        return Answer(gen.text, UNIFIED, first, total, False, f"category {label}")
-    with assistant.pool.use(label):
-        gen, first, total = timed_stream(assistant, row.question, label, start)
-    return Answer(gen.text, label, first, total, True, f"category {label}")
+    label = assistant.classifier.predict([row.question])[0].label
+    model = label if label in SPECIALISTS else UNIFIED
+    turn = ask_model(assistant, row, model, "separated")
+    return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
+                  turn.specialist is not None, f"category {label}", None, len(turn.sources))
 
 
 def _hybrid(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
-    turn = assistant.ask(row.question, session=f"eval:{row.id}")
+    turn = assistant.ask(row.question, session=f"eval:{row.id}", options=Options(offers=False))
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
-                  turn.specialist is not None, turn.reason, turn.confidence)
+                  turn.specialist is not None, turn.reason, turn.confidence, len(turn.sources))
 
 
 RUNNERS: dict[str, Callable[[Assistant, EvalRow, Prediction], Answer]] = {

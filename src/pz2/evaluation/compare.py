@@ -32,25 +32,38 @@ from pz2.config import EvaluationConfig, ModelConfig
 from pz2.data.schema import LABEL_IDS, LABELS
 from pz2.errors import ModelError
 from pz2.evaluation import answer_quality as aq
+from pz2.evaluation.answer_quality import is_good
 from pz2.evaluation import plots
 from pz2.evaluation.compare_report import fmt, markdown
-from pz2.evaluation.architectures import ARCHITECTURES, RUN_ORDER, UNIFIED, Answer, ArchitectureRun, run_architecture
+from pz2.evaluation.architectures import (
+    ARCHITECTURES,
+    RUN_ORDER,
+    UNIFIED,
+    Answer,
+    ArchitectureRun,
+    ask_model,
+    run_architecture,
+)
 from pz2.evaluation.eval_set import EvalRow, default_files, load_eval_rows
-from pz2.evaluation.metrics import binary_ece, bootstrap_interval, classification_metrics, percentiles
+from pz2.evaluation.metrics import bootstrap_interval, classification_metrics, percentiles
 from pz2.evaluation.model_loss import reference_losses, summarize_losses
 from pz2.evaluation.routing_curve import RoutingCurve, oracle_curve, pgr, point_at, threshold_curve, without_ratios
-from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 from pz2.models.chat import ChatExample
 from pz2.models.loading import adapter_dir
 from pz2.models.sentence import SentenceEncoder
 from pz2.runtime.assistant import Assistant
+from pz2.runtime.confidence import GENERATION_ONLY_FILE, ConfidenceModel, binary_metrics
+from pz2.runtime.confidence_fit import GENERATED, HUMAN
 from pz2.runtime.router import GENERAL, SPECIALISTS
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_FILE = "compare_metrics.schema.json"
+# the confidences compared: the router's (generation + the knowledge base's check) and the generation's alone
+ROUTER, GENERATION_ONLY = "confidence", "generation_only"
+ALL_ROWS = "all"
 MODELS: tuple[str, ...] = ("base", UNIFIED, *SPECIALISTS)
 FILES = ("metrics.json", "answers.jsonl", "report.md", "routing_curve.png", "latency.png",
          "reliability.png", "confusion_matrix.png")
@@ -108,11 +121,7 @@ def _model_answers(assistant: Assistant, rows: list[EvalRow], categories: list[s
             if category != kind:
                 continue
             given = runs["separated"].answers[i]
-            if given.model == kind:
-                out[kind][i] = given.text
-            else:
-                with assistant.pool.use(kind):
-                    out[kind][i] = assistant.engine.generate(row.question, kind).text
+            out[kind][i] = given.text if given.model == kind else ask_model(assistant, row, kind, kind).answer
             advance()
     return out
 
@@ -172,13 +181,37 @@ def _significant(curve: RoutingCurve, weak: np.ndarray, strong: np.ndarray, ecfg
                           f"(95 % interval {lo:+.4f} to {hi:+.4f}); PGR, APGR and CPT would measure noise")
 
 
+def _router_curves(metric: str, runs: dict[str, ArchitectureRun], scores: dict[str, list[dict]], labels: list[str],
+                   origins: list[str], routers: dict[str, list[float | None]],
+                   ecfg: EvaluationConfig) -> tuple[dict[str, Any], dict[str, RoutingCurve]]:
+    """Each confidence's routing curve on the same escalatable rows, on all of them and on the generated and the
+    human-written ones apart: the check's gain over the generation's signals alone, where users ask. Also the
+    curves on all rows, to be drawn."""
+    out: dict[str, Any] = {}
+    drawn: dict[str, RoutingCurve] = {}
+    for name, conf in routers.items():
+        out[name] = {}
+        for origin in (ALL_ROWS, GENERATED, HUMAN):
+            idx = [i for i, label in enumerate(labels) if label in SPECIALISTS and origin in (ALL_ROWS, origins[i])]
+            if not idx or any(conf[i] is None for i in idx):
+                continue
+            weak = np.array([scores["unified"][i][metric] for i in idx])
+            strong = np.array([scores["separated"][i][metric] for i in idx])
+            curve = _significant(threshold_curve(weak, strong, np.array([conf[i] for i in idx])), weak, strong, ecfg)
+            out[name][origin] = _curve_dict(curve, max_points=51)
+            if origin == ALL_ROWS:
+                drawn[name] = curve
+    return out, drawn
+
+
 def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], scores: dict[str, list[dict]],
-            labels: list[str], ecfg: EvaluationConfig) -> tuple[dict[str, Any], dict[str, RoutingCurve]]:
-    """The confidence router's curve on the rows it can escalate, overall and per specialist."""
-    threshold = cfg.runtime.router.confidence_threshold
+            labels: list[str], ecfg: EvaluationConfig, threshold: float) -> tuple[dict[str, Any], dict[str, RoutingCurve]]:
+    """The confidence router's curve on the rows it can escalate, overall and per specialist; `threshold`: the
+    one in force (the configured one, or an escalation budget's)."""
     unified = runs[UNIFIED].answers
     rows = [i for i, label in enumerate(labels) if label in SPECIALISTS]
     out: dict[str, Any] = {"metric": metric, "threshold": threshold, "rows": len(rows),
+                           "escalation_budget": cfg.runtime.router.escalation_budget,
                            "scope": "rows the classifier labels qna or technical (general never escalates)"}
     if any(unified[i].confidence is None for i in rows):
         note = "no confidence model (`pz2 train confidence`): the router cannot be swept"
@@ -208,17 +241,27 @@ def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], sco
     return out, {"router (confidence)": curve, "oracle": oracle}
 
 
-def _confidence_calibration(runs: dict[str, ArchitectureRun], rows: list[EvalRow], labels: list[str],
-                            good_rouge_l: float | None, ecfg: EvaluationConfig) -> dict[str, Any] | None:
-    """ECE of the confidence on these held-out rows, "good" as the confidence model defines it."""
-    idx = [i for i, label in enumerate(labels) if label != GENERAL and runs[UNIFIED].answers[i].confidence is not None]
-    if good_rouge_l is None or len(idx) < 2:
+def _confidence_calibration(routers: dict[str, list[float | None]], scores: list[dict], labels: list[str],
+                            origins: list[str], good: dict | None) -> dict[str, Any] | None:
+    """Calibration of each confidence on these held-out rows (the escalatable ones), "good" as the confidence
+    model defines it, on all rows and on generated and human-written rows apart; `p` and `y` of the router's
+    own confidence on all rows for the reliability diagram."""
+    if good is None:
         return None
-    p = np.array([runs[UNIFIED].answers[i].confidence for i in idx])
-    y = np.array([rouge_l(runs[UNIFIED].answers[i].text, rows[i].references[0]) >= good_rouge_l for i in idx], dtype=int)
-    return {"rows": len(idx), "good_rate": float(y.mean()), "ece": binary_ece(p, y),
-            "ece_ci95": list(bootstrap_interval(binary_ece, p, y, resamples=ecfg.bootstrap, seed=ecfg.seed)),
-            "good_rouge_l": good_rouge_l, "p": p.tolist(), "y": y.tolist()}
+    out: dict[str, Any] = {}
+    for name, conf in routers.items():
+        for origin in (ALL_ROWS, GENERATED, HUMAN):
+            idx = [i for i, label in enumerate(labels) if label != GENERAL and conf[i] is not None
+                   and origin in (ALL_ROWS, origins[i])]
+            if len(idx) < 2:
+                continue
+            p = np.array([conf[i] for i in idx])
+            y = np.array([is_good(scores[i], good["semscore"]) for i in idx], dtype=int)
+            m = binary_metrics(p, y)
+            if name == ROUTER and origin == ALL_ROWS:
+                out |= m | {"good": good, "p": p.tolist(), "y": y.tolist()}
+            out.setdefault("by_confidence", {}).setdefault(name, {})[origin] = m
+    return out if "ece" in out else None
 
 
 def _targets(arch: dict[str, dict], router: dict[str, Any], categories: list[str],
@@ -284,7 +327,8 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
             task = bar.add_task("base and specialists, side by side", total=extra)
             answers = _model_answers(assistant, rows, categories, runs, lambda: bar.advance(task))
         engine_name = assistant.engine.name
-        good_rouge_l = assistant.confidence.good_rouge_l if assistant.confidence else None
+        good = assistant.confidence.good if assistant.confidence else None
+        threshold, _ = assistant.threshold()
     finally:
         assistant.close()
 
@@ -304,7 +348,12 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     model_scores = {name: score(answers[name]) for name in MODELS}
     metric = ecfg.quality_metric
     arch = {name: _architecture_metrics(runs[name], arch_scores[name], categories) for name in ARCHITECTURES}
-    router, curves = _router(cfg, metric, runs, arch_scores, labels, ecfg)
+    router, curves = _router(cfg, metric, runs, arch_scores, labels, ecfg, threshold)
+    origins = [GENERATED if r.source == GENERATED else HUMAN for r in rows]
+    routers = _confidences(ws, runs)
+    router["by_confidence"], drawn = _router_curves(metric, runs, arch_scores, labels, origins, routers, ecfg)
+    if curves and GENERATION_ONLY in drawn:
+        curves["router (generation only)"] = drawn[GENERATION_ONLY]
     models = {}
     for name in MODELS:
         idx = sorted(answers[name])
@@ -315,7 +364,7 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     known = [i for i, r in enumerate(rows) if r.category in LABEL_IDS]
     probs = np.array([[predictions[i].probs[name] for name in LABELS] for i in known]).reshape(-1, len(LABELS))
     clf = classification_metrics(probs, np.array([LABEL_IDS[rows[i].category] for i in known], dtype=np.int64), LABELS)
-    confidence = _confidence_calibration(runs, rows, labels, good_rouge_l, ecfg)
+    confidence = _confidence_calibration(routers, arch_scores[UNIFIED], labels, origins, good)
     metrics: dict[str, Any] = {
         "schema_version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -345,6 +394,21 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
         _plots(tmp, metrics, runs, curves, confidence, clf)
     logger.info("comparison of %d rows written to %s", len(rows), out_dir)
     return Comparison(metrics, out_dir, files)
+
+
+def _confidences(ws: Workspace, runs: dict[str, ArchitectureRun]) -> dict[str, list[float | None]]:
+    """Per row, the router's confidence in its unified answer and, beside it, the generation-only model's
+    (fitted on the same answers without the knowledge base's check) when there is one."""
+    answers = runs[UNIFIED].answers
+    out = {ROUTER: [a.confidence for a in answers]}
+    try:
+        baseline = ConfidenceModel.load(ws.unified_model / GENERATION_ONLY_FILE)
+    except ModelError as e:
+        logger.warning("%s; compared without it", e)
+        baseline = None
+    if baseline is not None and all(a.features is not None for a in answers):
+        out[GENERATION_ONLY] = baseline.predict_features(np.array([a.features for a in answers])).tolist()
+    return out
 
 
 def _validate(metrics: dict[str, Any]) -> None:

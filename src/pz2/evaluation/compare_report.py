@@ -85,6 +85,14 @@ def _router(metrics: dict[str, Any]) -> list[str]:
     for kind, p in r["per_category"].items():
         lines.append(f"| {kind} | {p['rows']} | {fmt(p['q_weak'])} | {fmt(p['q_strong'])} | {fmt(p['apgr'])} | "
                      f"{fmt(p['cpt50'])} | {fmt(p['cpt80'])} | {p['note'] or ''} |")
+    lines += ["", "The router's confidence (generation + the knowledge base's check) beside the generation's alone, "
+              "on the same rows:", "",
+              "| confidence | rows | n | q unified | q specialist | APGR | CPT(50 %) | CPT(80 %) | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, by_origin in r.get("by_confidence", {}).items():
+        for origin, p in by_origin.items():
+            lines.append(f"| {name} | {origin} | {p['rows']} | {fmt(p['q_weak'])} | {fmt(p['q_strong'])} | {fmt(p['apgr'])} | "
+                         f"{fmt(p['cpt50'])} | {fmt(p['cpt80'])} | {p['note'] or ''} |")
     return lines
 
 
@@ -96,6 +104,21 @@ def _models(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {m['rows']} | {fmt(q['semscore'])} | {fmt(q['rouge_l'])} | {fmt(q['chrf'])} | "
                      f"{fmt(q['bleu'])} | {fmt(q['factual_accuracy'])} ({q['factual_rows']}) | {fmt(q['words'], 1)} | "
                      f"{fmt(q['repeat_4gram'], 2)} | {fmt(m['loss'])} | {fmt(m['perplexity'], 1)} |")
+    return lines
+
+
+def _confidence(conf: dict[str, Any]) -> list[str]:
+    """Each confidence's calibration and its routing curve's APGR, on all rows and on generated and human-written
+    rows apart: the router's (generation + the knowledge base's check) beside the generation's alone."""
+    good = conf["good"]
+    lines = [f"An answer is good when it contains the fact (a reference of at most {good['short_answer_words']} words), "
+             f"else when its SemScore reaches {good['semscore']}. Escalatable rows only.", "",
+             "| confidence | rows | answers | good | ECE (95 % interval) | AUC |", "|---|---|---|---|---|---|"]
+    for name, by_origin in conf.get("by_confidence", {}).items():
+        for origin, m in by_origin.items():
+            lo, hi = m["ece_ci95"]
+            lines.append(f"| {name} | {origin} | {m['rows']} | {m['good_rate']:.0%} | {fmt(m['ece'])} ({fmt(lo)}–{fmt(hi)}) "
+                         f"| {fmt(m['auc'])} |")
     return lines
 
 
@@ -139,9 +162,7 @@ def markdown(metrics: dict[str, Any], rows: list[EvalRow], runs: dict[str, Archi
         "Loss and perplexity: the model's mean negative log-likelihood per token of the file's reference answer.", "",
         *_models(metrics), "",
         "## Confidence and classifier on these rows", "",
-        (f"Confidence ECE {fmt(conf['ece'])} (95 % bootstrap interval {fmt(conf['ece_ci95'][0])}–{fmt(conf['ece_ci95'][1])}) "
-         f"on {conf['rows']} unified answers, {conf['good_rate']:.0%} good (ROUGE-L ≥ {conf['good_rouge_l']})."
-         if conf else "No confidence model: `pz2 train confidence`."),
+        *(_confidence(conf) if conf else ["No confidence model: `pz2 train confidence`."]),
         f"Classifier accuracy {fmt(clf['accuracy'])}, macro-F1 {fmt(clf['macro_f1'])} on {clf['rows']} rows.", "",
         "![reliability](reliability.png) ![confusion matrix](confusion_matrix.png)", "",
         f"## Sample answers (first {SAMPLES})", "",

@@ -120,6 +120,19 @@ BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs
            "cheat": _cheat_documents}
 
 
+def categories_of(path: str) -> tuple[str, ...]:
+    """The specialist categories a passage's document holds knowledge for, from its path: a bank topic
+    and a chatterbot file belong to one, Python's reference and the command sheets to technical support,
+    a user's own document to either (nothing says which)."""
+    if path.startswith("banks:"):
+        return (path.removeprefix("banks:").split("/", 1)[0],)
+    if path.startswith("chatterbot-corpus:"):
+        return ("technical",) if path.endswith(":tech_support") else ("qna",)
+    if path.startswith(("python_docs:", "cheat:")):
+        return ("technical",)
+    return SPECIALIST_CATEGORIES
+
+
 def builtin_documents(names: Iterable[str], training: TrainingConfig) -> list[Document]:
     docs: list[Document] = []
     for name in names:

@@ -31,6 +31,7 @@ class Hit:
     score: float        # fused (reciprocal rank) score: what the order follows
     similarity: float   # cosine of query and passage embeddings: what the floor applies to
     lexical: float      # BM25 score (0 = no query term in the passage)
+    row: int = -1       # the passage's row in the index (its stored embedding)
 
 
 def _stemmer() -> Any:
@@ -117,5 +118,5 @@ class KnowledgeIndex:
                     fused[int(i)] = fused.get(int(i), 0.0) + 1.0 / (RRF_K + rank + 1)
         best = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         sims = self.embeddings[best] @ q[0]
-        return [Hit(self.chunks[i], round(fused[i], 6), round(float(s), 4), round(float(lexical_scores[i]), 4))
+        return [Hit(self.chunks[i], round(fused[i], 6), round(float(s), 4), round(float(lexical_scores[i]), 4), i)
                 for i, s in zip(best, sims)]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pz2.config import ModelConfig, RetrievalConfig
 from pz2.knowledge.grounding import Grounded, Passage, fit_passages, grounded_message
 from pz2.knowledge.index import Hit, KnowledgeIndex
@@ -34,17 +36,19 @@ class Retriever:
         index = KnowledgeIndex.load(folder)
         return cls(index, encoder or SentenceEncoder.load(model_cfg), model_cfg.runtime.retrieval)
 
-    def search(self, query: str, k: int | None = None) -> Search:
+    def search(self, query: str, k: int | None = None, vector: np.ndarray | None = None) -> Search:
+        """`vector`: the query's embedding when the caller has it (encoded in one batch with other text)."""
         start = time.perf_counter()
-        vector = self.encoder.embed([query])[0]
+        vector = self.encoder.embed([query])[0] if vector is None else vector
         hits = self.index.search(vector, query, k or self.cfg.top_k, self.cfg.candidates)
         return Search(hits, (time.perf_counter() - start) * 1000)
 
-    def ground(self, question: str, tokenizer: Any, room: int | None = None) -> Grounded:
+    def ground(self, question: str, tokenizer: Any, room: int | None = None, found: Search | None = None) -> Grounded:
         """The one way a question is grounded, for the assistant and `pz2 eval kb` alike: the top-k hits above
         `min_similarity`, numbered from 1 in rank order, cut to the token budget and to `room` (tokens the
-        engine's context has left for passages), in the specialist's user turn."""
-        found = self.search(question)
+        engine's context has left for passages), in the specialist's user turn. `found`: this question's
+        search when it already ran (the check of the unified answer), so a turn searches once."""
+        found = found or self.search(question)
         hits = [h for h in found.hits if h.similarity >= self.cfg.min_similarity]
         passages = [Passage(n, h.chunk.path, h.chunk.title, h.chunk.text, h.chunk.line_start, h.chunk.line_end,
                             h.score, h.similarity) for n, h in enumerate(hits, start=1)]

@@ -21,7 +21,7 @@ from pz2.config import ModelConfig, RuntimeConfig
 from pz2.errors import ModelError
 from pz2.knowledge.grounding import Grounded
 from pz2.knowledge.index import MANIFEST
-from pz2.knowledge.retrieval import Retriever
+from pz2.knowledge.retrieval import Retriever, Search
 from pz2.models.classifier_model import META_FILE
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.complexity import Complexity, complexity
@@ -44,6 +44,7 @@ from pz2.runtime.router import (
 )
 from pz2.runtime.session import Session, Sessions, recall
 from pz2.runtime.turn import AnswerStream, Options, TextListener, Turn
+from pz2.runtime.verification import Check, check
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class _Answer:
     specialist: str | None = None
     specialist_state: str = "not needed"
     grounding: Grounded = Grounded()
+    check: Check | None = None
+    threshold: float | None = None
 
 
 def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
@@ -204,12 +207,29 @@ class Assistant:
                                             **prompting)
             answer.text = answer.unified_text = answer.gen.text
             if decision is None or options.model is not None:
-                answer.confidence = self.confidence(answer.gen, asked.prediction) if self.confidence else None
+                answer.check = self._check(asked, answer.text, options)
+                answer.confidence = self.confidence(answer.gen, asked.prediction, answer.check) if self.confidence else None
             if decision is None:
-                answer.decision = self.router.after(asked.prediction, answer.confidence, options.offers)
+                answer.threshold, _ = self.threshold(options.escalation_budget)
+                answer.decision = self.router.after(asked.prediction, answer.confidence, options.offers, answer.threshold,
+                                                    answer.check.grounds if answer.check else None)
         if answer.decision.route == SPECIALIST:
             self._specialist(asked.question, answer, stream, prompting, options.retrieval)
         return answer
+
+    def _check(self, asked: _Asked, text: str, options: Options) -> Check | None:
+        """The unified answer checked against the knowledge base, for a question a specialist could take."""
+        if self.retriever is None or not options.retrieval or asked.prediction.label not in SPECIALISTS:
+            return None
+        return check(self.retriever, asked.question, text, asked.prediction.label)
+
+    def threshold(self, budget: float | None = None) -> tuple[float, float | None]:
+        """The confidence threshold in force and the escalation budget it comes from (None: the configured
+        threshold): a budget, the request's or the configuration's, reads the confidence fit's curve."""
+        budget = self.runtime.router.escalation_budget if budget is None else budget
+        if budget is None or self.confidence is None:
+            return self.runtime.router.confidence_threshold, None
+        return self.confidence.threshold(budget), budget
 
     def _remember(self, state: Session, session: str, asked: _Asked, decision: Route) -> None:
         """What the next turn may refer back to, and what the predictor learns for preloading."""
@@ -229,15 +249,17 @@ class Assistant:
             specialist=answer.specialist, first_token_ms=stream.first_ms,
             classifier={"label": p.label, "probability": round(p.confidence, 4), "note": p.note},
             sources=answer.grounding.sources(answer.text or ""), retrieval_ms=answer.grounding.ms,
+            check=answer.check, threshold=answer.threshold,
             offer=offer_text(asked.question) if d.route == OFFER else None,
             passages=answer.grounding.passages, generation=answer.gen)
 
-    def _ground(self, question: str) -> Grounded:
-        """The question with the passages retrieved for it; the bare question without a knowledge base."""
+    def _ground(self, question: str, found: Search | None = None) -> Grounded:
+        """The question with the passages retrieved for it (`found`: the check's search of it); the bare
+        question without a knowledge base."""
         if self.retriever is None:
             return Grounded(question)
         room = passage_room(self.engine, question, self.runtime.retrieval.top_k)
-        return self.retriever.ground(question, self.engine.tokenizer, room)
+        return self.retriever.ground(question, self.engine.tokenizer, room, found)
 
     def _specialist(self, question: str, answer: _Answer, stream: AnswerStream, prompting: dict, retrieval: bool) -> None:
         """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified
@@ -245,7 +267,8 @@ class Assistant:
         name = answer.decision.category
         try:
             with self.pool.use(name) as how:
-                answer.grounding = self._ground(question) if retrieval else Grounded(question)
+                found = answer.check.search if answer.check else None
+                answer.grounding = self._ground(question, found) if retrieval else Grounded(question)
                 gen = self.engine.stream(answer.grounding.message, name, on_text=answer.grounding.prefix(stream.piece(name)),
                                          **prompting)
             answer.text, answer.gen = answer.grounding.finish(gen.text), gen
@@ -264,6 +287,7 @@ class Assistant:
         return {"engine": self.engine.name, "serving": self.engine.served.id if self.engine.served else "?",
                 "unified": self.engine.unified or "merged into the served model, or none trained",
                 "confidence_model": self.confidence.metrics if self.confidence else None,
+                "threshold": dict(zip(("confidence_threshold", "escalation_budget"), self.threshold(), strict=True)),
                 "pool": self.pool.snapshot(), "router": self.runtime.router.model_dump()}
 
     def close(self) -> None:

@@ -1,8 +1,11 @@
-"""Confidence: a calibrated P(the unified answer is good), from signals of its own generation.
+"""Confidence: a calibrated P(the unified answer is good), from signals of its own generation and of its
+check against the knowledge base (runtime/verification.py).
 
-"Good" is measured, not assumed: on the validation split, an answer is good when its ROUGE-L
-against the reference reaches `good_rouge_l`. A logistic regression on the features below learns
-P(good); logistic regression is calibrated by construction on the data it is fitted to, and
+"Good" means correct where that can be told: an answer to a question with a short reference (a fact) is
+good when it contains it; otherwise when its SemScore against the reference reaches `good_semscore`
+(evaluation/answer_quality.is_good). The rows are generated validation questions and human-written
+ones (runtime/confidence_fit.py), so the probabilities hold where users ask. A logistic regression on
+the features below learns P(good); logistic regression is calibrated by construction on the data it is fitted to, and
 the reported ECE comes from out-of-fold predictions (k-fold), so it is the error a new question
 would see. "confidence < 0.70" then means: fewer than 7 in 10 answers like this one are good.
 """
@@ -20,20 +23,25 @@ from pz2.fileio import atomic_write_json
 from pz2.models.artifacts import read_json
 from pz2.runtime.engine import Generation
 from pz2.runtime.prediction import Prediction
+from pz2.runtime.verification import CHECK_FEATURES, UNCHECKED, Check
 
 CONFIDENCE_FILE = "confidence.json"
+# the model on the generation's signals alone, fitted beside the checked one on the same answers: what
+# `pz2 eval compare` shows the check's gain against
+GENERATION_ONLY_FILE = "confidence_generation_only.json"
 CLIP = 3.0
-FEATURES = ("mean_logprob", "min_logprob", "mean_entropy", "max_entropy", "length", "finished",
-            "category_probability", *(f"is_{label}" for label in LABELS))
+GENERATION_FEATURES = ("mean_logprob", "min_logprob", "mean_entropy", "max_entropy", "length", "finished",
+                       "category_probability", *(f"is_{label}" for label in LABELS))
+FEATURES = (*GENERATION_FEATURES, *CHECK_FEATURES)
 
 
-def features(gen: Generation, prediction: Prediction, max_new_tokens: int) -> np.ndarray:
-    """The signals of one unified answer, in FEATURES order."""
+def features(gen: Generation, prediction: Prediction, max_new_tokens: int, check: Check | None) -> np.ndarray:
+    """The signals of one unified answer, in FEATURES order; `check` None: no knowledge base was asked."""
     lp = np.array(gen.logprobs or [0.0])  # empty only when max_new_tokens is 0
     ent = np.array(gen.entropies or [0.0])
     onehot = [float(prediction.label == label) for label in LABELS]
     return np.array([lp.mean(), lp.min(), ent.mean(), ent.max(), len(gen.token_ids) / max_new_tokens,
-                     float(gen.finished), prediction.confidence, *onehot])
+                     float(gen.finished), prediction.confidence, *onehot, *(check.features() if check else UNCHECKED)])
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
@@ -54,55 +62,84 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> t
     return w[:-1], float(w[-1])
 
 
+def threshold_for(curve: list[float], budget: float) -> float:
+    """The threshold that escalates `budget` of the turns `curve` stands for (RouteLLM's calibration):
+    `curve` is the sorted P(good) of validation answers the router could escalate, and a turn escalates
+    when its P(good) is below the threshold, so the threshold is the value the first `budget` of them
+    stay under. Ties escalate together: the share reached is at most the budget."""
+    if not curve:
+        raise ModelError("the confidence model has no validation curve; refit with `pz2 train confidence`")
+    k = round(budget * len(curve))
+    return float(curve[k]) if k < len(curve) else float(np.nextafter(curve[-1], np.inf))
+
+
 @dataclass
 class ConfidenceModel:
+    columns: list[str]       # the FEATURES it reads: all of them, or the generation's alone
     weights: list[float]
     bias: float
     mean: list[float]
     scale: list[float]
     max_new_tokens: int
-    good_rouge_l: float
+    good: dict               # what "good" meant in fitting (answer_quality.is_good's settings)
     metrics: dict
+    curve: list[float]       # out-of-fold P(good) of the escalatable validation answers, sorted
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float = 1.0,
-            folds: int = 5, seed: int = 0) -> ConfidenceModel:
-        """Fit on all rows; report calibration from k-fold out-of-fold predictions."""
-        oof = cls.out_of_fold(x, y, max_new_tokens, good_rouge_l, l2, folds, seed)
-        model = cls._fitted(x, y, max_new_tokens, good_rouge_l, l2)
+    def fit(cls, x: np.ndarray, y: np.ndarray, columns: tuple[str, ...], max_new_tokens: int, good: dict,
+            eligible: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0) -> tuple[ConfidenceModel, np.ndarray]:
+        """Fit on all rows (x in FEATURES order, `columns` of it used); report calibration from k-fold
+        out-of-fold predictions, which it returns too; `eligible` marks the rows the router could escalate
+        (not general): their out-of-fold P(good) is the curve an escalation budget reads."""
+        cols = [FEATURES.index(c) for c in columns]
+        oof = cls.out_of_fold(x[:, cols], y, l2, folds, seed)
+        model = cls._fitted(x[:, cols], y, l2, list(columns), max_new_tokens, good)
         model.metrics = binary_metrics(oof, y) | {"folds": folds}
-        return model
+        model.curve = sorted(round(float(p), 6) for p in oof[eligible])
+        return model, oof
 
     @classmethod
-    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float = 1.0,
-                    folds: int = 5, seed: int = 0) -> np.ndarray:
+    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0) -> np.ndarray:
         """P(good) of each row from a model that did not see it: what a new question would get."""
         if len(y) < 2 * folds or y.min() == y.max():
             raise ModelError(f"confidence needs both good and bad answers in at least {2 * folds} rows "
-                             f"(got {len(y)} rows, {int(y.sum())} good); change `good_rouge_l` or use more rows")
+                             f"(got {len(y)} rows, {int(y.sum())} good); change `good_semscore` or use more rows")
         oof = np.zeros(len(y))
         order = np.random.default_rng(seed).permutation(len(y))
         for k in range(folds):
             test = order[k::folds]
             train = np.setdiff1d(order, test)
-            oof[test] = cls._fitted(x[train], y[train], max_new_tokens, good_rouge_l, l2).predict_features(x[test])
+            oof[test] = cls._fitted(x[train], y[train], l2)._predict(x[test])
         return oof
 
     @classmethod
-    def _fitted(cls, x: np.ndarray, y: np.ndarray, max_new_tokens: int, good_rouge_l: float, l2: float) -> ConfidenceModel:
+    def _fitted(cls, x: np.ndarray, y: np.ndarray, l2: float, columns: list[str] | None = None,
+                max_new_tokens: int = 0, good: dict | None = None) -> ConfidenceModel:
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale[scale == 0] = 1.0
         w, b = _fit_logistic(np.clip((x - mean) / scale, -CLIP, CLIP), y, l2)
-        return cls(w.tolist(), b, mean.tolist(), scale.tolist(), max_new_tokens, good_rouge_l, {})
+        return cls(columns or [], w.tolist(), b, mean.tolist(), scale.tolist(), max_new_tokens, good or {}, {}, [])
 
-    def predict_features(self, x: np.ndarray) -> np.ndarray:
+    def _predict(self, x: np.ndarray) -> np.ndarray:
         # standardized features are clipped: a value far outside what fitting saw (a classifier
         # probability of 0.5 where fitting saw 0.95-1.0) must not extrapolate to certainty
         z = np.clip((x - np.array(self.mean)) / np.array(self.scale), -CLIP, CLIP) @ np.array(self.weights) + self.bias
         return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
 
-    def __call__(self, gen: Generation, prediction: Prediction) -> float:
-        return float(self.predict_features(features(gen, prediction, self.max_new_tokens)[None])[0])
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        """P(good) of rows of FEATURES vectors."""
+        return self._predict(x[:, [FEATURES.index(c) for c in self.columns]])
+
+    @property
+    def checks(self) -> bool:
+        """It reads the knowledge base's check of the answer."""
+        return "checked" in self.columns
+
+    def __call__(self, gen: Generation, prediction: Prediction, check: Check | None = None) -> float:
+        return float(self.predict_features(features(gen, prediction, self.max_new_tokens, check)[None])[0])
+
+    def threshold(self, budget: float) -> float:
+        return threshold_for(self.curve, budget)
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, {"features": list(FEATURES), **asdict(self)})

@@ -1,10 +1,15 @@
-"""Fit the confidence model: answer validation questions with the unified model, score, fit.
+"""Fit the confidence model: answer validation questions with the unified model, check, score, fit.
 
-Each answer is labelled good when its ROUGE-L against the reference reaches `good_rouge_l`;
-the features are the ones the assistant computes live (runtime/confidence.py), from the engine
-and classifier the caller hands in (the ones the router will use), so the fitted probabilities
-describe the answers the assistant will actually give. It lives beside the features it fits:
-it needs the runtime's engine, and nothing of the runtime needs it.
+The questions are of two kinds, so the probabilities hold where users ask: generated validation rows
+(`unified_validation.jsonl`) and human-written ones (`human_questions`: chatterbot-corpus's qna pairs
+outside its test split, which stays for `pz2 eval compare`, and the examples of the knowledge base's
+training cheat sheets). Each
+answer is checked against the knowledge base the way the assistant checks it (runtime/verification.py)
+and labelled good when it is right (evaluation/answer_quality.is_good); the features are the ones the
+assistant computes live, from the engine and classifier the caller hands in (the ones the router will
+use). Two models are fitted on the same answers: the one the router uses, and one on the generation's
+signals alone, kept so that `pz2 eval compare` can show what the check adds. It lives beside the
+features it fits: it needs the runtime's engine, and nothing of the runtime needs it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,55 +25,139 @@ from rich.progress import Progress
 
 from pz2.config import ConfidenceFitConfig, ModelConfig
 from pz2.data.loading import reference_pairs
+from pz2.data.real import chatterbot_rows, split_of
+from pz2.data.schema import normalize
+from pz2.evaluation.answer_quality import is_good, score_answers
 from pz2.evaluation.plots import reliability_diagram
-from pz2.evaluation.text_metrics import rouge_l
 from pz2.fileio import atomic_write_jsonl
+from pz2.knowledge.index import MANIFEST, KnowledgeIndex
+from pz2.knowledge.raft import sheet_examples
+from pz2.knowledge.retrieval import Retriever
+from pz2.models.sentence import SentenceEncoder
 from pz2.runtime.classifier import ConversationClassifier
-from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel, features
+from pz2.runtime.confidence import (
+    CONFIDENCE_FILE,
+    FEATURES,
+    GENERATION_FEATURES,
+    GENERATION_ONLY_FILE,
+    ConfidenceModel,
+    binary_metrics,
+    features,
+)
 from pz2.runtime.engine import Engine
+from pz2.runtime.router import SPECIALISTS
+from pz2.runtime.verification import check
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
+GENERATED, HUMAN = "generated", "human"
 
 
-def collect(engine: Engine, classifier: ConversationClassifier, adapter: str | None,
-            pairs: list[tuple[str, str, str]], good_rouge_l: float, max_new_tokens: int,
+@dataclass(frozen=True)
+class Question:
+    origin: str          # generated | human
+    source: str
+    text: str
+    reference: str
+
+
+def human_questions(limit: int, seed: int, index: KnowledgeIndex | None) -> list[Question]:
+    """Up to `limit` human-written questions with their answers, half qna and half technical where there are
+    enough. QnA: chatterbot-corpus pairs of its training and validation splits, never a question its test split
+    also asks. Technical: the examples of the knowledge base's training cheat sheets ("# To extract a .gz
+    archive:" over its commands -> "How do I extract a .gz archive?", the commands as the answer); chatterbot's
+    tech_support file asks only 10 distinct questions, all of them also in its test split."""
+    rows = chatterbot_rows()
+    held_out = {normalize(r.text) for r in rows if split_of(r.source) == "test"}
+    by_category: dict[str, list[Question]] = {c: [] for c in SPECIALISTS}
+    for r in rows:
+        if r.category == "qna" and r.reply and split_of(r.source) != "test" and normalize(r.text) not in held_out:
+            by_category["qna"].append(Question(HUMAN, r.source, r.text, r.reply))
+    for question, answer, chunk in sheet_examples(index) if index is not None else []:
+        commands = answer.split("\n", 1)[1]
+        by_category["technical"].append(Question(HUMAN, chunk.path, question, commands))
+    rng = random.Random(seed)
+    out: list[Question] = []
+    # the smaller pool first: what it cannot fill of its half goes to the other
+    for i, category in enumerate(sorted(SPECIALISTS, key=lambda c: len(by_category[c]))):
+        pool = by_category[category]
+        share = (limit - len(out)) // (len(SPECIALISTS) - i)
+        out += rng.sample(pool, min(share, len(pool)))
+    return out
+
+
+def generated_questions(path: Path, system_prompt: str, limit: int | None, seed: int) -> list[Question]:
+    pairs = reference_pairs(path, system_prompt, None)
+    if limit is not None and limit < len(pairs):
+        pairs = random.Random(seed).sample(pairs, limit)
+    return [Question(GENERATED, path.name, user, reference) for _, user, reference in pairs]
+
+
+def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retriever | None, encoder: SentenceEncoder,
+            questions: list[Question], good: dict, max_new_tokens: int,
             show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """(features, good labels, rows for the log) of the unified answers to `pairs`."""
-    predictions = classifier.predict([u for _, u, _ in pairs])
-    xs, ys, rows = [], [], []
+    """(features in FEATURES order, good labels, rows for the log) of the unified answers to `questions`, each
+    checked against the knowledge base as the assistant would (only when the classifier says qna/technical)."""
+    predictions = classifier.predict([q.text for q in questions])
+    xs, rows = [], []
     with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task("answering validation questions", total=len(pairs))
-        for (_, user, reference), prediction in zip(pairs, predictions, strict=True):
-            gen = engine.generate(user, adapter, max_new_tokens)
-            score = rouge_l(gen.text, reference)
-            xs.append(features(gen, prediction, max_new_tokens))
-            ys.append(float(score >= good_rouge_l))
-            rows.append({"input_text": user, "answer": gen.text, "reference": reference, "rouge_l": round(score, 4),
-                         "good": bool(ys[-1]), "category": prediction.label})
+        task = bar.add_task("answering validation questions", total=len(questions))
+        for q, prediction in zip(questions, predictions, strict=True):
+            gen = engine.generate(q.text, engine.unified, max_new_tokens)
+            verified = check(retriever, q.text, gen.text, prediction.label) \
+                if retriever is not None and prediction.label in SPECIALISTS else None
+            xs.append(features(gen, prediction, max_new_tokens, verified))
+            rows.append({"origin": q.origin, "source": q.source, "input_text": q.text, "answer": gen.text,
+                         "reference": q.reference, "category": prediction.label,
+                         "check": verified.record() if verified else None})
             bar.advance(task)
+    scores = score_answers(encoder, [r["answer"] for r in rows], [[q.reference] for q in questions],
+                           good["short_answer_words"])
+    ys = []
+    for row, score in zip(rows, scores, strict=True):
+        ys.append(float(is_good(score, good["semscore"])))
+        row |= {"semscore": round(score["semscore"], 4), "factual": score["factual"], "good": bool(ys[-1])}
     return np.array(xs), np.array(ys), rows
 
 
 def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassifier, model_cfg: ModelConfig,
-                   cfg: ConfidenceFitConfig, show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
-    """Fit on up to `cfg.limit` rows of unified_validation.jsonl, answered by `engine`'s unified model;
-    writes confidence.json beside the unified adapter."""
-    pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", model_cfg.system_prompt, None)
-    if cfg.limit is not None and cfg.limit < len(pairs):
-        pairs = random.Random(cfg.seed).sample(pairs, cfg.limit)
+                   cfg: ConfidenceFitConfig, short_answer_words: int,
+                   show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
+    """Fit on up to `cfg.limit` generated and `cfg.human_limit` human-written questions, answered by `engine`'s
+    unified model; writes confidence.json (and the generation-only model) beside the unified adapter."""
+    encoder = SentenceEncoder.load(model_cfg)
+    retriever = None
+    if (ws.knowledge / MANIFEST).is_file():
+        retriever = Retriever.load(ws.knowledge, model_cfg, encoder)
+    else:
+        logger.warning("%s: no knowledge base; the confidence is fitted without its check (`pz2 kb build`)", ws.knowledge)
+    questions = generated_questions(ws.datasets / "unified_validation.jsonl", model_cfg.system_prompt, cfg.limit,
+                                    cfg.seed) + human_questions(cfg.human_limit, cfg.seed, retriever and retriever.index)
+    good = {"short_answer_words": short_answer_words, "semscore": cfg.good_semscore}
     max_new = model_cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
-    x, y, rows = collect(engine, classifier, engine.unified, pairs, cfg.good_rouge_l, max_new, show_progress)
-    model = ConfidenceModel.fit(x, y, max_new, cfg.good_rouge_l, l2=cfg.l2, folds=cfg.folds, seed=cfg.seed)
-    model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?", "adapter": engine.unified,
-                      "seconds": round(time.perf_counter() - start, 1)}
+    x, y, rows = collect(engine, classifier, retriever, encoder, questions, good, max_new, show_progress)
+    eligible = np.array([r["category"] in SPECIALISTS for r in rows])
+    origin = np.array([r["origin"] for r in rows])
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    atomic_write_jsonl(out.with_name("confidence_rows.jsonl"), rows)
-    p = ConfidenceModel.out_of_fold(x, y, max_new, cfg.good_rouge_l, cfg.l2, cfg.folds, cfg.seed)
-    reliability_diagram({"P(good), out of fold": (np.stack([1 - p, p], axis=1), y.astype(int))},
+    fitted = {}
+    for name, columns in ((CONFIDENCE_FILE, FEATURES), (GENERATION_ONLY_FILE, GENERATION_FEATURES)):
+        model, oof = ConfidenceModel.fit(x, y, columns, max_new, good, eligible, cfg.l2, cfg.folds, cfg.seed)
+        model.metrics |= {kind: binary_metrics(oof[origin == kind], y[origin == kind]) for kind in (GENERATED, HUMAN)
+                          if (origin == kind).any()}
+        model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?",
+                          "adapter": engine.unified, "checked": retriever is not None,
+                          "seconds": round(time.perf_counter() - start, 1)}
+        model.save(out.with_name(name))
+        fitted[name] = (model, oof)
+    model, oof = fitted[CONFIDENCE_FILE]
+    atomic_write_jsonl(out.with_name("confidence_rows.jsonl"),
+                       [r | {"p_good": round(float(p), 4)} for r, p in zip(rows, oof, strict=True)])
+    reliability_diagram({f"P(good), out of fold, {kind}": (np.stack([1 - oof[origin == kind], oof[origin == kind]], axis=1),
+                                                           y[origin == kind].astype(int))
+                         for kind in (GENERATED, HUMAN) if (origin == kind).any()},
                         out.with_name("confidence_reliability.png"), "Confidence of the unified answer")
-    logger.info("confidence fitted on %d answers (%.0f%% good): out-of-fold ECE %.3f", len(y), 100 * y.mean(), model.metrics["ece"])
+    logger.info("confidence fitted on %d answers (%.0f%% good): out-of-fold ECE %.3f, AUC %s", len(y), 100 * y.mean(),
+                model.metrics["ece"], model.metrics["auc"])
     return model, out

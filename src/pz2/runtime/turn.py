@@ -4,12 +4,14 @@ specialist_state, sources, ...}, as logged, printed by batch mode and returned b
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from pz2.knowledge.grounding import Passage
 from pz2.runtime.engine import GREEDY, Generation, Sampling
+from pz2.runtime.verification import Check
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,10 @@ class Options:
     retrieval: bool = True                 # False: a specialist answers from the messages alone (a plain backend)
     provisional: bool = True               # stream the unified answer before the router has kept it
     offers: bool = True                    # someone can accept an expert-mode offer (not batch or single mode)
+    escalation_budget: float | None = None  # share of escalatable turns to escalate; None: the configured policy
 
+
+_NOT_RECORDED = ("passages", "generation", "check")   # text and objects; the check goes in as its record
 
 # (source, piece): source is "unified" or the specialist's name, so a screen can label the stream
 TextListener = Callable[[str, str], None]
@@ -51,17 +56,18 @@ class Turn:
     classifier: dict = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)   # passages in the answering prompt, with `cited`
     retrieval_ms: float | None = None
+    threshold: float | None = None     # the confidence threshold in force for this turn
     offer: str | None = None           # the expert-mode offer that follows the answer, in its language
     passages: list[Passage] = field(default_factory=list, repr=False)  # their text, for `/sources`
     generation: Generation | None = field(default=None, repr=False)   # the answer's tokens, usage, finish reason
+    check: Check | None = field(default=None, repr=False)   # the unified answer checked against the knowledge base
 
     def record(self) -> dict:
         """The routing record, as logged and as returned by batch mode and the API."""
-        record = asdict(self)
-        record.pop("passages")
-        record.pop("generation")
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_RECORDED}
+        record["check"] = self.check.record() if self.check else None
         record["dropped_messages"] = self.generation.dropped_messages if self.generation else 0
-        return record
+        return copy.deepcopy(record)
 
     def summary(self) -> str:
         """The routing record in one line, for people."""

@@ -92,6 +92,10 @@ class ChatCompletionRequest(BaseModel):
     expert: bool = Field(False, description="Answer with the specialist of the question's category (expert mode).")
     retrieval: bool = Field(True, description="False: a specialist answers from the messages alone, no knowledge "
                             "base; what a pz2 router sends when this server is its backend.")
+    escalation_budget: float | None = Field(
+        None, ge=0, le=1, description="Share of qna/technical turns to escalate to a specialist: the confidence "
+        "threshold that escalated this share of the confidence fit's validation answers (RouteLLM's calibration); "
+        "null: the server's `runtime.router` policy.")
 
     @field_validator("stop")
     @classmethod
@@ -128,7 +132,7 @@ class ChatCompletionRequest(BaseModel):
                             top_logprobs=(self.top_logprobs or 0) if self.logprobs else None, cancelled=cancelled)
         return Options(history=turns, system="\n\n".join(system) if system else None, sampling=sampling,
                        max_new_tokens=min(wanted, max_tokens_cap) if wanted else None, model=MODELS[self.model],
-                       retrieval=self.retrieval, provisional=False)
+                       retrieval=self.retrieval, provisional=False, escalation_budget=self.escalation_budget)
 
 
 class TopLogprob(BaseModel):
@@ -193,6 +197,9 @@ class RoutingRecord(BaseModel):
     classifier: dict[str, Any] = Field(default_factory=dict, description="label, probability, note")
     sources: list[dict[str, Any]] = Field(default_factory=list, description="Passages in the prompt, with `cited`.")
     retrieval_ms: float | None = None
+    check: dict[str, Any] | None = Field(None, description="The unified answer checked against the knowledge base: the "
+                                         "closest passage's similarity, the answer's agreement and support, grounds.")
+    threshold: float | None = Field(None, description="The confidence threshold in force for this turn.")
     offer: str | None = None
     dropped_messages: int = Field(0, description="Earlier turns left out so the prompt fits the context.")
     timed_out: bool = Field(False, description="Cut at runtime.serving.request_timeout_s.")
