@@ -156,3 +156,21 @@ def test_the_curve_of_a_fit_holds_the_escalatable_rows_only() -> None:
     shifted[:, len(GENERATION_FEATURES):] += 5.0
     np.testing.assert_allclose(baseline.predict_features(shifted), baseline.predict_features(x))
     assert not np.allclose(model.predict_features(shifted), model.predict_features(x))
+
+
+def test_status_shows_the_threshold_in_force_and_the_budget_it_came_from(confident_ws: Workspace) -> None:
+    from pz2 import status as st
+    from pz2.runtime.confidence import CONFIDENCE_FILE
+
+    model = ConfidenceModel.load(confident_ws.unified_model / CONFIDENCE_FILE)
+
+    def shown(overrides: dict) -> dict:
+        entry = next(e for e in st.collect(confident_ws, confident_ws.model_config(overrides))
+                     if e.name == "unified_model/confidence (router)")
+        return entry.metrics
+
+    default = shown({})
+    assert (default["threshold"], default["threshold_from"]) == (0.7, "runtime.router.confidence_threshold")
+    budgeted = shown({"runtime.router.escalation_budget": 0.3})
+    assert budgeted["threshold"] == pytest.approx(model.threshold(0.3), abs=1e-4)
+    assert budgeted["threshold_from"].startswith("escalation_budget 0.3 on ")

@@ -96,7 +96,8 @@ def test_a_low_confidence_answer_escalates_only_where_the_knowledge_base_gives_g
     bare = router.after(TECH, 0.41, grounds=False)
     assert (grounded.route, grounded.reason) == (SPECIALIST, "low_confidence")
     assert (bare.route, bare.reason) == (UNIFIED, "no_grounds") and "no passage" in bare.detail
-    assert router.after(UNSURE, 0.3, grounds=False).reason == "no_grounds"   # nor offered: it would not help
+    assert router.after(UNSURE, 0.3, grounds=False).reason == "offer"   # the user may still want it
+    assert router.after(UNSURE, 0.3, can_offer=False, grounds=False).reason == "no_grounds"
     assert router.after(TECH, 0.41).route == SPECIALIST                       # not checked (no knowledge base)
     assert router.after(TECH, 0.83, grounds=False).reason == "confident"
     assert Router(RouterConfig(require_grounds=False)).after(TECH, 0.41, grounds=False).route == SPECIALIST

@@ -522,3 +522,33 @@ def test_a_ten_thousand_message_request_is_refused_at_once_and_the_next_is_serve
             {"role": "user", "content": "y" * 150_000}, {"role": "assistant", "content": "ok"}, *_user("z" * 150_000)]
     r = httpx.post(f"{api.url}/v1/chat/completions", json={"model": "pz2-hybrid", "messages": wide}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "messages_too_long"
+
+
+def test_an_escalation_budget_per_request_sets_the_threshold_from_the_fits_curve(confident_ws, tmp_path) -> None:
+    """`escalation_budget` (a documented extension field) replaces the configured threshold with the one that
+    escalated that share of the confidence fit's validation answers; out of 0..1 it is a 400."""
+    from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
+    from tests.conftest import copy_workspace
+
+    ws = copy_workspace(confident_ws, tmp_path)
+    model = ConfidenceModel.load(ws.unified_model / CONFIDENCE_FILE)
+    questions = ["What is gravity?", "How do I undo a commit in git?", "What causes the seasons?",
+                 "How do I freeze the top row in Excel?", "Why is the sky blue?"]
+    with live_server(_app(ws)) as url:
+        wait_healthy(url)
+        client = _client(url)
+        judged = []   # turns the router judged after the unified answer: the ones a threshold applies to
+        for q in questions:
+            for budget in (0.25, None):
+                extra = {} if budget is None else {"escalation_budget": budget}
+                record = client.chat.completions.create(model="pz2-hybrid", messages=_user(q), extra_body=extra).model_extra["pz2"]
+                if record["threshold"] is not None:
+                    judged.append((budget, record))
+        assert judged, "no question reached the router's judgement of a unified answer"
+        for budget, record in judged:
+            want = 0.7 if budget is None else model.threshold(budget)
+            assert record["threshold"] == pytest.approx(want)
+            assert record["reason"] in ("confident", "low_confidence", "no_grounds", "offer")
+        bad = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                         json={"model": "pz2-hybrid", "messages": _user("hi"), "escalation_budget": 1.5})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "escalation_budget"

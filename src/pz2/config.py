@@ -133,7 +133,8 @@ class RouterConfig(_Strict):
     require_grounds: bool = Field(
         True, description="A low-confidence answer escalates only when the knowledge base has a passage above "
         "`retrieval.min_similarity` for it: without one the specialist answers as unsupported as the unified "
-        "model (reason `no_grounds`). Without a knowledge base it escalates as before.",
+        "model (reason `no_grounds`); expert mode is still offered where it would be. Without a knowledge base it "
+        "escalates as before.",
     )
     complexity_threshold: float = Field(
         0.6, ge=0, le=1, description="Send to the specialist before generating when the complexity score exceeds this."

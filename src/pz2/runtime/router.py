@@ -146,7 +146,8 @@ class Router:
         answer escalates instead (DESIGN.md §3, rule 3). `threshold`: the one in force (an escalation
         budget's), else the configured one. `grounds`: whether the knowledge base has a passage above the
         floor for the question (None: not checked): without one, escalating buys an answer as unsupported
-        as the unified one, and with `require_grounds` the unified answer stands."""
+        as the unified one, and with `require_grounds` the unified answer stands. An offer still goes out:
+        the user decides, and a specialist without a source says so."""
         category = prediction.label
         threshold = self.cfg.confidence_threshold if threshold is None else threshold
         if confidence is None:
@@ -154,12 +155,12 @@ class Router:
                          "confidence not fitted (`pz2 train confidence`): the unified answer stands", category)
         if confidence >= threshold:
             return Route(UNIFIED, "confident", f"confidence {confidence:.2f} >= {threshold:.2f}", category)
-        if grounds is False and self.cfg.require_grounds:
-            return Route(UNIFIED, "no_grounds", f"confidence {confidence:.2f} < {threshold:.2f}, but no passage of the "
-                         "knowledge base clears the similarity floor: a specialist would answer as unsupported", category)
         if can_offer and prediction.confidence < self.cfg.offer_below_category_probability:
             return Route(OFFER, "offer", f"confidence {confidence:.2f} < {threshold:.2f} and category {category} "
                          f"only {prediction.confidence:.2f} sure: expert mode offered", category)
+        if grounds is False and self.cfg.require_grounds:
+            return Route(UNIFIED, "no_grounds", f"confidence {confidence:.2f} < {threshold:.2f}, but no passage of the "
+                         "knowledge base clears the similarity floor: a specialist would answer as unsupported", category)
         return Route(SPECIALIST, "low_confidence", f"confidence {confidence:.2f} < {threshold:.2f}", category)
 
     @staticmethod
