@@ -1,7 +1,7 @@
 """The held-out rows an evaluation answers: questions with their category and reference answers.
 
-By default: `unified_test.jsonl` (unseen topics) and the human-written test split of `pz2 data
-import`. Any JSONL in the seed's unified or dialogue format works too; its fields are checked
+By default: `unified_test.jsonl` (unseen topics), the human-written test split of `pz2 data import`
+and the authors' held-out short-answer questions (`HELD_OUT`). Any JSONL in the seed's unified or dialogue format works too; its fields are checked
 by the validator, so a broken row stops with its line number. A generated question's detailed
 answer (`dialogue_<category>_<split>.jsonl` beside a unified file) is a second reference.
 """
@@ -30,11 +30,17 @@ class EvalRow:
     source: str                    # "generated" or the corpus the row came from
 
 
+# Short-answer questions written by the pz2 authors for evaluation only (130 qna, 40 technical): in no training
+# file, no knowledge-base passage and no corpus row (tests/test_held_out.py), so they measure where users ask.
+HELD_OUT = tuple(sorted(Path(__file__).parent.glob("dialogue_*_heldout.jsonl")))
+
+
 def default_files(ws: Workspace) -> list[Path]:
-    """unified_test.jsonl and the human-written dialogue test files (imported on demand)."""
+    """unified_test.jsonl, the human-written dialogue test files (imported on demand) and the authors' held-out
+    short-answer questions."""
     if not any(ws.real_datasets.glob("dialogue_*_test.jsonl")):
         import_real(ws.real_datasets)
-    return [ws.datasets / "unified_test.jsonl", *sorted(ws.real_datasets.glob("dialogue_*_test.jsonl"))]
+    return [ws.datasets / "unified_test.jsonl", *sorted(ws.real_datasets.glob("dialogue_*_test.jsonl")), *HELD_OUT]
 
 
 def _kind(path: Path) -> FileKind:

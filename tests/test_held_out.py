@@ -1,0 +1,38 @@
+"""The authors' held-out short-answer questions measure where users ask only if nothing trained on them and
+the knowledge base does not hold them: checked against every generated split, the imported corpora and the
+text of every built-in collection the index is built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pz2.config import DataConfig, ModelConfig, TrainingConfig
+from pz2.data.generate import generate
+from pz2.data.jsonl import read_jsonl
+from pz2.data.real import chatterbot_rows, chitchat_rows
+from pz2.data.schema import normalize, parse_unified
+from pz2.evaluation.answer_quality import is_short_answer
+from pz2.evaluation.eval_set import HELD_OUT, load_file
+from pz2.knowledge.documents import COLLECTIONS, builtin_documents
+
+
+def test_the_held_out_questions_are_short_answer_rows_of_both_specialist_categories() -> None:
+    rows = [row for path in HELD_OUT for row in load_file(path)]
+    assert len(rows) >= 150 and {r.category for r in rows} == {"qna", "technical"}
+    assert all(is_short_answer(r.references[0], 5) for r in rows)
+    assert len({normalize(r.question) for r in rows}) == len(rows)
+    assert all(r.source.startswith("pz2-authors:held-out:") for r in rows)
+
+
+def test_no_held_out_question_is_in_training_data_a_corpus_or_the_knowledge_bases_text(tmp_path: Path) -> None:
+    questions = {normalize(r.question) for path in HELD_OUT for r in load_file(path)}
+    generate(DataConfig(), ModelConfig().system_prompt, tmp_path)   # the default data, as `pz2 data generate` writes it
+    trained = set()
+    for f in tmp_path.glob("*.jsonl"):
+        for row in read_jsonl(f):
+            text = row.get("text") or parse_unified(row["input_text"])[1]
+            trained.add(normalize(text))
+    assert not questions & trained
+    assert not questions & {normalize(r.text) for r in chatterbot_rows() + chitchat_rows()}
+    texts = [normalize(d.text) for d in builtin_documents(COLLECTIONS, TrainingConfig())]
+    assert not [q for q in questions if any(q in t for t in texts)]
