@@ -122,7 +122,7 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     m = saved["metrics"]
     assert m["rows"] == len(rows) + 10 and 0.2 < m["good_rate"] < 0.8
     assert m["generated"]["rows"] == len(rows) and m["human"]["rows"] == 10 and m["human"]["good_rate"] == 0
-    assert not m["checked"]   # no knowledge base in this workspace: no check, and no cheat-sheet questions either
+    assert not m["checked"] and m["answers"] == m["rows"]   # no knowledge base here: no check, one view per answer
     logged = [json.loads(line) for line in (hybrid.unified_model / "confidence_rows.jsonl").read_text().splitlines()]
     assert len(logged) == len(rows) + 10 and {r["origin"] for r in logged} == {"generated", "human"}
     # the budget's curve: the escalatable answers' out-of-fold P(good), sorted
@@ -174,3 +174,15 @@ def test_status_shows_the_threshold_in_force_and_the_budget_it_came_from(confide
     budgeted = shown({"runtime.router.escalation_budget": 0.3})
     assert budgeted["threshold"] == pytest.approx(model.threshold(0.3), abs=1e-4)
     assert budgeted["threshold_from"].startswith("escalation_budget 0.3 on ")
+
+
+def test_views_of_one_answer_share_a_fold() -> None:
+    """The fit checks each answer twice (with the knowledge base as it is, and without the passages stating
+    it): both rows must fall in one fold, or the out-of-fold figures would score answers the model saw."""
+    x, y, _ = synthetic(200, 7)
+    twice, labels = np.vstack([x, x]), np.concatenate([y, y])
+    groups = np.concatenate([np.arange(200), np.arange(200)])
+    grouped = ConfidenceModel.out_of_fold(twice, labels, groups=groups)
+    np.testing.assert_allclose(grouped[:200], grouped[200:])   # one model predicted both copies
+    ungrouped = ConfidenceModel.out_of_fold(twice, labels)
+    assert not np.allclose(ungrouped[:200], ungrouped[200:])

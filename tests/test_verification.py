@@ -79,3 +79,12 @@ def test_one_search_serves_the_check_and_the_grounding(retriever: Retriever) -> 
     reused = retriever.ground(question, tokenizer, found=checked.search)
     fresh = retriever.ground(question, tokenizer)
     assert reused.message == fresh.message and reused.ms == round(checked.search.ms, 2)
+
+
+def test_hidden_passages_leave_the_check_of_a_question_the_knowledge_base_does_not_cover(retriever: Retriever) -> None:
+    question = "What is the capital of France?"
+    covered = check(retriever, question, "Paris.", "qna")
+    uncovered = check(retriever, question, "Paris.", "qna", hide=lambda text: "paris" in text.lower())
+    assert covered.path.endswith("france.md") and covered.grounds
+    assert not uncovered.path.endswith("france.md") and not uncovered.grounds
+    assert uncovered.similarity < covered.similarity and uncovered.support == 0.0

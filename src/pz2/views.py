@@ -89,9 +89,10 @@ def confidence_lines(m: dict) -> str:
     def line(name: str, d: dict) -> str:
         auc = "n/a" if d["auc"] is None else f"{d['auc']:.3f}"
         lo, hi = d["ece_ci95"]
-        return (f"  {name}: {d['rows']} answers, {d['good_rate']:.0%} good, out-of-fold ECE {d['ece']:.3f} "
+        return (f"  {name}: {d['rows']} checked answers, {d['good_rate']:.0%} good, out-of-fold ECE {d['ece']:.3f} "
                 f"(95% CI {lo:.3f}-{hi:.3f}), AUC {auc}")
 
     parts = [line("all", m)] + [line(f"{kind} questions", m[kind]) for kind in ("generated", "human") if kind in m]
-    checked = "with" if m.get("checked") else "without"
-    return "\n".join(parts + [f"  checked {checked} the knowledge base, {m.get('seconds', 0):.0f} s"])
+    how = ("each checked against the knowledge base as it is, and again without the passages that state it"
+           if m.get("checked") else "no knowledge base: not checked")
+    return "\n".join(parts + [f"  {m.get('answers', m['rows'])} answers, {how}; {m.get('seconds', 0):.0f} s"])

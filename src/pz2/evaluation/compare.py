@@ -241,7 +241,7 @@ def _router(cfg: ModelConfig, metric: str, runs: dict[str, ArchitectureRun], sco
     return out, {"router (confidence)": curve, "oracle": oracle}
 
 
-def _confidence_calibration(routers: dict[str, list[float | None]], scores: list[dict], labels: list[str],
+def confidence_calibration(routers: dict[str, list[float | None]], scores: list[dict], labels: list[str],
                             origins: list[str], good: dict | None) -> dict[str, Any] | None:
     """Calibration of each confidence on these held-out rows (the escalatable ones), "good" as the confidence
     model defines it, on all rows and on generated and human-written rows apart; `p` and `y` of the router's
@@ -274,12 +274,14 @@ def _targets(arch: dict[str, dict], router: dict[str, Any], categories: list[str
     general = [i for i, c in enumerate(categories) if c == GENERAL]
     p50 = {name: percentiles([runs[name].answers[i].total_ms for i in general])["p50"] for name in ("unified", "hybrid")}
     ratio = p50["hybrid"] / p50["unified"] if general and p50["unified"] else None
+    human_apgr = router.get("by_confidence", {}).get(ROUTER, {}).get(HUMAN, {}).get("apgr")
     return {
         "hybrid_pgr": {"value": hybrid_pgr, "target": ">= 0.9", "met": hybrid_pgr is not None and hybrid_pgr >= 0.9},
         "hybrid_escalations_vs_separated": {"value": share, "target": "<= 0.5", "met": share is not None and share <= 0.5},
         "hybrid_general_latency_ratio": {"value": ratio, "target": "<= 1.2", "met": ratio is not None and ratio <= 1.2},
         "apgr": {"value": router.get("apgr"), "target": ">= 0.6",
                  "met": router.get("apgr") is not None and router["apgr"] >= 0.6},
+        "apgr_human_rows": {"value": human_apgr, "target": ">= 0.6", "met": human_apgr is not None and human_apgr >= 0.6},
     }
 
 
@@ -350,7 +352,7 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     arch = {name: _architecture_metrics(runs[name], arch_scores[name], categories) for name in ARCHITECTURES}
     router, curves = _router(cfg, metric, runs, arch_scores, labels, ecfg, threshold)
     origins = [GENERATED if r.source == GENERATED else HUMAN for r in rows]
-    routers = _confidences(ws, runs)
+    routers = confidences(ws, runs)
     router["by_confidence"], drawn = _router_curves(metric, runs, arch_scores, labels, origins, routers, ecfg)
     if curves and GENERATION_ONLY in drawn:
         curves["router (generation only)"] = drawn[GENERATION_ONLY]
@@ -364,7 +366,7 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     known = [i for i, r in enumerate(rows) if r.category in LABEL_IDS]
     probs = np.array([[predictions[i].probs[name] for name in LABELS] for i in known]).reshape(-1, len(LABELS))
     clf = classification_metrics(probs, np.array([LABEL_IDS[rows[i].category] for i in known], dtype=np.int64), LABELS)
-    confidence = _confidence_calibration(routers, arch_scores[UNIFIED], labels, origins, good)
+    confidence = confidence_calibration(routers, arch_scores[UNIFIED], labels, origins, good)
     metrics: dict[str, Any] = {
         "schema_version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -396,7 +398,7 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     return Comparison(metrics, out_dir, files)
 
 
-def _confidences(ws: Workspace, runs: dict[str, ArchitectureRun]) -> dict[str, list[float | None]]:
+def confidences(ws: Workspace, runs: dict[str, ArchitectureRun]) -> dict[str, list[float | None]]:
     """Per row, the router's confidence in its unified answer and, beside it, the generation-only model's
     (fitted on the same answers without the knowledge base's check) when there is one."""
     answers = runs[UNIFIED].answers

@@ -87,28 +87,35 @@ class ConfidenceModel:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, columns: tuple[str, ...], max_new_tokens: int, good: dict,
-            eligible: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0) -> tuple[ConfidenceModel, np.ndarray]:
+            eligible: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0,
+            groups: np.ndarray | None = None) -> tuple[ConfidenceModel, np.ndarray]:
         """Fit on all rows (x in FEATURES order, `columns` of it used); report calibration from k-fold
         out-of-fold predictions, which it returns too; `eligible` marks the rows the router could escalate
-        (not general): their out-of-fold P(good) is the curve an escalation budget reads."""
+        (not general): their out-of-fold P(good) is the curve an escalation budget reads. Rows of one
+        `groups` value (views of one answer) share a fold."""
         cols = [FEATURES.index(c) for c in columns]
-        oof = cls.out_of_fold(x[:, cols], y, l2, folds, seed)
+        oof = cls.out_of_fold(x[:, cols], y, l2, folds, seed, groups)
         model = cls._fitted(x[:, cols], y, l2, list(columns), max_new_tokens, good)
         model.metrics = binary_metrics(oof, y) | {"folds": folds}
         model.curve = sorted(round(float(p), 6) for p in oof[eligible])
         return model, oof
 
     @classmethod
-    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0) -> np.ndarray:
-        """P(good) of each row from a model that did not see it: what a new question would get."""
+    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0,
+                    groups: np.ndarray | None = None) -> np.ndarray:
+        """P(good) of each row from a model that saw neither it nor another view of its answer: what a new
+        question would get."""
         if len(y) < 2 * folds or y.min() == y.max():
             raise ModelError(f"confidence needs both good and bad answers in at least {2 * folds} rows "
                              f"(got {len(y)} rows, {int(y.sum())} good); change `good_semscore` or use more rows")
+        groups = np.arange(len(y)) if groups is None else groups
+        names = np.unique(groups)
+        fold_of = dict(zip(names[np.random.default_rng(seed).permutation(len(names))].tolist(),
+                           np.arange(len(names)) % folds, strict=True))
+        fold = np.array([fold_of[g] for g in groups.tolist()])
         oof = np.zeros(len(y))
-        order = np.random.default_rng(seed).permutation(len(y))
         for k in range(folds):
-            test = order[k::folds]
-            train = np.setdiff1d(order, test)
+            test, train = fold == k, fold != k
             oof[test] = cls._fitted(x[train], y[train], l2)._predict(x[test])
         return oof
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from pz2.runtime.confidence import (
 )
 from pz2.runtime.engine import Engine
 from pz2.runtime.router import SPECIALISTS
-from pz2.runtime.verification import check
+from pz2.runtime.verification import Check, check
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -93,25 +94,41 @@ def generated_questions(path: Path, system_prompt: str, limit: int | None, seed:
     return [Question(GENERATED, path.name, user, reference) for _, user, reference in pairs]
 
 
+def _mentions(q: Question) -> Callable[[str], bool]:
+    """Whether a passage states the question or its reference answer: what a question the knowledge base does
+    not cover would find nowhere."""
+    needles = [n for n in (normalize(q.text), normalize(q.reference)) if n]
+    return lambda text: any(n in normalize(text) for n in needles)
+
+
 def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retriever | None, encoder: SentenceEncoder,
             questions: list[Question], good: dict, max_new_tokens: int,
             show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(features in FEATURES order, good labels, rows for the log) of the unified answers to `questions`, each
-    checked against the knowledge base as the assistant would (only when the classifier says qna/technical)."""
+    checked against the knowledge base as the assistant would (only when the classifier says qna/technical).
+
+    Every question of the fit has its answer somewhere in the knowledge base (a bank topic, a corpus pair, a
+    cheat sheet), while many a user's question has none. So a checked answer is also checked a second time
+    with the passages that state its question or answer hidden (`view` "uncovered"): the same answer and
+    label, the check a question the knowledge base does not cover would get. Both views of an answer share
+    `answer_id` (one fold)."""
     predictions = classifier.predict([q.text for q in questions])
     xs, rows = [], []
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task("answering validation questions", total=len(questions))
-        for q, prediction in zip(questions, predictions, strict=True):
+        for i, (q, prediction) in enumerate(zip(questions, predictions, strict=True)):
             gen = engine.generate(q.text, engine.unified, max_new_tokens)
-            verified = check(retriever, q.text, gen.text, prediction.label) \
-                if retriever is not None and prediction.label in SPECIALISTS else None
-            xs.append(features(gen, prediction, max_new_tokens, verified))
-            rows.append({"origin": q.origin, "source": q.source, "input_text": q.text, "answer": gen.text,
-                         "reference": q.reference, "category": prediction.label,
-                         "check": verified.record() if verified else None})
+            views: dict[str, Check | None] = {"covered": None}
+            if retriever is not None and prediction.label in SPECIALISTS:
+                views = {"covered": check(retriever, q.text, gen.text, prediction.label),
+                         "uncovered": check(retriever, q.text, gen.text, prediction.label, hide=_mentions(q))}
+            for view, verified in views.items():
+                xs.append(features(gen, prediction, max_new_tokens, verified))
+                rows.append({"answer_id": i, "view": view, "origin": q.origin, "source": q.source, "input_text": q.text,
+                             "answer": gen.text, "reference": q.reference, "category": prediction.label,
+                             "check": verified.record() if verified else None})
             bar.advance(task)
-    scores = score_answers(encoder, [r["answer"] for r in rows], [[q.reference] for q in questions],
+    scores = score_answers(encoder, [r["answer"] for r in rows], [[r["reference"]] for r in rows],
                            good["short_answer_words"])
     ys = []
     for row, score in zip(rows, scores, strict=True):
@@ -139,15 +156,21 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
     x, y, rows = collect(engine, classifier, retriever, encoder, questions, good, max_new, show_progress)
     eligible = np.array([r["category"] in SPECIALISTS for r in rows])
     origin = np.array([r["origin"] for r in rows])
+    groups = np.array([r["answer_id"] for r in rows])
     out = ws.unified_model / CONFIDENCE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     fitted = {}
-    for name, columns in ((CONFIDENCE_FILE, FEATURES), (GENERATION_ONLY_FILE, GENERATION_FEATURES)):
-        model, oof = ConfidenceModel.fit(x, y, columns, max_new, good, eligible, cfg.l2, cfg.folds, cfg.seed)
-        model.metrics |= {kind: binary_metrics(oof[origin == kind], y[origin == kind]) for kind in (GENERATED, HUMAN)
-                          if (origin == kind).any()}
+    # the generation-only model sees one row per answer: its views would be copies
+    one_view = np.array([r["view"] == "covered" for r in rows])
+    for name, columns, rows_used in ((CONFIDENCE_FILE, FEATURES, np.ones(len(rows), dtype=bool)),
+                                     (GENERATION_ONLY_FILE, GENERATION_FEATURES, one_view)):
+        xs, ys, kinds = x[rows_used], y[rows_used], origin[rows_used]
+        model, oof = ConfidenceModel.fit(xs, ys, columns, max_new, good, eligible[rows_used], cfg.l2, cfg.folds,
+                                         cfg.seed, groups[rows_used])
+        model.metrics |= {kind: binary_metrics(oof[kinds == kind], ys[kinds == kind]) for kind in (GENERATED, HUMAN)
+                          if (kinds == kind).any()}
         model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?",
-                          "adapter": engine.unified, "checked": retriever is not None,
+                          "adapter": engine.unified, "checked": retriever is not None, "answers": int(one_view.sum()),
                           "seconds": round(time.perf_counter() - start, 1)}
         model.save(out.with_name(name))
         fitted[name] = (model, oof)

@@ -13,7 +13,8 @@ One search serves the turn: the specialist, if the router escalates, answers fro
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,7 @@ from pz2.knowledge.index import lexical_tokens
 if TYPE_CHECKING:  # the confidence model reads Check without loading the encoder's torch
     from pz2.knowledge.retrieval import Retriever, Search
 
+HIDDEN_EXTRA = 20   # more hits searched when some are hidden, so that the closest one left is found
 CHECK_FEATURES = ("checked", "kb_similarity", "kb_agreement", "kb_support", "kb_covers")
 
 
@@ -60,12 +62,18 @@ def support(answer: str, question: str, passage: str, stemmer: object) -> float:
     return len(own & p) / len(own) if own else 0.0
 
 
-def check(retriever: Retriever, question: str, answer: str, category: str) -> Check:
+def check(retriever: Retriever, question: str, answer: str, category: str,
+          hide: Callable[[str], bool] | None = None) -> Check:
     """Search the question (its vector encoded with the answer's, one pass of the encoder) and compare the
-    answer with the closest passage found."""
+    answer with the closest passage found. `hide`: passages (by text) the search must not return — the
+    confidence fit checks each answer a second time without the passages that state the question or its
+    answer, as for a question the knowledge base does not cover."""
     start = time.perf_counter()
     q, a = retriever.encoder.embed([question, answer])
-    found = retriever.search(question, vector=q)
+    k = retriever.cfg.top_k
+    found = retriever.search(question, k=k + HIDDEN_EXTRA if hide else k, vector=q)
+    if hide:
+        found = replace(found, hits=[h for h in found.hits if not hide(h.chunk.text)][:k])
     if not found.hits:
         return Check(0.0, 0.0, 0.0, False, False, (time.perf_counter() - start) * 1000, "", found)
     best = max(found.hits, key=lambda h: h.similarity)
