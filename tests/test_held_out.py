@@ -36,3 +36,15 @@ def test_no_held_out_question_is_in_training_data_a_corpus_or_the_knowledge_base
     assert not questions & {normalize(r.text) for r in chatterbot_rows() + chitchat_rows()}
     texts = [normalize(d.text) for d in builtin_documents(COLLECTIONS, TrainingConfig())]
     assert not [q for q in questions if any(q in t for t in texts)]
+
+
+def test_the_questions_written_for_the_confidence_fit_are_not_the_held_out_ones() -> None:
+    from pz2.runtime.confidence_fit import FIT_QUESTIONS, human_questions
+
+    held_out = {normalize(r.question) for path in HELD_OUT for r in load_file(path)}
+    written = read_jsonl(FIT_QUESTIONS)
+    assert len(written) >= 100 and {r["category"] for r in written} == {"qna", "technical"}
+    assert not held_out & {normalize(r["input_text"]) for r in written}
+    fit = human_questions(400, 0, None)
+    assert not held_out & {normalize(q.text) for q in fit}
+    assert {q.source for q in fit} >= {r["source"] for r in written}   # every written question is used

@@ -528,9 +528,9 @@ class ConfidenceFitConfig(_Strict):
         "bootstrap interval within a few points.",
     )
     human_limit: int = Field(
-        200, ge=0, description="Human-written questions answered besides, half qna (chatterbot-corpus pairs outside "
-        "its test split) and half technical (the knowledge base's training cheat-sheet examples): the confidence "
-        "must hold on questions people write.",
+        300, ge=0, description="Human-written questions answered besides: the 148 the pz2 authors wrote for this fit, "
+        "then half qna (chatterbot-corpus pairs outside its test split) and half technical (the knowledge base's "
+        "training cheat-sheet examples): the confidence must hold on questions people write.",
     )
     good_semscore: float = Field(
         0.6, gt=0, lt=1, description="An answer without a short reference is good when its SemScore (cosine of sentence "

@@ -25,6 +25,7 @@ import numpy as np
 from rich.progress import Progress
 
 from pz2.config import ConfidenceFitConfig, ModelConfig
+from pz2.data.jsonl import read_jsonl
 from pz2.data.loading import reference_pairs
 from pz2.data.real import chatterbot_rows, split_of
 from pz2.data.schema import normalize
@@ -52,6 +53,7 @@ from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 GENERATED, HUMAN = "generated", "human"
+FIT_QUESTIONS = Path(__file__).parents[1] / "data" / "challenge" / "confidence_questions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def human_questions(limit: int, seed: int, index: KnowledgeIndex | None) -> list
     enough. QnA: chatterbot-corpus pairs of its training and validation splits, never a question its test split
     also asks. Technical: the examples of the knowledge base's training cheat sheets ("# To extract a .gz
     archive:" over its commands -> "How do I extract a .gz archive?", the commands as the answer); chatterbot's
-    tech_support file asks only 10 distinct questions, all of them also in its test split."""
+    tech_support file asks only 10 distinct questions, all of them also in its test split. First of all, the
+    pz2 authors' short-answer questions written for this fit (`FIT_QUESTIONS`: everyday facts and one-command
+    answers, most of which no passage states — the questions users ask that the corpora lack)."""
     rows = chatterbot_rows()
     held_out = {normalize(r.text) for r in rows if split_of(r.source) == "test"}
     by_category: dict[str, list[Question]] = {c: [] for c in SPECIALISTS}
@@ -78,7 +82,8 @@ def human_questions(limit: int, seed: int, index: KnowledgeIndex | None) -> list
         commands = answer.split("\n", 1)[1]
         by_category["technical"].append(Question(HUMAN, chunk.path, question, commands))
     rng = random.Random(seed)
-    out: list[Question] = []
+    written = [Question(HUMAN, r["source"], r["input_text"], r["target_text"]) for r in read_jsonl(FIT_QUESTIONS)]
+    out: list[Question] = rng.sample(written, min(limit, len(written)))
     # the smaller pool first: what it cannot fill of its half goes to the other
     for i, category in enumerate(sorted(SPECIALISTS, key=lambda c: len(by_category[c]))):
         pool = by_category[category]
