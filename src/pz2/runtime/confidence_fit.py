@@ -133,10 +133,13 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
                              "answer": gen.text, "reference": q.reference, "category": prediction.label,
                              "check": verified.record() if verified else None})
             bar.advance(task)
-    scores = score_answers(encoder, [r["answer"] for r in rows], [[r["reference"]] for r in rows],
-                           good["short_answer_words"])
+    first = {r["answer_id"]: r for r in reversed(rows)}   # each answer scored once, whatever its views
+    scored = dict(zip(first, score_answers(encoder, [r["answer"] for r in first.values()],
+                                           [[r["reference"]] for r in first.values()], good["short_answer_words"]),
+                      strict=True))
     ys = []
-    for row, score in zip(rows, scores, strict=True):
+    for row in rows:
+        score = scored[row["answer_id"]]
         ys.append(float(is_good(score, good["semscore"])))
         row |= {"semscore": round(score["semscore"], 4), "factual": score["factual"], "good": bool(ys[-1])}
     return np.array(xs), np.array(ys), rows
