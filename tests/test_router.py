@@ -103,6 +103,20 @@ def test_a_low_confidence_answer_escalates_only_where_the_knowledge_base_gives_g
     assert Router(RouterConfig(require_grounds=False)).after(TECH, 0.41, grounds=False).route == SPECIALIST
 
 
+def test_no_confidence_stands_on_a_question_the_english_only_base_reads_in_part() -> None:
+    # seed scenario 2: "SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘" — the base reads "SketchUp"
+    from pz2.runtime.language import english_coverage
+    coverage = english_coverage("SketchUp에서 복잡한 곡면 모델링하는 고급 기법을 알려줘")
+    assert coverage < RouterConfig().trusted_coverage
+    offered = router.after(UNSURE, 0.95, coverage=coverage)
+    assert (offered.route, offered.reason) == (OFFER, "offer") and "reads 29%" in offered.detail
+    escalated = router.after(TECH, 0.95, can_offer=False, coverage=coverage)
+    assert (escalated.route, escalated.reason) == (SPECIALIST, "partly_read")
+    assert router.after(TECH, 0.95, can_offer=False, grounds=False, coverage=coverage).reason == "no_grounds"
+    assert router.after(TECH, 0.95, coverage=0.95).reason == "confident"
+    assert Router(RouterConfig(), english_only=False).after(TECH, 0.95, coverage=coverage).reason == "confident"
+
+
 def test_a_threshold_in_force_replaces_the_configured_one() -> None:
     assert router.after(TECH, 0.41, threshold=0.3).reason == "confident"
     low = router.after(TECH, 0.41, threshold=0.5)
@@ -122,7 +136,7 @@ def test_a_request_says_how_it_was_made() -> None:
 def test_the_reasons_are_design_section_3s_and_the_two_exceptions() -> None:
     from pz2.runtime.router import REASONS
     assert set(REASONS) == {"explicit_request", "model_requested", "complexity", "general", "confident",
-                            "low_confidence", "no_grounds", "offer", "no_confidence_model", "fallback",
+                            "low_confidence", "no_grounds", "partly_read", "offer", "no_confidence_model", "fallback",
                             "unreadable_input"}
 
 

@@ -136,6 +136,12 @@ class RouterConfig(_Strict):
         "model (reason `no_grounds`); expert mode is still offered where it would be. Without a knowledge base it "
         "escalates as before.",
     )
+    trusted_coverage: float = Field(
+        0.9, ge=0, le=1, description="With `runtime.english_only`, the unified answer's confidence stands only when "
+        "at least this share of the question's letters is Latin script: the confidence fit saw English questions, "
+        "and the answer to one the base reads in part (the seed's Korean scenario 2) is a guess it cannot judge. "
+        "Below it the answer counts as a low-confidence one (reason `partly_read`).",
+    )
     complexity_threshold: float = Field(
         0.6, ge=0, le=1, description="Send to the specialist before generating when the complexity score exceeds this."
     )

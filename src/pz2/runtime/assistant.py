@@ -28,7 +28,7 @@ from pz2.runtime.complexity import Complexity, complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.decision_log import DecisionLog
 from pz2.runtime.engine import Engine, Generation, build_engine
-from pz2.runtime.language import offer_text, unreadable_reply
+from pz2.runtime.language import english_coverage, offer_text, unreadable_reply
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
@@ -212,7 +212,8 @@ class Assistant:
             if decision is None:
                 answer.threshold, _ = self.threshold(options.escalation_budget)
                 answer.decision = self.router.after(asked.prediction, answer.confidence, options.offers, answer.threshold,
-                                                    answer.check.grounds if answer.check else None)
+                                                    answer.check.grounds if answer.check else None,
+                                                    english_coverage(asked.question))
         if answer.decision.route == SPECIALIST:
             self._specialist(asked.question, answer, stream, prompting, options.retrieval)
         return answer

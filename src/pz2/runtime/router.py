@@ -4,9 +4,10 @@ of where a turn goes is made here, and the assistant only carries it out.
 First: text an English-only base cannot read gets an honest reply; a request naming its model (the API's
 `model`) goes there. Before generating: an explicit request goes to the specialist at once; `general`
 stays on the unified model; a complexity above the threshold goes to the specialist. After the unified
-answer: a confidence below the threshold escalates when the knowledge base gives a specialist grounds, or,
-when the classifier is unsure which specialist fits, offers expert mode so the user decides. A specialist
-that cannot load falls back to the unified answer. Each decision carries its reason.
+answer: a confidence below the threshold (or any, on a question the base reads only in part) escalates
+when the knowledge base gives a specialist grounds, or, when the classifier is unsure which specialist
+fits, offers expert mode so the user decides. A specialist that cannot load falls back to the unified
+answer. Each decision carries its reason.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ _TOKEN = re.compile(r"[A-Za-z]+|[\uac00-\ud7a3]+")
 # Why a turn went where it went: DESIGN.md §3's rules, the API's named model, a fallback when a
 # specialist cannot load, and input the base cannot read (an honest reply instead of a guess).
 Reason = Literal["explicit_request", "model_requested", "complexity", "general", "confident", "low_confidence",
-                 "no_grounds", "offer", "no_confidence_model", "fallback", "unreadable_input"]
+                 "no_grounds", "partly_read", "offer", "no_confidence_model", "fallback", "unreadable_input"]
 REASONS: tuple[str, ...] = get_args(Reason)
 
 
@@ -140,28 +141,35 @@ class Router:
         return Route(SPECIALIST, "model_requested", f"the request named the {model} specialist", model)
 
     def after(self, prediction: Prediction, confidence: float | None, can_offer: bool = True,
-              threshold: float | None = None, grounds: bool | None = None) -> Route:
+              threshold: float | None = None, grounds: bool | None = None, coverage: float = 1.0) -> Route:
         """The decision once the unified model has answered with `confidence`. `can_offer`: someone is
         there to accept an offer (a terminal chat, the API); in batch or single mode a low-confidence
         answer escalates instead (DESIGN.md §3, rule 3). `threshold`: the one in force (an escalation
         budget's), else the configured one. `grounds`: whether the knowledge base has a passage above the
         floor for the question (None: not checked): without one, escalating buys an answer as unsupported
         as the unified one, and with `require_grounds` the unified answer stands. An offer still goes out:
-        the user decides, and a specialist without a source says so."""
+        the user decides, and a specialist without a source says so. `coverage`: the question's share the
+        English-only base reads (`english_coverage`); below `trusted_coverage` no confidence stands."""
         category = prediction.label
         threshold = self.cfg.confidence_threshold if threshold is None else threshold
         if confidence is None:
             return Route(UNIFIED, "no_confidence_model",
                          "confidence not fitted (`pz2 train confidence`): the unified answer stands", category)
-        if confidence >= threshold:
+        partly_read = self.english_only and coverage < self.cfg.trusted_coverage
+        if partly_read:
+            why, reason = (f"the base reads {coverage:.0%} of the question (English only): its confidence "
+                           f"{confidence:.2f} does not stand"), "partly_read"
+        elif confidence >= threshold:
             return Route(UNIFIED, "confident", f"confidence {confidence:.2f} >= {threshold:.2f}", category)
+        else:
+            why, reason = f"confidence {confidence:.2f} < {threshold:.2f}", "low_confidence"
         if can_offer and prediction.confidence < self.cfg.offer_below_category_probability:
-            return Route(OFFER, "offer", f"confidence {confidence:.2f} < {threshold:.2f} and category {category} "
-                         f"only {prediction.confidence:.2f} sure: expert mode offered", category)
+            return Route(OFFER, "offer", f"{why} and category {category} only {prediction.confidence:.2f} sure: "
+                         "expert mode offered", category)
         if grounds is False and self.cfg.require_grounds:
-            return Route(UNIFIED, "no_grounds", f"confidence {confidence:.2f} < {threshold:.2f}, but no passage of the "
-                         "knowledge base clears the similarity floor: a specialist would answer as unsupported", category)
-        return Route(SPECIALIST, "low_confidence", f"confidence {confidence:.2f} < {threshold:.2f}", category)
+            return Route(UNIFIED, "no_grounds", f"{why}, but no passage of the knowledge base clears the similarity "
+                         "floor: a specialist would answer as unsupported", category)
+        return Route(SPECIALIST, reason, why, category)
 
     @staticmethod
     def fallback(decision: Route, problem: str) -> Route:
