@@ -6,7 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from pz2.runtime.decision_log import DecisionLog
+from pz2.runtime.append_log import AppendLog
 from pz2.runtime.language import OFFER_TEXT
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.session import recall
@@ -37,7 +37,7 @@ def test_a_conversation_sent_whole_is_recalled_as_the_session_would_remember_it(
 
 
 def test_the_decisions_log_keeps_every_record_whole_under_concurrent_turns(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "logs" / "decisions.jsonl")
+    log = AppendLog(tmp_path / "logs" / "decisions.jsonl")
     long = "x" * 20_000    # well past a pipe's atomic size: one write per record still keeps lines whole
 
     def turns(worker: int) -> None:
@@ -56,7 +56,7 @@ def test_the_decisions_log_keeps_every_record_whole_under_concurrent_turns(tmp_p
 
 def test_a_record_after_a_cut_line_starts_a_line_of_its_own(tmp_path: Path) -> None:
     """A kill mid-write leaves the last line cut; the next record must not be glued to it."""
-    log = DecisionLog(tmp_path / "decisions.jsonl")
+    log = AppendLog(tmp_path / "decisions.jsonl")
     log.write({"i": 1})
     with log.path.open("ab") as f:
         f.write(b'{"i": 2, "answer": "cut mid')      # what a SIGKILL leaves

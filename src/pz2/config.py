@@ -548,6 +548,19 @@ class ConfidenceFitConfig(_Strict):
     )
     folds: int = Field(5, ge=2, le=20, description="Folds of the out-of-fold predictions the reported ECE comes from.")
     seed: int = Field(0, ge=0, description="Which validation questions are drawn, and the folds.")
+    feedback: bool = Field(
+        False, description="Fit on people's ratings too (`logs/assistant/feedback.jsonl`): the unified answers rated "
+        "in the web chat, the terminal or over the API, or implicitly (an accepted or declined expert-mode offer), "
+        "each with the features its decision record kept.",
+    )
+    feedback_weight: float = Field(
+        2.0, gt=0, description="Weight of an explicit rating against one fit row: a person judged the very answer, "
+        "on a question people ask.",
+    )
+    implicit_weight: float = Field(
+        0.5, gt=0, description="Weight of an implicit one: accepting an expert-mode offer says less of the answer "
+        "than a 👎 (the person may want more, not something else).",
+    )
 
 
 PROFILES: dict[str, dict[str, Any]] = {

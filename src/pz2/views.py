@@ -92,7 +92,8 @@ def confidence_lines(m: dict) -> str:
         return (f"  {name}: {d['rows']} checked answers, {d['good_rate']:.0%} good, out-of-fold ECE {d['ece']:.3f} "
                 f"(95% CI {lo:.3f}-{hi:.3f}), AUC {auc}")
 
-    parts = [line("all", m)] + [line(f"{kind} questions", m[kind]) for kind in ("generated", "human") if kind in m]
+    kinds = {"generated": "generated questions", "human": "human questions", "feedback": "answers people rated"}
+    parts = [line("all", m)] + [line(name, m[kind]) for kind, name in kinds.items() if kind in m]
     how = ("each checked against the knowledge base as it is, and again without the passages that state it"
            if m.get("checked") else "no knowledge base: not checked")
     return "\n".join(parts + [f"  {m.get('answers', m['rows'])} answers, {how}; {m.get('seconds', 0):.0f} s"])

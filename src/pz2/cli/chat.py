@@ -19,8 +19,9 @@ from pz2.views import source_lines
 from pz2.workspace import Workspace
 
 HELP = ("[bold]/expert[/] [text]  specialist for the next message (or for text)   [bold]/status[/]  models and pool\n"
-        "[bold]/sources[/]  the last answer's passages   [bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   "
-        "[bold]/quit[/]  leave")
+        "[bold]/sources[/]  the last answer's passages   [bold]/good[/] [bold]/bad[/] [comment]  rate the last answer   "
+        "[bold]/ft[/]  fine-tuning menu   [bold]/help[/]  this help   [bold]/quit[/]  leave")
+RATE = {"/good": "good", "/bad": "bad"}
 DECLINES = {"no", "n", "nope", "no thanks", "아니요", "아니", "아뇨", "괜찮아요", "됐어요"}
 
 
@@ -105,6 +106,9 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
         if text == "/sources":
             print_sources(out, last)
             continue
+        if text.split()[0] in RATE:
+            rate(assistant, out, last, RATE[text.split()[0]], text.partition(" ")[2].strip() or None)
+            continue
         if text.startswith("/expert"):
             text = text[len("/expert"):].strip()
             if not text and not assistant.session(session).last:
@@ -116,7 +120,7 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
             out.print(f"unknown command {text.split()[0]}; {HELP}")
             continue
         if assistant.pending_offer(session) and text.lower().strip(" .!") in DECLINES:
-            assistant.session(session).offer = None
+            assistant.decline(session)
             out.print("[dim]ok, keeping the quick answer[/]")
             continue
         try:
@@ -134,6 +138,16 @@ def interactive(assistant: Any, ws: Workspace, out: Console, session: str = "ter
         print_footer(out, turn)
         if turn.offer:
             out.print(f"[bold yellow]{turn.offer}[/] [dim](yes / 네 · no)[/]")
+
+
+def rate(assistant: Any, out: Console, last: Any, rating: str, comment: str | None) -> None:
+    """`/good`, `/bad`: the person's rating of the last answer, for the router's next fit
+    (`pz2 train confidence --feedback`) and preference pairs (`pz2 data feedback`)."""
+    if last is None:
+        out.print("[dim]nothing to rate yet: ask something first[/]")
+        return
+    assistant.feedback(last.id, rating, "command", comment)
+    out.print(f"[dim]thanks: the last answer is rated {rating} ({assistant.feedback_log.path if assistant.feedback_log else 'not logged'})[/]")
 
 
 def batch(assistant: Any, source: Path, target: Path) -> int:

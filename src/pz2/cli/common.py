@@ -44,7 +44,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     help="pz2: fine-tune and serve a hybrid assistant.\n\nExample: [bold]pz2 demo[/]",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets.")
+data_app = typer.Typer(no_args_is_help=True, help="Generate, import and validate datasets; export preference pairs from feedback.")
 models_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded default models.")
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune the classifier, the unified model and the specialists.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained models.")

@@ -107,3 +107,30 @@ def data_validate(
     else:
         print_validation(console, report, lang.value)
     raise typer.Exit(code=0 if report.ok else 1)
+
+
+@data_app.command("feedback")
+def data_feedback(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(help="JSONL of preference pairs, as TRL's DPOTrainer reads them.")],
+) -> None:
+    """Export preference pairs from the chat's feedback: for each question answered twice where a person rejected one
+    answer (👎, /bad, or asking for expert mode after it) and kept the other, {prompt, chosen, rejected} in TRL's
+    conversational format. Reads logs/assistant/decisions.jsonl and feedback.jsonl; never modifies them.
+
+    Example: [bold]pz2 data feedback --output pairs.jsonl[/]
+    """
+    from pz2.fileio import atomic_write_jsonl, distinct_output
+    from pz2.runtime.append_log import read_log
+    from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE, Feedback, preference_pairs
+
+    logs = _ws(ctx).assistant_logs
+    if not (logs / FEEDBACK_FILE).is_file():
+        raise UsageError(f"{logs / FEEDBACK_FILE}: no feedback yet; rate answers in `pz2 chat` (/good, /bad), the web "
+                         "chat (👍 👎) or over POST /v1/feedback")
+    for log in (FEEDBACK_FILE, DECISIONS_FILE):
+        distinct_output(logs / log, output)
+    events = [e for r in read_log(logs / FEEDBACK_FILE) if (e := Feedback.from_record(r)) is not None]
+    pairs = preference_pairs(read_log(logs / DECISIONS_FILE), events)
+    atomic_write_jsonl(output, pairs)
+    console.print(f"{len(pairs)} preference pairs from {len(events)} ratings written to {output}")

@@ -137,19 +137,22 @@ def train_confidence_cmd(
                                                         "(config: confidence.human_limit).")] = None,
     good_semscore: Annotated[float | None, typer.Option(help="An answer without a short reference is good when its "
                                                              "SemScore reaches this (config: confidence.good_semscore).")] = None,
+    feedback: Annotated[bool | None, typer.Option("--feedback/--no-feedback", help="Fit on the answers people rated "
+                                                   "too, from logs/assistant/feedback.jsonl (config: confidence.feedback).")] = None,
     engine: Annotated[str | None, typer.Option(help="llamacpp or transformers (config: runtime.engine.backend).")] = None,
 ) -> None:
     """Fit the router's confidence: P(the unified answer is good), from generation signals and the answer's check
-    against the knowledge base, on generated and human-written questions.
+    against the knowledge base, on generated and human-written questions (and, with --feedback, on the answers
+    people rated in the chat).
 
-    Example: [bold]pz2 train confidence --limit 400[/]
+    Example: [bold]pz2 train confidence --limit 400[/]   [bold]pz2 train confidence --feedback[/]
     """
     from pz2.runtime.assistant import unified_parts
     from pz2.runtime.confidence_fit import fit_confidence
     from pz2.views import confidence_lines
 
     ws = _ws(ctx)
-    training = ws.training_config({"confidence.good_semscore": good_semscore})
+    training = ws.training_config({"confidence.good_semscore": good_semscore, "confidence.feedback": feedback})
     cfg = training.confidence
     if limit is not None:
         cfg = cfg.model_copy(update={"limit": limit or None})

@@ -4,7 +4,8 @@ It orchestrates a turn and nothing else: the router (runtime/router.py) makes ev
 session store (runtime/session.py) remembers what "네, 전문가 모드로 해주세요" refers back to, the
 knowledge base grounds the answer (knowledge/grounding.py), the pool loads specialists and the
 preloader (runtime/preload.py) loads the next one ahead; each turn's routing record (runtime/turn.py)
-goes to `logs/assistant/decisions.jsonl` (runtime/decision_log.py).
+goes to `logs/assistant/decisions.jsonl`, and ratings of its answers, said or implied (an accepted offer),
+to `feedback.jsonl` (runtime/append_log.py, runtime/feedback.py).
 
 A specialist answers from the knowledge base (`pz2 kb build`): the passages retrieved for the
 question go into its prompt, numbered, and `sources` lists them with whether the answer cited
@@ -14,6 +15,9 @@ them. With none above the similarity floor it answers without sources and says s
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +30,9 @@ from pz2.models.classifier_model import META_FILE
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.complexity import Complexity, complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
-from pz2.runtime.decision_log import DecisionLog
+from pz2.runtime.append_log import AppendLog
 from pz2.runtime.engine import Engine, Generation, build_engine
+from pz2.runtime.feedback import DECISIONS_FILE, EXPLICIT, FEEDBACK_FILE, RATINGS, Feedback
 from pz2.runtime.language import english_coverage, offer_text, unreadable_reply
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
@@ -58,6 +63,7 @@ class _Asked:
     prediction: Prediction
     request: Request | None
     history: tuple[dict[str, str], ...]
+    follows: str | None = None       # the turn whose question this one answers again
 
 
 def passage_room(engine: Engine, question: str, top_k: int) -> int:
@@ -81,8 +87,14 @@ class _Answer:
     grounding: Grounded = Grounded()
     check: Check | None = None
     threshold: float | None = None
+    features: dict[str, float] | None = None
 
 
+class UnknownTurn(LookupError):
+    """A rating names no turn this assistant answered recently."""
+
+
+RECENT_TURNS = 10_000   # the turns a rating may name: a server's recent ones, not its whole life
 def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
     """The engine ready for the unified answer and the router's classifier: what the assistant and the
     confidence fit (which must see the very answers the router will judge) both stand on."""
@@ -99,7 +111,8 @@ class Assistant:
     def __init__(self, engine: Engine, classifier: ConversationClassifier, runtime: RuntimeConfig,
                  specialists: dict[str, Path],
                  confidence: ConfidenceModel | None = None, log_path: Path | None = None,
-                 retriever: Retriever | None = None) -> None:
+                 retriever: Retriever | None = None, feedback_path: Path | None = None) -> None:
+        """`log_path`, `feedback_path`: where the routing records and the ratings go (None: nowhere)."""
         self.engine = engine
         self.retriever = retriever
         self.classifier = classifier
@@ -109,7 +122,10 @@ class Assistant:
         self.predictor = UsagePredictor(SPECIALISTS, runtime.pool)
         self.confidence = confidence
         self.preloader = Preloader(self.pool, self.predictor, runtime.pool)
-        self.log = DecisionLog(log_path) if log_path is not None else None
+        self.log = AppendLog(log_path) if log_path is not None else None
+        self.feedback_log = AppendLog(feedback_path, sync=True) if feedback_path is not None else None
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.sessions = Sessions(runtime.session_idle_minutes * 60, runtime.max_sessions, on_end=self.predictor.end)
 
     @classmethod
@@ -128,8 +144,9 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        assistant = cls(engine, classifier, cfg.runtime, specialists, confidence,
-                        ws.assistant_logs / "decisions.jsonl" if log else None, retriever)
+        logs = ws.assistant_logs
+        assistant = cls(engine, classifier, cfg.runtime, specialists, confidence, logs / DECISIONS_FILE if log else None,
+                        retriever, logs / FEEDBACK_FILE if log else None)
         assistant.warm_up()
         return assistant
 
@@ -149,16 +166,18 @@ class Assistant:
         return self.session(session).offer is not None
 
     def ask(self, message: str, session: str = "default", expert: bool = False,
-            on_text: TextListener | None = None, options: Options = Options()) -> Turn:
-        """Answer one message. `expert` is the `/expert` command or the API's flag."""
+            on_text: TextListener | None = None, options: Options = Options(), turn_id: str | None = None) -> Turn:
+        """Answer one message. `expert` is the `/expert` command or the API's flag; `turn_id` names the turn
+        (a fresh one when None; the API's response id carries it), which a rating names later."""
+        turn_id = turn_id or uuid.uuid4().hex
         stream = AnswerStream(on_text)
         state, asked = self._read(message, session, expert, options)
         cx = complexity(asked.question, asked.prediction, self.runtime.router.complexity_weights)
         answer = self._unreadable(asked, stream) or self._answer(asked, cx, stream, options)
         if answer.decision.route != SPECIALIST:
             stream.release()    # the unified answer stands: what was held back goes out now
-        self._remember(state, session, asked, answer.decision)
-        turn = self._turn(message, session, asked, cx, answer, stream)
+        self._remember(state, session, asked, answer.decision, turn_id)
+        turn = self._turn(turn_id, message, session, asked, cx, answer, stream)
         logger.info("route=%s reason=%s category=%s confidence=%s complexity=%.2f latency_ms=%.0f specialist=%s",
                     turn.route, turn.reason, turn.category, turn.confidence, turn.complexity, turn.latency_ms,
                     turn.specialist_state)
@@ -172,13 +191,16 @@ class Assistant:
         history = options.history
         state, before = (self.session(session), 0) if history is None else recall(history, self._classify)
         request = self.router.request(message, expert, offered=state.offer is not None)
-        earlier = state.offer or state.last
-        state.offer = None
+        offered = state.offer is not None
+        earlier, earlier_turn = (state.offer, state.offer_turn) if offered else (state.last, state.last_turn)
+        state.offer, state.offer_turn = None, None
         if request and earlier is not None and self.router.refers_back(message):
             (question, prediction), history = earlier, history and history[:before]
+            if earlier_turn is not None:   # the answer it asks again for was not good enough
+                self._note(Feedback(earlier_turn, "bad", "offer_accepted" if offered else "expert_request"))
         else:
-            question, prediction = message, self._classify(message)
-        return state, _Asked(question, prediction, request, tuple(history or ()))
+            (question, prediction), earlier_turn = (message, self._classify(message)), None
+        return state, _Asked(question, prediction, request, tuple(history or ()), earlier_turn)
 
     def _unreadable(self, asked: _Asked, stream: AnswerStream) -> _Answer | None:
         """The router's honest reply to a question the base cannot read, without generating."""
@@ -208,7 +230,8 @@ class Assistant:
             answer.text = answer.unified_text = answer.gen.text
             if decision is None or options.model is not None:
                 answer.check = self._check(asked, answer.text, options)
-                answer.confidence = self.confidence(answer.gen, asked.prediction, answer.check) if self.confidence else None
+                if self.confidence is not None:
+                    answer.confidence, answer.features = self.confidence.judge(answer.gen, asked.prediction, answer.check)
             if decision is None:
                 answer.threshold, _ = self.threshold(options.escalation_budget)
                 answer.decision = self.router.after(asked.prediction, answer.confidence, options.offers, answer.threshold,
@@ -232,18 +255,23 @@ class Assistant:
             return self.runtime.router.confidence_threshold, None
         return self.confidence.threshold(budget), budget
 
-    def _remember(self, state: Session, session: str, asked: _Asked, decision: Route) -> None:
-        """What the next turn may refer back to, and what the predictor learns for preloading."""
+    def _remember(self, state: Session, session: str, asked: _Asked, decision: Route, turn_id: str) -> None:
+        """What the next turn may refer back to (and a rating may name), and what the predictor learns for
+        preloading."""
         if decision.route == OFFER:
-            state.offer = (asked.question, asked.prediction)
-        state.last = (asked.question, asked.prediction)
+            state.offer, state.offer_turn = (asked.question, asked.prediction), turn_id
+        state.last, state.last_turn = (asked.question, asked.prediction), turn_id
+        with self._recent_lock:
+            self._recent[turn_id] = None
+            while len(self._recent) > RECENT_TURNS:
+                self._recent.popitem(last=False)
         self.preloader.observe(session, decision.category if decision.route == SPECIALIST else asked.prediction.label)
 
-    def _turn(self, message: str, session: str, asked: _Asked, cx: Complexity, answer: _Answer,
+    def _turn(self, turn_id: str, message: str, session: str, asked: _Asked, cx: Complexity, answer: _Answer,
               stream: AnswerStream) -> Turn:
         d, p = answer.decision, asked.prediction
         return Turn(
-            message=message, answer=answer.text or "", route=d.route, reason=d.reason, detail=d.detail,
+            id=turn_id, follows=asked.follows, features=answer.features, message=message, answer=answer.text or "", route=d.route, reason=d.reason, detail=d.detail,
             category=d.category, confidence=answer.confidence, complexity=round(cx.score, 4),
             complexity_parts=cx.as_dict(), latency_ms=stream.elapsed_ms(), specialist_state=answer.specialist_state,
             session=session, question=asked.question, unified_answer=answer.unified_text,
@@ -283,6 +311,37 @@ class Assistant:
             answer.text = answer.gen.text
             answer.decision = self.router.fallback(answer.decision, str(e))
             answer.specialist_state = self.pool.state(name)
+
+    def decline(self, session: str) -> bool:
+        """The person declined the session's expert-mode offer ("no"): the answer it followed was good
+        enough. False when none was pending."""
+        state = self.session(session)
+        if state.offer is None:
+            return False
+        if state.offer_turn is not None:
+            self._note(Feedback(state.offer_turn, "good", "offer_declined"))
+        state.offer, state.offer_turn = None, None
+        return True
+
+    def feedback(self, turn_id: str, rating: str, how: str, comment: str | None = None) -> Feedback:
+        """A person's rating of one of the recent turns (`how`: thumbs, command or api). Raises UnknownTurn
+        for an id this assistant did not answer recently, ValueError for a rating other than good or bad."""
+        if rating not in RATINGS:
+            raise ValueError(f"rating {rating!r}: say one of {list(RATINGS)}")
+        if how not in EXPLICIT:
+            raise ValueError(f"how {how!r}: one of {list(EXPLICIT)}")
+        with self._recent_lock:
+            known = turn_id in self._recent
+        if not known:
+            raise UnknownTurn(f"no recent answer has the id {turn_id!r}")
+        event = Feedback(turn_id, rating, how, comment)   # type: ignore[arg-type]
+        self._note(event)
+        return event
+
+    def _note(self, event: Feedback) -> None:
+        logger.info("feedback: turn %s %s (%s)", event.turn, event.rating, event.how)
+        if self.feedback_log is not None:
+            self.feedback_log.write(event.record())
 
     def status(self) -> dict:
         return {"engine": self.engine.name, "serving": self.engine.served.id if self.engine.served else "?",

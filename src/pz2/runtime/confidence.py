@@ -44,17 +44,19 @@ def features(gen: Generation, prediction: Prediction, max_new_tokens: int, check
                      float(gen.finished), prediction.confidence, *onehot, *(check.features() if check else UNCHECKED)])
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
-    """Newton's method on the L2-penalised log-likelihood (bias not penalised)."""
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, weights: np.ndarray | None = None,
+                  iters: int = 50) -> tuple[np.ndarray, float]:
+    """Newton's method on the L2-penalised, row-weighted log-likelihood (bias not penalised)."""
     n, d = x.shape
+    weights = np.ones(n) if weights is None else weights
     xb = np.hstack([x, np.ones((n, 1))])
     w = np.zeros(d + 1)
     penalty = np.full(d + 1, l2)
     penalty[-1] = 0.0
     for _ in range(iters):
         p = 1 / (1 + np.exp(-np.clip(xb @ w, -30, 30)))
-        grad = xb.T @ (p - y) + penalty * w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty) + 1e-9 * np.eye(d + 1)
+        grad = xb.T @ (weights * (p - y)) + penalty * w
+        hess = (xb * (weights * p * (1 - p))[:, None]).T @ xb + np.diag(penalty) + 1e-9 * np.eye(d + 1)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-8:
@@ -88,27 +90,29 @@ class ConfidenceModel:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, columns: tuple[str, ...], max_new_tokens: int, good: dict,
             eligible: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0,
-            groups: np.ndarray | None = None) -> tuple[ConfidenceModel, np.ndarray]:
+            groups: np.ndarray | None = None, weights: np.ndarray | None = None) -> tuple[ConfidenceModel, np.ndarray]:
         """Fit on all rows (x in FEATURES order, `columns` of it used); report calibration from k-fold
         out-of-fold predictions, which it returns too; `eligible` marks the rows the router could escalate
         (not general): their out-of-fold P(good) is the curve an escalation budget reads. Rows of one
-        `groups` value (views of one answer) share a fold."""
+        `groups` value (views of one answer) share a fold; `weights` (default 1) weigh rows in fitting (a
+        person's rating against a fit row)."""
         cols = [FEATURES.index(c) for c in columns]
-        oof = cls.out_of_fold(x[:, cols], y, l2, folds, seed, groups)
-        model = cls._fitted(x[:, cols], y, l2, list(columns), max_new_tokens, good)
+        oof = cls.out_of_fold(x[:, cols], y, l2, folds, seed, groups, weights)
+        model = cls._fitted(x[:, cols], y, l2, list(columns), max_new_tokens, good, weights)
         model.metrics = binary_metrics(oof, y) | {"folds": folds}
         model.curve = sorted(round(float(p), 6) for p in oof[eligible])
         return model, oof
 
     @classmethod
     def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float = 1.0, folds: int = 5, seed: int = 0,
-                    groups: np.ndarray | None = None) -> np.ndarray:
+                    groups: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
         """P(good) of each row from a model that saw neither it nor another view of its answer: what a new
         question would get."""
         if len(y) < 2 * folds or y.min() == y.max():
             raise ModelError(f"confidence needs both good and bad answers in at least {2 * folds} rows "
                              f"(got {len(y)} rows, {int(y.sum())} good); change `good_semscore` or use more rows")
         groups = np.arange(len(y)) if groups is None else groups
+        weights = np.ones(len(y)) if weights is None else weights
         names = np.unique(groups)
         fold_of = dict(zip(names[np.random.default_rng(seed).permutation(len(names))].tolist(),
                            np.arange(len(names)) % folds, strict=True))
@@ -116,15 +120,15 @@ class ConfidenceModel:
         oof = np.zeros(len(y))
         for k in range(folds):
             test, train = fold == k, fold != k
-            oof[test] = cls._fitted(x[train], y[train], l2)._predict(x[test])
+            oof[test] = cls._fitted(x[train], y[train], l2, weights=weights[train])._predict(x[test])
         return oof
 
     @classmethod
     def _fitted(cls, x: np.ndarray, y: np.ndarray, l2: float, columns: list[str] | None = None,
-                max_new_tokens: int = 0, good: dict | None = None) -> ConfidenceModel:
+                max_new_tokens: int = 0, good: dict | None = None, weights: np.ndarray | None = None) -> ConfidenceModel:
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale[scale == 0] = 1.0
-        w, b = _fit_logistic(np.clip((x - mean) / scale, -CLIP, CLIP), y, l2)
+        w, b = _fit_logistic(np.clip((x - mean) / scale, -CLIP, CLIP), y, l2, weights)
         return cls(columns or [], w.tolist(), b, mean.tolist(), scale.tolist(), max_new_tokens, good or {}, {}, [])
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
@@ -142,8 +146,11 @@ class ConfidenceModel:
         """It reads the knowledge base's check of the answer."""
         return "checked" in self.columns
 
-    def __call__(self, gen: Generation, prediction: Prediction, check: Check | None = None) -> float:
-        return float(self.predict_features(features(gen, prediction, self.max_new_tokens, check)[None])[0])
+    def judge(self, gen: Generation, prediction: Prediction, check: Check | None = None) -> tuple[float, dict[str, float]]:
+        """P(good) of one unified answer, and the features it came from, by name: the decision record keeps
+        them, so a person's rating of the answer becomes a row to refit on (`pz2 train confidence --feedback`)."""
+        x = features(gen, prediction, self.max_new_tokens, check)
+        return float(self.predict_features(x[None])[0]), {name: round(float(v), 6) for name, v in zip(FEATURES, x, strict=True)}
 
     def threshold(self, budget: float) -> float:
         return threshold_for(self.curve, budget)

@@ -3,13 +3,14 @@
 The questions are of two kinds, so the probabilities hold where users ask: generated validation rows
 (`unified_validation.jsonl`) and human-written ones (`human_questions`: chatterbot-corpus's qna pairs
 outside its test split, which stays for `pz2 eval compare`, and the examples of the knowledge base's
-training cheat sheets). Each
-answer is checked against the knowledge base the way the assistant checks it (runtime/verification.py)
-and labelled good when it is right (evaluation/answer_quality.is_good); the features are the ones the
-assistant computes live, from the engine and classifier the caller hands in (the ones the router will
-use). Two models are fitted on the same answers: the one the router uses, and one on the generation's
-signals alone, kept so that `pz2 eval compare` can show what the check adds. It lives beside the
-features it fits: it needs the runtime's engine, and nothing of the runtime needs it.
+training cheat sheets). Each answer is checked against the knowledge base the way the assistant checks
+it (runtime/verification.py) and labelled good when it is right (evaluation/answer_quality.is_good); the
+features are the ones the assistant computes live, from the engine and classifier the caller hands in
+(the ones the router will use). With `feedback`, the unified answers people rated join them
+(runtime/feedback.py), weighted, with the features their decision records kept, and get their own
+out-of-fold calibration figures. Two models are fitted on the same answers: the one the router uses, and
+one on the generation's signals alone, kept so that `pz2 eval compare` can show what the check adds. It
+lives beside the features it fits: it needs the runtime's engine, and nothing of the runtime needs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pz2.knowledge.index import MANIFEST, KnowledgeIndex
 from pz2.knowledge.raft import sheet_examples
 from pz2.knowledge.retrieval import Retriever
 from pz2.models.sentence import SentenceEncoder
+from pz2.runtime.append_log import read_log
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.confidence import (
     CONFIDENCE_FILE,
@@ -47,12 +49,13 @@ from pz2.runtime.confidence import (
     features,
 )
 from pz2.runtime.engine import Engine
+from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE, Feedback, labelled_answers
 from pz2.runtime.router import SPECIALISTS
 from pz2.runtime.verification import Check, check
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
-GENERATED, HUMAN = "generated", "human"
+GENERATED, HUMAN, FEEDBACK = "generated", "human", "feedback"
 FIT_QUESTIONS = Path(__file__).parents[1] / "data" / "challenge" / "confidence_questions.jsonl"
 
 
@@ -145,6 +148,32 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
     return np.array(xs), np.array(ys), rows
 
 
+def feedback_rows(ws: Workspace, cfg: ConfidenceFitConfig, first_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """(features in FEATURES order, labels, weights, rows for the log) of the unified answers people rated,
+    from the assistant's logs; answers get ids from `first_id` on. A record made before a feature existed
+    cannot be read with it: skipped, and counted in a warning."""
+    decisions = read_log(ws.assistant_logs / DECISIONS_FILE)
+    events = [e for r in read_log(ws.assistant_logs / FEEDBACK_FILE) if (e := Feedback.from_record(r)) is not None]
+    xs, ys, weights, rows = [], [], [], []
+    stale = 0
+    for record, verdict in labelled_answers(decisions, events):
+        values = record["features"]
+        if not set(FEATURES) <= values.keys():
+            stale += 1
+            continue
+        xs.append([float(values[name]) for name in FEATURES])
+        ys.append(float(verdict.rating == "good"))
+        weights.append(cfg.implicit_weight if verdict.implicit else cfg.feedback_weight)
+        rows.append({"answer_id": first_id + len(rows), "view": "covered", "origin": FEEDBACK, "source": verdict.how,
+                     "turn": record["id"], "input_text": record["question"], "answer": record["unified_answer"],
+                     "reference": None, "category": record.get("classifier", {}).get("label", record["category"]),
+                     "check": record.get("check"), "good": bool(ys[-1]), "weight": weights[-1]})
+    if stale:
+        logger.warning("%d rated answers skipped: their decision records lack features the confidence reads now", stale)
+    logger.info("%d rated answers from %s", len(rows), ws.assistant_logs / FEEDBACK_FILE)
+    return np.array(xs).reshape(-1, len(FEATURES)), np.array(ys), np.array(weights), rows
+
+
 def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassifier, model_cfg: ModelConfig,
                    cfg: ConfidenceFitConfig, short_answer_words: int,
                    show_progress: bool = True) -> tuple[ConfidenceModel, Path]:
@@ -162,6 +191,10 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
     max_new = model_cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
     x, y, rows = collect(engine, classifier, retriever, encoder, questions, good, max_new, show_progress)
+    weights = np.ones(len(y))
+    if cfg.feedback:
+        fx, fy, fw, frows = feedback_rows(ws, cfg, len(questions))
+        x, y, weights, rows = np.vstack([x, fx]), np.concatenate([y, fy]), np.concatenate([weights, fw]), rows + frows
     eligible = np.array([r["category"] in SPECIALISTS for r in rows])
     origin = np.array([r["origin"] for r in rows])
     groups = np.array([r["answer_id"] for r in rows])
@@ -174,9 +207,9 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
                                      (GENERATION_ONLY_FILE, GENERATION_FEATURES, one_view)):
         xs, ys, kinds = x[rows_used], y[rows_used], origin[rows_used]
         model, oof = ConfidenceModel.fit(xs, ys, columns, max_new, good, eligible[rows_used], cfg.l2, cfg.folds,
-                                         cfg.seed, groups[rows_used])
-        model.metrics |= {kind: binary_metrics(oof[kinds == kind], ys[kinds == kind]) for kind in (GENERATED, HUMAN)
-                          if (kinds == kind).any()}
+                                         cfg.seed, groups[rows_used], weights[rows_used])
+        model.metrics |= {kind: binary_metrics(oof[kinds == kind], ys[kinds == kind])
+                          for kind in (GENERATED, HUMAN, FEEDBACK) if (kinds == kind).any()}
         model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?",
                           "adapter": engine.unified, "checked": retriever is not None, "answers": int(one_view.sum()),
                           "seconds": round(time.perf_counter() - start, 1)}
@@ -187,7 +220,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
                        [r | {"p_good": round(float(p), 4)} for r, p in zip(rows, oof, strict=True)])
     reliability_diagram({f"P(good), out of fold, {kind}": (np.stack([1 - oof[origin == kind], oof[origin == kind]], axis=1),
                                                            y[origin == kind].astype(int))
-                         for kind in (GENERATED, HUMAN) if (origin == kind).any()},
+                         for kind in (GENERATED, HUMAN, FEEDBACK) if (origin == kind).any()},
                         out.with_name("confidence_reliability.png"), "Confidence of the unified answer")
     logger.info("confidence fitted on %d answers (%.0f%% good): out-of-fold ECE %.3f, AUC %s", len(y), 100 * y.mean(),
                 model.metrics["ece"], model.metrics["auc"])

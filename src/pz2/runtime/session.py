@@ -22,6 +22,8 @@ from pz2.runtime.prediction import Prediction
 class Session:
     last: tuple[str, Prediction] | None = None      # the last question answered, and its prediction
     offer: tuple[str, Prediction] | None = None     # the question expert mode was offered for, until answered
+    last_turn: str | None = None                    # their turns' ids (None over the stateless API): what an
+    offer_turn: str | None = None                   # expert request or a declined offer says something of
 
 
 def recall(history: tuple[dict[str, str], ...], classify: Callable[[str], Prediction]) -> tuple[Session, int]:

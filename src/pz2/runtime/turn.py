@@ -37,6 +37,7 @@ TextListener = Callable[[str, str], None]
 
 @dataclass
 class Turn:
+    id: str                            # what a rating names (the API's response id is chatcmpl-<id>)
     message: str
     answer: str
     route: str
@@ -57,6 +58,8 @@ class Turn:
     sources: list[dict] = field(default_factory=list)   # passages in the answering prompt, with `cited`
     retrieval_ms: float | None = None
     threshold: float | None = None     # the confidence threshold in force for this turn
+    follows: str | None = None         # the turn whose question this one answers again (an accepted offer)
+    features: dict[str, float] | None = None   # what the confidence was computed from, for a refit on ratings
     offer: str | None = None           # the expert-mode offer that follows the answer, in its language
     passages: list[Passage] = field(default_factory=list, repr=False)  # their text, for `/sources`
     generation: Generation | None = field(default=None, repr=False)   # the answer's tokens, usage, finish reason

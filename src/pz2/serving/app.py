@@ -46,13 +46,15 @@ from pz2.serving.protocol import (
     ChatCompletionResponse,
     ErrorInfo,
     ErrorResponse,
+    Feedback,
+    FeedbackRequest,
     ModelList,
 )
 from pz2.serving.service import ChatService
 
 logger = logging.getLogger(__name__)
 
-CHAT_ROUTE = "/v1/chat/completions"
+CHAT_ROUTE, FEEDBACK_ROUTE = "/v1/chat/completions", "/v1/feedback"
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429, 500, 503)}
 
 
@@ -283,6 +285,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, svc: C
         return StreamingResponse(svc.stream(job), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await svc.complete(job, request.is_disconnected)
+
+
+@routes.post(FEEDBACK_ROUTE, response_model=Feedback, responses=ERRORS, dependencies=[Depends(authorized)])
+async def feedback(body: FeedbackRequest, svc: ChatService = Depends(service)) -> Feedback:
+    """pz2's extension: rate an answer by its response id (good or bad, with an optional comment)."""
+    return await asyncio.get_running_loop().run_in_executor(None, svc.feedback, body)   # an fsync'd write
 
 
 def create_app(load: Callable[[], Assistant], serving: ServingConfig, base_name: str,

@@ -24,7 +24,7 @@ class AuthError(RequestError):
     type = "authentication_error"
 
 
-class UnknownModelError(RequestError):
+class NotFoundError(RequestError):
     status = 404
     type = "not_found_error"
 

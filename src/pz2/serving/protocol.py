@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -167,8 +166,12 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+COMPLETION_PREFIX = "chatcmpl-"
+
+
+def completion_id(turn_id: str) -> str:
+    """The response id of a turn: OpenAI's prefix, then the turn id its rating names."""
+    return f"{COMPLETION_PREFIX}{turn_id}"
 
 
 def _now() -> int:
@@ -181,6 +184,7 @@ class RoutingRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    id: str = Field(description="The turn's id, which `POST /v1/feedback` names (the response id is chatcmpl-<id>).")
     question: str = Field(description="What was answered: the message, or the question a bare expert request refers to.")
     route: Literal["unified", "specialist", "offer"]
     reason: Reason
@@ -203,10 +207,12 @@ class RoutingRecord(BaseModel):
     offer: str | None = None
     dropped_messages: int = Field(0, description="Earlier turns left out so the prompt fits the context.")
     timed_out: bool = Field(False, description="Cut at runtime.serving.request_timeout_s.")
+    follows: str | None = Field(None, description="The turn whose question this one answers again (an accepted "
+                                "expert-mode offer, an expert request right after an answer).")
 
 
 class ChatCompletionResponse(BaseModel):
-    id: str = Field(default_factory=_completion_id)
+    id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=_now)
     model: str
@@ -244,6 +250,27 @@ class ModelCard(BaseModel):
     owned_by: str = "pz2"
     root: str
     parent: str | None = None   # an adapter's base, as vLLM lists LoRA modules
+
+
+class FeedbackRequest(BaseModel):
+    """pz2's `POST /v1/feedback`: a person's rating of an answer, which `pz2 train confidence --feedback`
+    refits the router on and `pz2 data feedback` turns into preference pairs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Text = Field(description="The response id (`chatcmpl-…`) or the routing record's `id`.", max_length=200)
+    rating: Literal["good", "bad"]
+    comment: Text | None = Field(None, max_length=2000, description="What was wrong or right, in the person's words.")
+
+    @property
+    def turn(self) -> str:
+        return self.id.removeprefix(COMPLETION_PREFIX)
+
+
+class Feedback(BaseModel):
+    object: Literal["feedback"] = "feedback"
+    id: str
+    rating: Literal["good", "bad"]
 
 
 class ModelList(BaseModel):

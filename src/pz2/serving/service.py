@@ -25,10 +25,10 @@ from typing import Any
 from pz2.config import ServingConfig
 from pz2.errors import ContextLengthError, Pz2Error
 from pz2.models.artifacts import first_line
-from pz2.runtime.assistant import Assistant
+from pz2.runtime.assistant import Assistant, UnknownTurn
 from pz2.runtime.engine import Generation
 from pz2.runtime.turn import Turn
-from pz2.serving.errors import INTERNAL, NotReadyError, RequestError, UnknownModelError
+from pz2.serving.errors import INTERNAL, NotFoundError, NotReadyError, RequestError
 from pz2.serving.metrics import Metrics
 from pz2.serving.protocol import (
     MODELS,
@@ -40,12 +40,15 @@ from pz2.serving.protocol import (
     ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    Feedback,
+    FeedbackRequest,
     ModelCard,
     ModelList,
     RoutingRecord,
     TokenLogprob,
     TopLogprob,
     Usage,
+    completion_id,
 )
 from pz2.serving.scheduler import FairScheduler
 
@@ -53,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 _DONE = object()   # end of a job's text pieces
 WATCH_S = 0.1      # how often a waiting or non-streaming request asks whether its client is still there
-_RECORD_DROPS = ("message", "answer", "session")   # the response carries these already
+_RECORD_DROPS = ("message", "answer", "session", "features")   # the response carries these; features are the log's
 
 
 def _logprobs(gen: Generation | None) -> ChoiceLogprobs | None:
@@ -76,6 +79,7 @@ class _Job:
 
     body: ChatCompletionRequest
     arrived: float
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)   # the turn's, and in chatcmpl-<id> the response's
     pieces: asyncio.Queue = field(default_factory=asyncio.Queue)
     gone: threading.Event = field(default_factory=threading.Event)   # the client left
     deadline: float = 0.0
@@ -111,7 +115,7 @@ class ChatService:
         """Admit the request (429 when the line is full, 503 past its deadline) and start answering it; None
         when its client left while it waited (it leaves the line at once, never taking a slot)."""
         if body.model not in MODELS:
-            raise UnknownModelError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
+            raise NotFoundError(f"the model `{body.model}` does not exist; choose one of {list(MODELS)}",
                                     param="model", code="model_not_found")
         self._check_size(body)
         self._check_fits(body)
@@ -130,7 +134,7 @@ class ChatService:
             try:
                 options = body.to_options(self.serving.max_tokens, job.cancelled)
                 return self.assistant.ask(body.messages[-1].content, session=f"api:{body.user or 'anonymous'}",
-                                          expert=body.expert, on_text=on_text, options=options)
+                                          expert=body.expert, on_text=on_text, options=options, turn_id=job.id)
             finally:
                 loop.call_soon_threadsafe(job.pieces.put_nowait, _DONE)
                 loop.call_soon_threadsafe(self.scheduler.release)
@@ -206,7 +210,8 @@ class ChatService:
         job.first_piece = job.first_piece or time.monotonic()
         reason, record = self._finish(job, turn)
         content = turn.answer + (f"\n\n{turn.offer}" if turn.offer else "")
-        return ChatCompletionResponse(model=job.body.model, usage=_usage(turn.generation), pz2=record, choices=[
+        return ChatCompletionResponse(id=completion_id(job.id), model=job.body.model, usage=_usage(turn.generation),
+                                      pz2=record, choices=[
             Choice(message=AssistantMessage(content=content), logprobs=_logprobs(turn.generation),
                    finish_reason=reason)])
 
@@ -214,7 +219,7 @@ class ChatService:
         """Server-sent events in OpenAI's chunk format: the role, text as it comes, the finishing chunk with
         the routing record, the usage chunk when asked for, `[DONE]`."""
         assert job.turn is not None
-        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        ident, created = completion_id(job.id), int(time.time())
 
         def event(choices: list[ChunkChoice], pz2: RoutingRecord | None = None, **extra: Any) -> str:
             chunk = ChatCompletionChunk(id=ident, created=created, model=job.body.model, choices=choices, **extra)
@@ -251,6 +256,15 @@ class ChatService:
     def error_event(message: str) -> str:
         """An error that happens after the stream began: sent as an event, as OpenAI's servers do."""
         return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+
+    def feedback(self, body: FeedbackRequest) -> Feedback:
+        """Record a person's rating of an answer this server gave (404 for an id it does not know)."""
+        try:
+            event = self.assistant.feedback(body.turn, body.rating, "api", body.comment)
+        except UnknownTurn:
+            raise NotFoundError(f"no recent answer has the id {body.id!r}: rate a response of this server by its "
+                                "`id`", param="id", code="response_not_found") from None
+        return Feedback(id=body.id, rating=event.rating)
 
     def close(self) -> None:
         self._workers.shutdown(wait=True, cancel_futures=True)
