@@ -186,3 +186,38 @@ def test_views_of_one_answer_share_a_fold() -> None:
     np.testing.assert_allclose(grouped[:200], grouped[200:])   # one model predicted both copies
     ungrouped = ConfidenceModel.out_of_fold(twice, labels)
     assert not np.allclose(ungrouped[:200], ungrouped[200:])
+
+
+def test_train_confidence_with_feedback_fits_on_the_rated_answers_weighted(confident_ws: Workspace, tmp_path: Path) -> None:
+    """Answers rated in the chat join the fit with the features their decision records kept, weighted (explicit
+    ratings by `feedback_weight`, implied ones by `implicit_weight`), with their own out-of-fold figures."""
+    from pz2.runtime.append_log import AppendLog
+    from pz2.runtime.assistant import Assistant
+    from pz2.runtime.feedback import FEEDBACK_FILE, Feedback
+    from pz2.runtime.turn import Options
+    from tests.conftest import copy_workspace
+
+    ws = copy_workspace(confident_ws, tmp_path)
+    assistant = Assistant.from_config(ws, ws.model_config())
+    questions = ["What is gravity?", "How do I undo a commit in git?", "What causes the seasons?", "Why is the sky blue?",
+                 "How do I freeze the top row in Excel?", "What is TCP?", "How do I list files in Linux?", "What is DNS?",
+                 "How do I exit vim?", "Who wrote Hamlet?", "What is an API?", "How do I copy a file?"]
+    try:
+        for i, q in enumerate(questions):
+            turn = assistant.ask(q, session=f"s{i}", options=Options(model="unified"))
+            assert turn.features is not None and turn.specialist is None
+            assistant.feedback(turn.id, "good" if i % 3 else "bad", "api")
+        implied = assistant.ask("What is a kernel?", session="t", options=Options(model="unified"))
+    finally:
+        assistant.close()
+    AppendLog(ws.assistant_logs / FEEDBACK_FILE).write(Feedback(implied.id, "bad", "offer_accepted").record())
+    path = ws.unified_model / "confidence.json"
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), "train", "confidence", "--human-limit", "0", "--feedback"])
+    assert result.exit_code == 0, result.output
+    assert "answers people rated: 13 checked answers, 62% good" in result.output
+    saved = json.loads(path.read_text())
+    assert saved["metrics"]["feedback"]["rows"] == 13 and saved["metrics"]["feedback"]["good_rate"] == pytest.approx(8 / 13)
+    rows = [json.loads(line) for line in (ws.unified_model / "confidence_rows.jsonl").read_text().splitlines()]
+    rated = {r["input_text"]: r for r in rows if r["origin"] == "feedback"}
+    assert sorted(rated) == sorted([*questions, "What is a kernel?"]) and all(0 <= r["p_good"] <= 1 for r in rated.values())
+    assert rated["What is a kernel?"]["weight"] == 0.5 and {rated[q]["weight"] for q in questions} == {2.0}

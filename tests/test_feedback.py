@@ -96,12 +96,12 @@ def test_preference_pairs_from_rejected_and_kept_answers() -> None:
         _turn("d", "What is DNS?", "Dunno."),                                             # 👎 alone: no pair
         _turn("e", "Hi", "Hello!"),                                                        # no rating at all
     ]
-    events = [Feedback("a", "bad", "offer_accepted"), Feedback("b", "bad", "thumbs"), Feedback("b", "bad", "expert_request"),
+    events = [Feedback("a", "bad", "offer_accepted"), Feedback("b", "bad", "api"), Feedback("b", "bad", "expert_request"),
               Feedback("c", "good", "command"), Feedback("c", "bad", "expert_request"), Feedback("c2", "bad", "api"),
               Feedback("d", "bad", "api")]
     judged = verdicts(events)
     assert judged["c"].rating == "good", "an explicit rating outweighs an implicit one, whatever the order"
-    assert judged["b"].how == "thumbs"
+    assert judged["b"].how == "api", "an explicit rating stands over a later implicit one"
     pairs = preference_pairs(decisions, events)
     got = {(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs}
     assert got == {("What is TCP?", "A transport protocol.", "A fruit."),
@@ -115,7 +115,7 @@ def test_only_unified_answers_the_router_scored_become_rows_to_refit_on() -> Non
     decisions = [_turn("u", "q1", "a1", features=features),
                  _turn("s", "q2", "a2", specialist="qna", unified_answer="first", features=features),  # a specialist's
                  _turn("n", "q3", "a3")]                                                               # never scored
-    events = [Feedback(t, "good", "thumbs") for t in ("u", "s", "n", "missing")]
+    events = [Feedback(t, "good", "api") for t in ("u", "s", "n", "missing")]
     assert [(r["id"], v.rating) for r, v in labelled_answers(decisions, events)] == [("u", "good")]
 
 
@@ -159,7 +159,7 @@ def test_ratings_said_and_implied_reach_the_log_and_the_exported_pairs(confident
         again = assistant.ask("expert mode", session="u")   # offered or not, asked for: the answer was not enough
         assert again.follows == plain.id
         again_how = "offer_accepted" if plain.route == "offer" else "expert_request"
-        assistant.feedback(accepted.id, "good", "thumbs", "clear steps")
+        assistant.feedback(accepted.id, "good", "api", "clear steps")
         with pytest.raises(UnknownTurn):
             assistant.feedback("nope", "good", "api")
         with pytest.raises(ValueError, match="rating"):
@@ -169,7 +169,7 @@ def test_ratings_said_and_implied_reach_the_log_and_the_exported_pairs(confident
     events = [Feedback.from_record(r) for r in read_log(ws.assistant_logs / FEEDBACK_FILE)]
     assert [(e.turn, e.rating, e.how) for e in events] == [
         (asked.id, "bad", "offer_accepted"), (declined.id, "good", "offer_declined"),
-        (plain.id, "bad", again_how), (accepted.id, "good", "thumbs")]
+        (plain.id, "bad", again_how), (accepted.id, "good", "api")]
     assert events[-1].comment == "clear steps" and events[0].implicit and not events[-1].implicit
     decisions = read_log(ws.assistant_logs / "decisions.jsonl")
     assert {asked.id, accepted.id, declined.id, plain.id, again.id} <= {r["id"] for r in decisions}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -73,6 +74,9 @@ def test_chat_in_a_pseudo_terminal_with_expert_offer_status_ft_and_quit(seed_lay
         child.sendline("네, 전문가 모드로 해주세요")
         child.expect("technical specialist ▸")
         child.expect(PROMPT)
+        child.sendline("/bad materials, not curved surfaces")   # a rating of the last answer, for the router's refit
+        child.expect("the last answer is rated bad")
+        child.expect(PROMPT)
 
         child.sendline("tell me more " * 60)  # longer than the context: an error line, and the chat goes on
         child.expect("error:")
@@ -98,6 +102,13 @@ def test_chat_in_a_pseudo_terminal_with_expert_offer_status_ft_and_quit(seed_lay
         child.expect(pexpect.EOF)
     finally:
         child.close()
+    logs = seed_layout / "finetuning" / "logs" / "assistant"
+    ratings = [json.loads(line) for line in (logs / "feedback.jsonl").read_text().splitlines()]
+    turns = {r["id"]: r for r in map(json.loads, (logs / "decisions.jsonl").read_text().splitlines())}
+    assert [(r["rating"], r["how"], r["comment"]) for r in ratings] == [
+        ("bad", "offer_accepted", None), ("bad", "command", "materials, not curved surfaces")]
+    offered, expert = turns[ratings[0]["turn"]], turns[ratings[1]["turn"]]
+    assert offered["route"] == "offer" and expert["route"] == "specialist" and expert["follows"] == offered["id"]
     assert child.exitstatus == 0
 
 

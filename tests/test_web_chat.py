@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO, live_server, wait_healthy
 
 from pz2.config import ServingConfig
+from pz2.runtime.append_log import read_log
 from pz2.runtime.assistant import Assistant
 from pz2.serving.app import create_app
 
@@ -69,6 +70,16 @@ def test_the_page_streams_an_answer_and_shows_the_route(serve_ws, browser) -> No
         route = second.find_element(By.CSS_SELECTOR, ".route").text
         assert "specialist" in route and "reason explicit_request" in route and "confidence" in route
         assert second.get_attribute("data-route") == "specialist"
+
+        thumbs_down = second.find_element(By.CSS_SELECTOR, '.rate button[data-rating="bad"]')
+        thumbs_down.click()                        # 👎: POST /v1/feedback with the answer's response id
+        wait.until(lambda _: thumbs_down.get_attribute("aria-pressed") == "true")
+        assert "thanks" in second.find_element(By.CSS_SELECTOR, ".rate").text
+        logs = serve_ws.assistant_logs
+        rating = read_log(logs / "feedback.jsonl")[-1]
+        rated = next(r for r in read_log(logs / "decisions.jsonl") if r["id"] == rating["turn"])
+        assert (rating["rating"], rating["how"]) == ("bad", "api")
+        assert rated["question"] == "How do I fix a Python ImportError?" and rated["route"] == "specialist"
 
         ARTEFACTS.mkdir(exist_ok=True)
         shot = ARTEFACTS / "web_chat.png"

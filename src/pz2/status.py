@@ -17,6 +17,7 @@ from pz2.models.prepare import served_base, served_base_dir
 from pz2.models.served import base_id, is_embedded
 from pz2.models.unified import merges, unified_id
 from pz2.runtime.confidence import CONFIDENCE_FILE, threshold_for
+from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE
 from pz2.workspace import Workspace
 
 
@@ -100,10 +101,10 @@ def collect(ws: Workspace, model_cfg: ModelConfig) -> list[Entry]:
                   for k in ("ece", "auc")}
         entries.append(Entry("model", "unified_model/confidence (router)", str(confidence), _size(confidence),
                              _modified(confidence), metrics=shown | _threshold(raw, model_cfg)))
-    decisions = ws.assistant_logs / "decisions.jsonl"
-    if decisions.is_file():
-        entries.append(Entry("log", "assistant decisions", str(decisions), _size(decisions), _modified(decisions),
-                             rows=_rows(decisions)))
+    for name, what in ((DECISIONS_FILE, "assistant decisions"), (FEEDBACK_FILE, "ratings of answers")):
+        log = ws.assistant_logs / name
+        if log.is_file():
+            entries.append(Entry("log", what, str(log), _size(log), _modified(log), rows=_rows(log)))
     entries += _latest_comparison(ws)
     entries += _knowledge(ws)
     if ws.checkpoints.is_dir():

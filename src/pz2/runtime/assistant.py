@@ -324,7 +324,7 @@ class Assistant:
         return True
 
     def feedback(self, turn_id: str, rating: str, how: str, comment: str | None = None) -> Feedback:
-        """A person's rating of one of the recent turns (`how`: thumbs, command or api). Raises UnknownTurn
+        """A person's rating of one of the recent turns (`how`: command, the terminal; api, the API and the web chat). Raises UnknownTurn
         for an id this assistant did not answer recently, ValueError for a rating other than good or bad."""
         if rating not in RATINGS:
             raise ValueError(f"rating {rating!r}: say one of {list(RATINGS)}")
