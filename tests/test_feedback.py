@@ -74,13 +74,12 @@ def _turn(id: str, question: str, answer: str, follows: str | None = None, speci
 
 
 def _is_trl_conversational_preference(row: dict) -> bool:
-    """TRL's conversational preference format (DPOTrainer): exactly prompt, chosen and rejected, each a list
-    of {role, content} messages; the prompt ends with the user's turn, the two answers are the assistant's."""
-    def messages(value: object) -> bool:
-        return isinstance(value, list) and bool(value) and all(
-            isinstance(m, dict) and set(m) == {"role", "content"} and isinstance(m["content"], str) and m["content"]
-            for m in value)
-    return (set(row) == {"prompt", "chosen", "rejected"} and all(messages(row[k]) for k in row)
+    """TRL's conversational preference format, as TRL itself reads it: exactly prompt, chosen and rejected,
+    message lists (`trl.data_utils.is_conversational`), the prompt ending with the user's turn."""
+    from trl.data_utils import is_conversational
+
+    return (set(row) == {"prompt", "chosen", "rejected"} and is_conversational(row)
+            and all(isinstance(m["content"], str) and m["content"] for k in row for m in row[k])
             and row["prompt"][-1]["role"] == "user" and row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
             and row["chosen"] != row["rejected"])
 
@@ -224,3 +223,40 @@ def test_the_api_takes_a_rating_by_response_id_with_auth_and_bad_input_refused(s
         assert rate({"id": streamed.removeprefix("chatcmpl-"), "rating": "good"}).status_code == 200   # the bare id too
     logged = [(r["turn"], r["rating"], r["how"], r.get("comment")) for r in read_log(ws.assistant_logs / FEEDBACK_FILE)]
     assert logged == [(answer["pz2"]["id"], "bad", "api", "wrong protocol"), (chunks[-1]["pz2"]["id"], "good", "api", None)]
+
+
+PAIRS = [("What is TCP?", "A transport protocol that delivers bytes in order.", "A fruit."),
+         ("How do I undo a commit in git?", "git reset --soft HEAD~1", "git undo"),
+         ("What is the capital of France?", "Paris.", "Lyon."),
+         ("How do I list files in Linux?", "ls -la", "dir /s")]
+
+
+@pytest.mark.slow
+def test_the_exported_pairs_train_trls_dpo_trainer(tiny_base: Path, tmp_path: Path) -> None:
+    """The export is what TRL reads: the file loads with `datasets`, TRL calls each row conversational, and its
+    DPOTrainer trains on them (the tiny base, the embedded base's chat template), pushing chosen over rejected."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    from pz2.fileio import atomic_write_jsonl
+
+    decisions = [_turn(f"q{i}", q, bad) for i, (q, _, bad) in enumerate(PAIRS)]
+    decisions += [_turn(f"e{i}", q, good, follows=f"q{i}", specialist="qna") for i, (q, good, _) in enumerate(PAIRS)]
+    events = [Feedback(f"q{i}", "bad", "offer_accepted") for i in range(len(PAIRS))]
+    path = tmp_path / "pairs.jsonl"
+    atomic_write_jsonl(path, preference_pairs(decisions, events))
+    rows = load_dataset("json", data_files=str(path), split="train")
+    assert len(rows) == len(PAIRS) and all(is_conversational(row) for row in rows)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    templated = maybe_apply_chat_template(rows[0], tokenizer)
+    assert PAIRS[0][0] in templated["prompt"] and templated["chosen"].startswith(PAIRS[0][1])
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
+                     logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, max_length=64, seed=0)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_base), args=args, train_dataset=rows,
+                         processing_class=tokenizer)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "rewards/margins" in entry]
+    assert len(logged) == 3 and logged[-1]["rewards/margins"] > 0
+
