@@ -73,3 +73,21 @@ def test_semscore_of_identical_and_unrelated_strings() -> None:
     # several references: the best one counts
     assert semscores(encoder, ["I like green tea with honey."],
                      [["Paris is the capital of France.", "I like green tea with honey."]])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_faithful_copy_writes_the_passages_commands_and_key_phrases_verbatim() -> None:
+    from pz2.evaluation.text_metrics import faithful_copy, key_phrases
+
+    passage = "To undo the last commit, run `git reset --soft HEAD~1`. In Excel use FreezePanes or press Ctrl+Shift+L, e.g. now."
+    assert key_phrases(passage) == {"git reset --soft HEAD~1", "FreezePanes", "Ctrl+Shift+L"}   # not "e.g"
+    assert faithful_copy("Run git reset --soft HEAD~1, then Ctrl+Shift+L and FreezePanes.", passage) == 1.0
+    assert faithful_copy("Run gitReset --soft --hard HEAD^1 and Ctrl+Shift+L.", passage) == pytest.approx(1 / 3)
+    assert faithful_copy("anything", "a passage without commands.") is None
+
+
+def test_odd_words_show_glued_and_split_words_not_known_ones() -> None:
+    from pz2.evaluation.text_metrics import odd_words
+
+    vocabulary = {"Web", "APIs", "usually", "exchange", "data", "Freeze", "the", "Use", "in"}
+    assert odd_words("Web APIs usuallyexchange data", "web apis exchange data", vocabulary) == ["usuallyexchange"]
+    assert odd_words("Use FreezePanes in the sheet", "Freeze Panes: FreezePanes freezes the sheet", vocabulary) == []

@@ -85,7 +85,19 @@ class EngineConfig(_Strict):
         "tokens; off, the two agree token for token (tests/test_engine.py).",
     )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
-    max_new_tokens: int = Field(96, ge=1, le=4096, description="Longest answer, in tokens.")
+    max_new_tokens: int = Field(
+        96, ge=1, le=4096, description="Longest unified answer, in tokens (the unified training answers take at most "
+        "51 of the base's tokens).",
+    )
+    specialist_max_new_tokens: int = Field(
+        192, ge=1, le=4096, description="Longest specialist answer, in tokens: the banks' detailed answers, what the "
+        "specialists learn to write, take up to 160.",
+    )
+    end_on_sentence: bool = Field(
+        True, description="An answer that runs out of tokens is cut back to its last complete sentence or list item "
+        "(never mid-word), and its streamed text holds back the unfinished tail until a sentence or line closes it; "
+        "the record says `finish_reason: length`.",
+    )
     no_repeat_ngram_size: int = Field(
         3, ge=0, le=32,
         description="Never generate the same run of this many tokens twice in one answer (0 = off): greedy "

@@ -187,5 +187,7 @@ def run_demo(ws: Workspace, console: Console) -> bool:
     console.print(f"retrieval recall@1 {r['recall@1']:.2f}, MRR@10 {r['mrr@10']:.2f}, search p50 "
                   f"{r['search_ms']['p50']:.1f} ms; specialists' factual accuracy {spec['without']['factual_accuracy']:.2f} "
                   f"without -> {spec['with']['factual_accuracy']:.2f} with retrieval, repeated 4-grams "
-                  f"{spec['with']['repeated_4gram']:.2f}, citation precision {fmt(spec['with']['citation_precision'], 2)}")
+                  f"{spec['with']['repeated_4gram']:.2f}, faithful copy {fmt(spec['with']['faithful_copy'], 2)}, citation "
+                  f"precision {fmt(spec['with']['citation_precision'], 2)}, odd words: "
+                  f"{', '.join(spec['with']['odd_words']) or 'none'}")
     return validation.ok and bool(answer) and len(turns) == len(SCENARIOS)

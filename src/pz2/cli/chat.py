@@ -41,6 +41,8 @@ def print_footer(out: Console, turn: Any) -> None:
         out.print("[dim]sources:[/]")
         for line in source_lines(turn.sources):
             out.print(line, soft_wrap=True)
+    if turn.shortened:
+        out.print("[dim](shortened: the answer reached its length budget and ends at its last complete sentence)[/]")
     out.print(routing_line(turn), soft_wrap=True)
 
 

@@ -179,13 +179,16 @@ def eval_kb_cmd(
     console.print(f"retrieval: recall@1 {r['recall@1']:.2f} · recall@3 {r['recall@3']:.2f} · MRR@10 {r['mrr@10']:.2f} · "
                   f"search p50 {r['search_ms']['p50']:.1f} ms")
     table = Table(title="factual accuracy without → with retrieval")
-    for col in ("model", "n", "without", "with", "gain", "repeated 4-gram (with)", "citation precision", "added p50"):
+    for col in ("model", "n", "without", "with", "gain", "repeated 4-gram (with)", "faithful copy", "citation precision",
+                "odd words", "added p50"):
         table.add_column(col)
     for model, m in metrics["models"].items():
         w, g = m["without"], m["with"]
         table.add_row(model, str(g["n"]), f"{w['factual_accuracy']:.2f}", f"{g['factual_accuracy']:.2f}",
                       "–" if m["gain"] is None else f"×{m['gain']:.2f}", f"{g['repeated_4gram']:.2f}",
-                      "–" if g["citation_precision"] is None else f"{g['citation_precision']:.2f}", f"{m['added_ms_p50']:+.0f} ms")
+                      "–" if g["faithful_copy"] is None else f"{g['faithful_copy']:.2f}",
+                      "–" if g["citation_precision"] is None else f"{g['citation_precision']:.2f}",
+                      str(len(g["odd_words"])), f"{m['added_ms_p50']:+.0f} ms")
     console.print(table)
     for name, ok in metrics.get("targets", {}).items():
         console.print(f"{'[green]✓[/]' if ok else '[red]✗[/]'} {name}")

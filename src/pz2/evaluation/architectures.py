@@ -46,6 +46,7 @@ class Answer:
     confidence: float | None = None
     sources: int = 0            # passages in the answering prompt
     features: list[float] | None = field(default=None, repr=False)  # the confidence's inputs (unified answers)
+    finish_reason: str = "stop"  # length: it reached its token budget
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answ
     if turn.generation is not None:
         vector = features(turn.generation, prediction, assistant.engine.max_new_tokens, turn.check).tolist()
     return Answer(turn.answer, UNIFIED, turn.first_token_ms, turn.latency_ms, False, "unified model", turn.confidence,
-                  len(turn.sources), vector)
+                  len(turn.sources), vector, turn.record()["finish_reason"])
 
 
 def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
@@ -88,13 +89,15 @@ def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     model = label if label in SPECIALISTS else UNIFIED
     turn = ask_model(assistant, row, model, "separated")
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
-                  turn.specialist is not None, f"category {label}", None, len(turn.sources))
+                  turn.specialist is not None, f"category {label}", None, len(turn.sources),
+                  finish_reason=turn.record()["finish_reason"])
 
 
 def _hybrid(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     turn = assistant.ask(row.question, session=f"eval:{row.id}", options=Options(offers=False))
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
-                  turn.specialist is not None, turn.reason, turn.confidence, len(turn.sources))
+                  turn.specialist is not None, turn.reason, turn.confidence, len(turn.sources),
+                  finish_reason=turn.record()["finish_reason"])
 
 
 RUNNERS: dict[str, Callable[[Assistant, EvalRow, Prediction], Answer]] = {

@@ -55,6 +55,7 @@ from pz2.models.sentence import SentenceEncoder
 from pz2.runtime.assistant import Assistant
 from pz2.runtime.confidence import GENERATION_ONLY_FILE, ConfidenceModel, binary_metrics
 from pz2.runtime.confidence_fit import GENERATED, HUMAN
+from pz2.runtime.ending import ends_mid_sentence
 from pz2.runtime.router import GENERAL, SPECIALISTS
 from pz2.workspace import Workspace
 
@@ -154,6 +155,9 @@ def _architecture_metrics(run: ArchitectureRun, scores: list[dict], categories: 
         "specialists_mb": round(run.specialists_mb, 1),
         "cpu_s_per_answer": run.cpu_s / n if n else 0.0,
         "wall_s": round(run.wall_s, 2),
+        # answers that stop inside a sentence because they reached their token budget (runtime/ending.py)
+        "cut_mid_sentence": float(np.mean([a.finish_reason == "length" and ends_mid_sentence(a.text) for a in run.answers]))
+        if n else 0.0,
         "answered_by": dict(Counter(a.model for a in run.answers)),
         "reasons": dict(Counter(a.reason for a in run.answers if a.reason)),
     }

@@ -46,15 +46,16 @@ def _architectures(metrics: dict[str, Any]) -> list[str]:
     metric = metrics["quality_metric"]
     categories = [c for c in metrics["architectures"]["unified"]["quality"] if c != "all"] + ["all"]
     lines = ["| architecture | " + " | ".join(f"{metric} {c}" for c in categories) +
-             " | factual acc. | first token p50/p95 ms | answer p50/p95 ms | escalation | loads | peak RSS MB | CPU s/answer |",
-             "|---" * (len(categories) + 8) + "|"]
+             " | factual acc. | cut mid-sentence | first token p50/p95 ms | answer p50/p95 ms | escalation | loads | peak RSS MB"
+             " | CPU s/answer |",
+             "|---" * (len(categories) + 9) + "|"]
     for name in ARCHITECTURES:
         a = metrics["architectures"][name]
         q = a["quality"]
         lat = a["latency"]
         lines.append(
             f"| {name} | " + " | ".join(fmt(q[c][metric]) for c in categories) +
-            f" | {fmt(q['all']['factual_accuracy'])} ({q['all']['factual_rows']} rows)"
+            f" | {fmt(q['all']['factual_accuracy'])} ({q['all']['factual_rows']} rows) | {a['cut_mid_sentence']:.2f}"
             f" | {fmt(lat['first_token_ms']['p50'], 0)} / {fmt(lat['first_token_ms']['p95'], 0)}"
             f" | {fmt(lat['total_ms']['p50'], 0)} / {fmt(lat['total_ms']['p95'], 0)}"
             f" | {a['escalation_rate']:.2f} | {a['specialist_loads']} | {a['peak_rss_mb']:.0f} | {a['cpu_s_per_answer']:.2f} |")

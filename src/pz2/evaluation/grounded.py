@@ -26,7 +26,7 @@ from pz2.data.jsonl import iter_jsonl
 from pz2.data.schema import SPECIALIST_CATEGORIES, normalize
 from pz2.errors import DatasetError, ModelError
 from pz2.evaluation.metrics import bootstrap_interval, percentiles
-from pz2.evaluation.text_metrics import contains_answer, repeats_ngram
+from pz2.evaluation.text_metrics import contains_answer, faithful_copy, odd_words, repeats_ngram
 from pz2.fileio import (
     atomic_directory,
     atomic_write_json,
@@ -92,17 +92,30 @@ def retrieval_metrics(retriever: Retriever, rows: list[GroundedRow]) -> tuple[di
     return out, ranks
 
 
-def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Retriever | None) -> dict[str, Any]:
-    """One answer as the runtime gives it: grounded (passages above the floor, or the no-source notice) or bare."""
+def whole_words(tokenizer: Any) -> set[str]:
+    """The words the tokenizer holds whole (a byte-level BPE token with its leading space, "Ġword"): a word of
+    an answer outside them, and outside its sources, is odd (glued or split)."""
+    return {t[1:] for t in tokenizer.get_vocab() if t[:1] in ("Ġ", "▁") and t[1:].isalpha()}
+
+
+def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Retriever | None,
+            budget: int, vocabulary: set[str]) -> dict[str, Any]:
+    """One answer as the runtime gives it, at most `budget` tokens: grounded (passages above the floor, or the
+    no-source notice) or bare. Grounded, it is also checked for a faithful copy of the oracle passage (the first
+    in its prompt that holds an expected fact) and for odd words."""
     start = time.perf_counter()
     grounded = Grounded(row.question)
     if retriever is not None:
-        grounded = retriever.ground(row.question, engine.tokenizer, passage_room(engine, row.question, retriever.cfg.top_k))
-    text = grounded.finish(engine.generate(grounded.message, adapter).text)
+        grounded = retriever.ground(row.question, engine.tokenizer,
+                                    passage_room(engine, row.question, retriever.cfg.top_k, budget))
+    text = grounded.finish(engine.generate(grounded.message, adapter, budget).text)
     passages = grounded.passages
     seconds = time.perf_counter() - start
     numbers = cited(text, passages)
+    oracle = next((p for p in passages if row.right(p.text)), None)
     return {"text": text, "seconds": seconds, "right": row.right(text), "repeats": repeats_ngram(text),
+            "faithful_copy": faithful_copy(text, oracle.text) if oracle else None,
+            "odd_words": odd_words(text, " ".join([row.question, *(p.text for p in passages)]), vocabulary),
             "cited": numbers, "no_source": grounded.without_source,
             "cited_right": [row.right(p.text) for p in passages if p.n in numbers],
             "passages": grounded.sources(text)}
@@ -112,11 +125,14 @@ def _summary(answers: list[dict], resamples: int, seed: int) -> dict[str, Any]:
     right = np.array([a["right"] for a in answers], dtype=float)
     citing = [a for a in answers if a["cited"]]
     pairs = [ok for a in citing for ok in a["cited_right"]]
+    copies = [a["faithful_copy"] for a in answers if a["faithful_copy"] is not None]
     return {
         "n": len(answers),
         "factual_accuracy": float(right.mean()),
         "factual_accuracy_ci95": bootstrap_interval(np.mean, right, resamples=resamples, seed=seed),
         "repeated_4gram": float(np.mean([a["repeats"] for a in answers])),
+        "faithful_copy": float(np.mean(copies)) if copies else None,
+        "odd_words": sorted({w for a in answers for w in a["odd_words"]}),
         "citing": len(citing) / len(answers),
         "citation_precision": sum(pairs) / len(pairs) if pairs else None,
         "no_source": float(np.mean([a["no_source"] for a in answers])),
@@ -157,12 +173,15 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
         plan.append(("base", "base" if merged else None, list(range(len(rows)))))
     engine.generate("hello", None, max_new_tokens=1)
     answers: dict[str, dict[str, dict[int, dict]]] = {}
+    budgets, vocabulary = cfg.runtime.engine, whole_words(engine.tokenizer)
     for model, adapter, idx in plan:
         answers[model] = {}
+        budget = budgets.specialist_max_new_tokens if model in SPECIALIST_CATEGORIES else budgets.max_new_tokens
         for mode in MODES:
             answers[model][mode] = {}
             for i in idx:
-                answers[model][mode][i] = _answer(engine, adapter, rows[i], retriever if mode == "with" else None)
+                answers[model][mode][i] = _answer(engine, adapter, rows[i], retriever if mode == "with" else None, budget,
+                                                  vocabulary)
                 if advance is not None:
                     advance()
     per_model = {m: {mode: _summary(list(a[mode].values()), resamples, seed) for mode in MODES}
@@ -219,16 +238,21 @@ def report(metrics: dict[str, Any], records: list[dict]) -> str:
         f"| {_f(r['recall@1'])} | {_f(r['recall@3'])} | {_f(r['recall@5'])} | {_f(r['recall@10'])} | {_f(r['mrr@10'])} "
         f"| {_f(r['search_ms']['p50'], 1)} ms | {_f(r['search_ms']['p95'], 1)} ms |", "",
         "## Answers", "",
-        "| model | retrieval | n | factual accuracy (95 % CI) | repeated 4-gram | citing | citation precision | no source | answer p50 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | retrieval | n | factual accuracy (95 % CI) | repeated 4-gram | faithful copy | citing | citation precision | no source | answer p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, modes in metrics["models"].items():
         for mode in MODES:
             s = modes[mode]
             lo, hi = s["factual_accuracy_ci95"]
             lines.append(f"| {model} | {mode} | {s['n']} | {_f(s['factual_accuracy'])} ({_f(lo)}–{_f(hi)}) | "
-                         f"{_f(s['repeated_4gram'])} | {_f(s['citing'])} | {_f(s['citation_precision'])} | "
+                         f"{_f(s['repeated_4gram'])} | {_f(s['faithful_copy'])} | {_f(s['citing'])} | {_f(s['citation_precision'])} | "
                          f"{_f(s['no_source'])} | {_f(s['answer_s']['p50'])} s |")
+    lines += ["", "Faithful copy: the share of the oracle passage's commands and key phrases (code, shortcuts, flags, "
+              "names like HEAD~1) an answer writes verbatim. Odd words: words of the answers in neither their sources "
+              "nor the tokenizer's whole words, where a glued or split word would show:", ""]
+    lines += [f"- {m} {mode}: {', '.join(modes[mode]['odd_words']) or 'none'}" for m, modes in metrics["models"].items()
+              for mode in MODES]
     lines += ["", "Gain (accuracy with / without) and time added per turn (p50):", ""]
     lines += [f"- {m}: ×{_f(v['gain'])}, +{_f(v['added_ms_p50'], 0)} ms" for m, v in metrics["models"].items()]
     if "targets" in metrics:

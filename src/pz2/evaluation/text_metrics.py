@@ -79,3 +79,31 @@ def repeats_ngram(text: str, n: int = 4) -> bool:
 
 def words(text: str) -> int:
     return len(_WORD.findall(text))
+
+
+# what a person types as it is written: `code`, shortcuts (Ctrl+Shift+L), flags (--soft, -la), names with
+# inner punctuation (HEAD~1, os.path.join, @1, C:\Users) and CamelCase names (FreezePanes, SketchUp)
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_TYPED = re.compile(r"(?<![\w-])(?:--?[A-Za-z][\w-]*|\w+(?:\+\w+)+|[\w@$]*\w[~@/\\_=:.][\w~@/\\_=:.]*\w|@\w+"
+                    r"|[A-Z][a-z]+[A-Z]\w*)")
+_ABBREVIATION = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]?")   # e.g, i.e, U.S
+
+
+def key_phrases(text: str) -> set[str]:
+    """The commands and key phrases of a passage, which an answer built on it should copy verbatim."""
+    typed = {t for t in _TYPED.findall(_CODE_SPAN.sub(" ", text)) if not _ABBREVIATION.fullmatch(t)}
+    return {m.strip() for m in _CODE_SPAN.findall(text)} | typed
+
+
+def faithful_copy(answer: str, passage: str) -> float | None:
+    """Share of the passage's key phrases that the answer writes verbatim; None when it has none."""
+    keys = key_phrases(passage)
+    return sum(k in answer for k in keys) / len(keys) if keys else None
+
+
+def odd_words(answer: str, sources: str, whole_words: set[str]) -> list[str]:
+    """Words of the answer found neither in its sources (question and passages) nor among the tokenizer's whole
+    words: where a glued ("usuallyexchange") or split ("Inter section") word shows, for a person to read."""
+    known = {w.lower() for w in _WORD.findall(sources)}
+    return sorted({w for w in re.findall(r"[A-Za-z]+", answer)
+                   if w.lower() not in known and w not in whole_words and w.lower() not in whole_words})

@@ -66,10 +66,10 @@ class _Asked:
     follows: str | None = None       # the turn whose question this one answers again
 
 
-def passage_room(engine: Engine, question: str, top_k: int) -> int:
-    """Tokens the engine's context leaves for passages: beyond the bare prompt, the longest answer and
-    the sources' framing (number, title, instruction: about 24 tokens per passage at most)."""
-    room = engine.context_length - len(engine.prompt(question)) - engine.max_new_tokens - 24 * top_k - 32
+def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
+    """Tokens the engine's context leaves for passages: beyond the bare prompt, the longest answer (`budget`
+    tokens) and the sources' framing (number, title, instruction: about 24 tokens per passage at most)."""
+    room = engine.context_length - len(engine.prompt(question)) - budget - 24 * top_k - 32
     return max(0, room)
 
 
@@ -223,7 +223,8 @@ class Assistant:
         answer = _Answer(decision, "", None)
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
-            answer.grounding = self._ground(asked.question) if use_kb else Grounded(asked.question)
+            answer.grounding = (self._ground(asked.question, options.max_new_tokens or self.engine.max_new_tokens)
+                                if use_kb else Grounded(asked.question))
             held = decision is None and not options.provisional   # the router may still replace it
             answer.gen = self.engine.stream(answer.grounding.message, self.engine.unified, on_text=stream.piece(UNIFIED, held),
                                             **prompting)
@@ -282,24 +283,27 @@ class Assistant:
             offer=offer_text(asked.question) if d.route == OFFER else None,
             passages=answer.grounding.passages, generation=answer.gen)
 
-    def _ground(self, question: str, found: Search | None = None) -> Grounded:
-        """The question with the passages retrieved for it (`found`: the check's search of it); the bare
-        question without a knowledge base."""
+    def _ground(self, question: str, budget: int, found: Search | None = None) -> Grounded:
+        """The question with the passages retrieved for it (`found`: the check's search of it), leaving room
+        for a `budget`-token answer; the bare question without a knowledge base."""
         if self.retriever is None:
             return Grounded(question)
-        room = passage_room(self.engine, question, self.runtime.retrieval.top_k)
+        room = passage_room(self.engine, question, self.runtime.retrieval.top_k, budget)
         return self.retriever.ground(question, self.engine.tokenizer, room, found)
 
     def _specialist(self, question: str, answer: _Answer, stream: AnswerStream, prompting: dict, retrieval: bool) -> None:
         """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified
         answer (generated now if it was not yet) with the reason."""
         name = answer.decision.category
+        # a specialist writes the detailed answer: its own budget, unless the request set one
+        detailed = prompting | {"max_new_tokens": prompting["max_new_tokens"] or self.runtime.engine.specialist_max_new_tokens}
         try:
             with self.pool.use(name) as how:
                 found = answer.check.search if answer.check else None
-                answer.grounding = self._ground(question, found) if retrieval else Grounded(question)
+                answer.grounding = (self._ground(question, detailed["max_new_tokens"], found) if retrieval
+                                    else Grounded(question))
                 gen = self.engine.stream(answer.grounding.message, name, on_text=answer.grounding.prefix(stream.piece(name)),
-                                         **prompting)
+                                         **detailed)
             answer.text, answer.gen = answer.grounding.finish(gen.text), gen
             answer.specialist_state, answer.specialist = f"{name}: {how}", name
         except SpecialistUnavailable as e:

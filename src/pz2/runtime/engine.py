@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from pz2.errors import ContextLengthError, EngineUnavailable, ModelError
 from pz2.models.chat import end_of_turn_ids, prompt_ids
 from pz2.models.loading import adapter_dir, check_trained_on, find_trained
 from pz2.models.served import ModelIdentity, ServedModel
+from pz2.runtime.ending import SentenceHold
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +93,17 @@ class Generation:
 BANNED = -1e30  # a logit no token can win with; finite, so the entropy stays a number
 
 
-def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size: int, penalty: float) -> np.ndarray:
+def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size: int, penalty: float,
+                       source: Counter | None = None, twins: np.ndarray | None = None) -> np.ndarray:
     """The logits with repeats of the answer so far discouraged: every token that would complete an
     n-gram already in `ids` is banned (as transformers' `no_repeat_ngram_size`), and the logit of each
-    token already in `ids` is divided (positive) or multiplied (negative) by `penalty` (CTRL)."""
+    token already in `ids` is divided (positive) or multiplied (negative) by `penalty` (CTRL).
+
+    Copying stays exact. `source` counts the prompt's n-grams (the question and the passages): an n-gram
+    may occur in the answer once more than there, so a grounded answer quotes its passage word for word,
+    and a loop over a quoted phrase still stops. `twins` maps each token to the same word with or without
+    its leading space (-1: none); a banned token takes its twin along, or the model writes the word glued
+    to the one before ("FreezePanes") or split from it instead."""
     n = no_repeat_ngram_size
     if penalty == 1.0 and (n == 0 or len(ids) < n):
         return logits
@@ -105,9 +114,32 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
         logits[seen] = np.where(vals > 0, vals / penalty, vals * penalty)
     if n and len(ids) >= n:
         prefix = ids[len(ids) - n + 1:]
-        banned = [ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix]
+        used = Counter(ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix)
+
+        def copies(token: int) -> int:   # times the prompt has this n-gram
+            return source[(*prefix, token)] if source else 0
+
+        banned = [t for t, count in used.items() if count >= 1 + copies(t)]
+        if twins is not None:   # unless the prompt itself writes the twin there, and a copy may still use it
+            banned += [int(twins[t]) for t in banned if twins[t] >= 0 and copies(int(twins[t])) <= used.get(int(twins[t]), 0)]
         logits[banned] = BANNED
     return logits
+
+
+def ngram_counts(ids: list[int], n: int) -> Counter:
+    """How often each n-gram of `ids` occurs: what a copy of them may repeat (control_repetition's `source`)."""
+    return Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)) if n else Counter()
+
+
+def space_twins(tokenizer: Any) -> np.ndarray:
+    """For each token id, the id of the same text with or without a leading space ("Ġ" in byte-level BPE,
+    "▁" in SentencePiece), or -1."""
+    vocab = tokenizer.get_vocab()
+    twins = np.full(max(vocab.values()) + 1, -1, dtype=np.int64)
+    for token, i in vocab.items():
+        if token[:1] in ("Ġ", "▁") and token[1:] in vocab:
+            twins[i], twins[vocab[token[1:]]] = vocab[token[1:]], i
+    return twins
 
 
 EXP_FLOOR = np.float32(-80.0)   # exp() below it lands in float32's denormals, where numpy leaves its fast path
@@ -231,6 +263,7 @@ class EngineBase(ABC):
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.max_new_tokens = settings.max_new_tokens
+        self.end_on_sentence = settings.end_on_sentence
         self.context_length = settings.context_length
         self.no_repeat_ngram_size = settings.no_repeat_ngram_size
         self.repetition_penalty = settings.repetition_penalty
@@ -352,6 +385,7 @@ class LocalEngine(EngineBase):
         super().__init__(tokenizer, system_prompt, settings, served)
         vocab = tokenizer.get_vocab()   # SmolLM2 also ends a text with <|endoftext|>
         self.stop_ids = end_of_turn_ids(tokenizer) | ({vocab["<|endoftext|>"]} if "<|endoftext|>" in vocab else set())
+        self.twins = space_twins(tokenizer)
 
     @abstractmethod
     def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
@@ -402,6 +436,8 @@ class LocalEngine(EngineBase):
             logits = self._start(adapter, prompt, reuse=sampling.greedy or sampling.seed is None)
             text = TextStream(self.tokenizer)
             scan = StopScanner(sampling.stop)
+            hold = SentenceHold() if self.end_on_sentence else None
+            source = ngram_counts(prompt, self.no_repeat_ngram_size)
             ids: list[int] = []
             logprobs: list[float] = []
             entropies: list[float] = []
@@ -412,7 +448,8 @@ class LocalEngine(EngineBase):
                 if sampling.cancelled is not None and sampling.cancelled():
                     reason = "cancelled"
                     break
-                logits = control_repetition(logits, ids, self.no_repeat_ngram_size, self.repetition_penalty)
+                logits = control_repetition(logits, ids, self.no_repeat_ngram_size, self.repetition_penalty, source,
+                                            self.twins)
                 logp, entropy = log_softmax(logits)
                 token = choose(logp, sampling, rng)
                 if step == 0:
@@ -426,6 +463,8 @@ class LocalEngine(EngineBase):
                 if tokens is not None:
                     tokens.append(self.token_logprob(logp, token, sampling.top_logprobs or 0))
                 piece = scan.push(text.push(token))
+                if hold is not None:
+                    piece = hold.push(piece)
                 if piece and on_text is not None:
                     on_text(piece)
                 if scan.stopped:
@@ -434,10 +473,12 @@ class LocalEngine(EngineBase):
                 if step + 1 < limit:
                     logits = self._next(token)
             tail = scan.flush()
+            if hold is not None:
+                tail = hold.push(tail) + hold.finish(cut=reason != "stop")
             if tail and on_text is not None:
                 on_text(tail)
             total = time.perf_counter() - start
-        return Generation(scan.text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
+        return Generation((hold or scan).text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
                           total, reason, len(prompt), dropped, tokens)
 
 

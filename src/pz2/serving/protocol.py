@@ -206,6 +206,9 @@ class RoutingRecord(BaseModel):
     threshold: float | None = Field(None, description="The confidence threshold in force for this turn.")
     offer: str | None = None
     dropped_messages: int = Field(0, description="Earlier turns left out so the prompt fits the context.")
+    finish_reason: Literal["stop", "length", "cancelled"] = Field(
+        "stop", description="`length`: the answer reached its token budget and was cut back to its last complete "
+        "sentence or list item (runtime.engine.end_on_sentence).")
     timed_out: bool = Field(False, description="Cut at runtime.serving.request_timeout_s.")
     follows: str | None = Field(None, description="The turn whose question this one answers again (an accepted "
                                 "expert-mode offer, an expert request right after an answer).")
