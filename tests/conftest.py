@@ -121,7 +121,7 @@ def hybrid_ws(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, tiny_
     path = root / "configs" / "model_config.yaml"
     cfg = yaml.safe_load(path.read_text())
     cfg.update(cache_dir=str(model_cache), base_model=str(tiny_base), weights_format="f32")
-    cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, threads=2,
+    cfg["runtime"]["engine"].update(gguf_model=str(tiny_gguf), max_new_tokens=12, specialist_max_new_tokens=24, threads=2,
                                     flash_attention=False)   # float attention: both engines agree token for token
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     ws = Workspace(root)
@@ -259,3 +259,17 @@ def serve_ws(hybrid_ws: Workspace, random_adapters: dict[str, Path], tmp_path_fa
         shutil.rmtree(target)
         shutil.copytree(random_adapters[name], target)
     return ws
+
+
+@pytest.fixture(scope="session")
+def banks_kb(tmp_path_factory: pytest.TempPathFactory):
+    """A knowledge base of the topic banks and the packaged corpora, with its encoder: (index, encoder)."""
+    from pz2.config import KnowledgeConfig, TrainingConfig
+    from pz2.knowledge.build import build_knowledge
+    from pz2.knowledge.index import KnowledgeIndex
+    from pz2.models.sentence import SentenceEncoder
+
+    encoder = SentenceEncoder.load(ModelConfig(cache_dir=tmp_path_factory.mktemp("cache")))
+    folder = tmp_path_factory.mktemp("kb") / "knowledge"
+    build_knowledge(folder, KnowledgeConfig(collections=["banks", "corpora"]), TrainingConfig(), encoder, "embedded")
+    return KnowledgeIndex.load(folder), encoder

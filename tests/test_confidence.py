@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,7 @@ def test_train_confidence_with_feedback_fits_on_the_rated_answers_weighted(confi
     from tests.conftest import copy_workspace
 
     ws = copy_workspace(confident_ws, tmp_path)
+    shutil.rmtree(ws.assistant_logs, ignore_errors=True)   # other tests' turns and ratings
     assistant = Assistant.from_config(ws, ws.model_config())
     questions = ["What is gravity?", "How do I undo a commit in git?", "What causes the seasons?", "Why is the sky blue?",
                  "How do I freeze the top row in Excel?", "What is TCP?", "How do I list files in Linux?", "What is DNS?",

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from pz2.config import EngineConfig
 from pz2.runtime.ending import SentenceHold, complete_part, ends_mid_sentence, last_boundary
-from pz2.runtime.engine import BANNED, control_repetition, ngram_counts, space_twins
+from pz2.runtime.engine import BANNED, Sampling, control_repetition, ngram_counts, space_twins
 
 
 @pytest.mark.parametrize("cut,kept", [
@@ -54,10 +54,11 @@ def test_a_passage_ngram_is_copied_exactly_and_a_self_repeat_is_still_blocked() 
     logits = np.arange(10, dtype=np.float32)
     answer = [1, 2, 3, 1, 2]                 # (1, 2, 3) written once: after (1, 2), 3 would repeat it
     assert control_repetition(logits, answer, 3, 1.0)[3] == BANNED
-    passage = ngram_counts([7, 1, 2, 3, 8], 3)    # ... but the passage has it: a copy may write it once more
+    passage = ngram_counts([7, 1, 2, 3, 8, 1, 2, 3], 3)   # ... but the passage has it twice: so may a copy
     assert control_repetition(logits, answer, 3, 1.0, passage)[3] == logits[3]
     twice = [1, 2, 3, 1, 2, 3, 1, 2]             # and no more: a loop over a quoted phrase still stops
     assert control_repetition(logits, twice, 3, 1.0, passage)[3] == BANNED
+    assert control_repetition(logits, answer, 3, 1.0, ngram_counts([1, 2, 3], 3))[3] == BANNED   # quoted once: once
 
 
 def test_a_banned_word_takes_its_glued_twin_along(tiny_base: Path) -> None:
@@ -71,7 +72,7 @@ def test_a_banned_word_takes_its_glued_twin_along(tiny_base: Path) -> None:
     logits = np.zeros(len(twins), dtype=np.float32)
     out = control_repetition(logits, answer, 2, 1.0, None, twins)
     assert out[spaced] == BANNED and out[bare] == BANNED
-    passage = ngram_counts(tokenizer.encode(" usually exchange", add_special_tokens=False), 2)
+    passage = ngram_counts(tokenizer.encode(" usually exchange JSON; usually exchange", add_special_tokens=False), 2)
     copying = control_repetition(logits, answer, 2, 1.0, passage, twins)
     assert copying[spaced] == 0, "the copy writes the passage's own words, spaced as there"
 
@@ -89,6 +90,8 @@ def test_stream_and_answer_agree_and_a_cut_answer_ends_at_a_boundary(tiny_base: 
         whole = raw.generate(question)
         assert gen.token_ids == whole.token_ids and gen.finish_reason == whole.finish_reason
         assert "".join(pieces).strip() == gen.text == closing.generate(question).text
+        scored = closing.stream(question, None, sampling=Sampling(top_logprobs=0)).token_logprobs
+        assert "".join(t.token for t in scored).strip() == gen.text, "the logprobs are those of the text kept"
         if gen.finish_reason == "length":
             assert gen.text == complete_part(whole.text).strip()
             assert whole.text.startswith(gen.text) and (len(gen.text) == len(whole.text) or

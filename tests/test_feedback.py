@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def test_ratings_said_and_implied_reach_the_log_and_the_exported_pairs(confident
     from pz2.runtime.assistant import Assistant, UnknownTurn
 
     ws = copy_workspace(confident_ws, tmp_path)
+    shutil.rmtree(ws.assistant_logs, ignore_errors=True)   # other tests' turns and ratings
     _offering(ws)
     assistant = Assistant.from_config(ws, ws.model_config())
     try:
@@ -195,6 +197,7 @@ def test_the_api_takes_a_rating_by_response_id_with_auth_and_bad_input_refused(s
     from pz2.serving.app import create_app
 
     ws = copy_workspace(serve_ws, tmp_path)
+    shutil.rmtree(ws.assistant_logs, ignore_errors=True)   # other tests' turns and ratings
     api = create_app(lambda: Assistant.from_config(ws, ws.model_config()), ServingConfig(), "tiny-base", "k3y")
     auth = {"Authorization": "Bearer k3y"}
     with live_server(api) as url:

@@ -222,7 +222,7 @@ def test_expert_mode_is_offered_only_where_someone_can_accept(confident_ws: Work
         batch_like = assistant.ask(message, session="batch", options=Options(offers=False))
     finally:
         assistant.close()
-    assert (batch_like.route, batch_like.reason, batch_like.offer) == ("specialist", "low_confidence", None)
+    assert (batch_like.route, batch_like.reason, batch_like.offer) == ("specialist", "partly_read", None)
     single = _run(confident_ws, "chat", "--text", message, "--json")
     assert single.exit_code == 0, single.output
     assert json.loads(single.output.strip().splitlines()[-1])["route"] != "offer"

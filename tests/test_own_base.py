@@ -76,7 +76,7 @@ def family_ws(request, hybrid_ws: Workspace, model_cache: Path, tmp_path_factory
     path = ws.configs / "model_config.yaml"
     cfg = yaml.safe_load(path.read_text())
     cfg.update(cache_dir=str(model_cache), base_model=str(base))
-    cfg["runtime"]["engine"].update(max_new_tokens=10, threads=2, flash_attention=False)
+    cfg["runtime"]["engine"].update(max_new_tokens=10, specialist_max_new_tokens=10, threads=2, flash_attention=False)
     cfg["runtime"]["pool"]["preload"] = False
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     generate(DataConfig(per_category=20), SYSTEM, ws.datasets)

@@ -29,14 +29,6 @@ from pz2.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def banks_kb(tmp_path_factory: pytest.TempPathFactory) -> tuple[KnowledgeIndex, SentenceEncoder]:
-    encoder = SentenceEncoder.load(ModelConfig(cache_dir=tmp_path_factory.mktemp("cache")))
-    folder = tmp_path_factory.mktemp("kb") / "knowledge"
-    build_knowledge(folder, KnowledgeConfig(collections=["banks", "corpora"]), TrainingConfig(), encoder, "embedded")
-    return KnowledgeIndex.load(folder), encoder
-
-
-@pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):
     from transformers import AutoTokenizer
 

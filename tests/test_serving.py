@@ -38,11 +38,24 @@ def _client(url: str, key: str = "none") -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def api(serve_ws):
-    app = _app(serve_ws)
+def raw_ws(serve_ws, tmp_path_factory):
+    """The served workspace streaming token by token (`end_on_sentence: false`): OpenAI's own semantics (max_tokens,
+    stop, logprobs, a client leaving mid-answer) over tiny random models, whose text has no sentence to end at."""
+    from conftest import copy_workspace
+
+    ws = copy_workspace(serve_ws, tmp_path_factory.mktemp("raw"))
+    path = ws.configs / "model_config.yaml"
+    path.write_text(path.read_text().replace("end_on_sentence: true", "end_on_sentence: false"))
+    assert ws.model_config().runtime.engine.end_on_sentence is False
+    return ws
+
+
+@pytest.fixture(scope="module")
+def api(raw_ws):
+    app = _app(raw_ws)
     with live_server(app) as url:
         wait_healthy(url)
-        yield SimpleNamespace(url=url, app=app, client=_client(url), ws=serve_ws)
+        yield SimpleNamespace(url=url, app=app, client=_client(url), ws=raw_ws)
 
 
 def _user(text: str) -> list[dict]:
@@ -331,8 +344,8 @@ def test_a_full_queue_answers_429_and_waiting_requests_are_served_in_order(serve
             "max_tokens is lowered to runtime.serving.max_tokens"
 
 
-def test_a_client_that_leaves_mid_stream_frees_its_slot(serve_ws) -> None:
-    app = _app(serve_ws, ServingConfig(max_running=1))
+def test_a_client_that_leaves_mid_stream_frees_its_slot(raw_ws) -> None:
+    app = _app(raw_ws, ServingConfig(max_running=1))
     with live_server(app) as url:
         wait_healthy(url)
         assistant = app.state.service.assistant

@@ -37,7 +37,7 @@ from pz2.knowledge.grounding import Grounded, cited
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever
 from pz2.runtime.assistant import passage_room
-from pz2.runtime.engine import Engine
+from pz2.runtime.engine import Engine, Sampling
 from pz2.workspace import Workspace
 
 GROUNDED_QUESTIONS = Path(__file__).parent / "grounded_questions.jsonl"
@@ -108,7 +108,8 @@ def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Re
     if retriever is not None:
         grounded = retriever.ground(row.question, engine.tokenizer,
                                     passage_room(engine, row.question, retriever.cfg.top_k, budget))
-    text = grounded.finish(engine.generate(grounded.message, adapter, budget).text)
+    quotable = Sampling(quotable=(row.question, *(p.text for p in grounded.passages)))
+    text = grounded.finish(engine.stream(grounded.message, adapter, budget, sampling=quotable).text)
     passages = grounded.passages
     seconds = time.perf_counter() - start
     numbers = cited(text, passages)

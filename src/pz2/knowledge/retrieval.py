@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pz2.config import ModelConfig, RetrievalConfig
+from pz2.data.glossary import expand_query
 from pz2.knowledge.grounding import Grounded, Passage, fit_passages, grounded_message
 from pz2.knowledge.index import Hit, KnowledgeIndex
 from pz2.models.sentence import SentenceEncoder
@@ -37,8 +38,11 @@ class Retriever:
         return cls(index, encoder or SentenceEncoder.load(model_cfg), model_cfg.runtime.retrieval)
 
     def search(self, query: str, k: int | None = None, vector: np.ndarray | None = None) -> Search:
-        """`vector`: the query's embedding when the caller has it (encoded in one batch with other text)."""
+        """`vector`: the embedding of `expand_query(query)` when the caller has it (encoded in one batch with
+        other text). A Korean question is searched with the English of its glossary words too (data/glossary.py):
+        the encoder and the index read English."""
         start = time.perf_counter()
+        query = expand_query(query)
         vector = self.encoder.embed([query])[0] if vector is None else vector
         hits = self.index.search(vector, query, k or self.cfg.top_k, self.cfg.candidates)
         return Search(hits, (time.perf_counter() - start) * 1000)

@@ -18,7 +18,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pz2.config import ModelConfig, RuntimeConfig
@@ -33,7 +33,7 @@ from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.append_log import AppendLog
 from pz2.runtime.engine import Engine, Generation, build_engine
 from pz2.runtime.feedback import DECISIONS_FILE, EXPLICIT, FEEDBACK_FILE, RATINGS, Feedback
-from pz2.runtime.language import english_coverage, offer_text, unreadable_reply
+from pz2.runtime.language import english_coverage, english_notice, english_rendering, offer_text, unreadable_reply
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
@@ -64,6 +64,12 @@ class _Asked:
     request: Request | None
     history: tuple[dict[str, str], ...]
     follows: str | None = None       # the turn whose question this one answers again
+    text: str = ""                   # what the models read: the question, or what an English-only one can of it
+
+    @property
+    def rendered(self) -> bool:
+        """The models read an English rendering of a question the base reads only in part."""
+        return self.text != self.question
 
 
 def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
@@ -71,6 +77,12 @@ def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
     tokens) and the sources' framing (number, title, instruction: about 24 tokens per passage at most)."""
     room = engine.context_length - len(engine.prompt(question)) - budget - 24 * top_k - 32
     return max(0, room)
+
+
+def quoting(prompting: dict, question: str, grounding: Grounded) -> dict:
+    """The prompting with what the answer may copy exactly: the question and its passages."""
+    quotable = (question, *(p.text for p in grounding.passages))
+    return prompting | {"sampling": replace(prompting["sampling"], quotable=quotable)}
 
 
 @dataclass
@@ -176,6 +188,10 @@ class Assistant:
         answer = self._unreadable(asked, stream) or self._answer(asked, cx, stream, options)
         if answer.decision.route != SPECIALIST:
             stream.release()    # the unified answer stands: what was held back goes out now
+        notice = english_notice(asked.question) if asked.rendered and answer.gen is not None else None
+        if notice:   # why the answer to a Korean question is in English
+            stream.piece(answer.specialist or UNIFIED)(f"\n{notice}")
+            answer.text += f"\n{notice}"
         self._remember(state, session, asked, answer.decision, turn_id)
         turn = self._turn(turn_id, message, session, asked, cx, answer, stream)
         logger.info("route=%s reason=%s category=%s confidence=%s complexity=%.2f latency_ms=%.0f specialist=%s",
@@ -200,7 +216,14 @@ class Assistant:
                 self._note(Feedback(earlier_turn, "bad", "offer_accepted" if offered else "expert_request"))
         else:
             (question, prediction), earlier_turn = (message, self._classify(message)), None
-        return state, _Asked(question, prediction, request, tuple(history or ()), earlier_turn)
+        return state, _Asked(question, prediction, request, tuple(history or ()), earlier_turn, self._readable(question))
+
+    def _readable(self, question: str) -> str:
+        """The question as the models get it: an English-only base that reads it only in part gets its English
+        rendering (its English words and the glossary's English for its Korean ones), so it answers in English
+        instead of echoing the question."""
+        partly = self.runtime.english_only and english_coverage(question) < self.runtime.router.trusted_coverage
+        return (english_rendering(question) if partly else None) or question
 
     def _unreadable(self, asked: _Asked, stream: AnswerStream) -> _Answer | None:
         """The router's honest reply to a question the base cannot read, without generating."""
@@ -223,11 +246,11 @@ class Assistant:
         answer = _Answer(decision, "", None)
         if decision is None or decision.route == UNIFIED:
             use_kb = self.runtime.retrieval.unified and options.retrieval
-            answer.grounding = (self._ground(asked.question, options.max_new_tokens or self.engine.max_new_tokens)
-                                if use_kb else Grounded(asked.question))
+            answer.grounding = (self._ground(asked.text, options.max_new_tokens or self.engine.max_new_tokens)
+                                if use_kb else Grounded(asked.text))
             held = decision is None and not options.provisional   # the router may still replace it
             answer.gen = self.engine.stream(answer.grounding.message, self.engine.unified, on_text=stream.piece(UNIFIED, held),
-                                            **prompting)
+                                            **quoting(prompting, asked.text, answer.grounding))
             answer.text = answer.unified_text = answer.gen.text
             if decision is None or options.model is not None:
                 answer.check = self._check(asked, answer.text, options)
@@ -239,7 +262,7 @@ class Assistant:
                                                     answer.check.grounds if answer.check else None,
                                                     english_coverage(asked.question))
         if answer.decision.route == SPECIALIST:
-            self._specialist(asked.question, answer, stream, prompting, options.retrieval)
+            self._specialist(asked.text, answer, stream, prompting, options.retrieval)
         return answer
 
     def _check(self, asked: _Asked, text: str, options: Options) -> Check | None:
@@ -303,7 +326,7 @@ class Assistant:
                 answer.grounding = (self._ground(question, detailed["max_new_tokens"], found) if retrieval
                                     else Grounded(question))
                 gen = self.engine.stream(answer.grounding.message, name, on_text=answer.grounding.prefix(stream.piece(name)),
-                                         **detailed)
+                                         **quoting(detailed, question, answer.grounding))
             answer.text, answer.gen = answer.grounding.finish(gen.text), gen
             answer.specialist_state, answer.specialist = f"{name}: {how}", name
         except SpecialistUnavailable as e:

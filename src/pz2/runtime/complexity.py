@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from pz2.config import ComplexityWeights
+from pz2.data import glossary
 from pz2.data.banks.technical import PROBLEMS, TASKS
 from pz2.runtime.prediction import Prediction
 
@@ -50,10 +51,7 @@ class Complexity:
                 "parts": self.parts, "margin": round(self.margin, 4)}
 
 
-# The bank's tools as Korean writes them (a Korean message names "엑셀", not "Excel"); names that are
-# common words inside others ("워드" in "키워드", "깃", "맥") are left out.
-KOREAN_TOOLS = ("오토캐드", "캐드", "스케치업", "엑셀", "포토샵", "블렌더", "도커", "리눅스", "파이썬", "윈도우",
-                "퓨전 360", "비주얼 스튜디오 코드", "와이파이", "공유기", "맥OS")
+KOREAN_TOOLS = tuple(glossary.TOOLS)   # a Korean message names "엑셀", not "Excel"
 _HOW_TO = re.compile(r"\bhow (?:do|can|could|should|to)\b|\bsteps? to\b|\bways? to\b|"
                      r"방법|어떻게|하려면|는 ?법(?:을|이|은|좀)?(?:$|[\s?.!,])", re.IGNORECASE)
 

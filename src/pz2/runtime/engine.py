@@ -52,6 +52,7 @@ class Sampling:
     seed: int | None = None             # same seed, same sampled answer
     stop: tuple[str, ...] = ()          # the answer ends before the first of these strings
     top_logprobs: int | None = None     # None: no per-token log-probabilities; 0..20: that many alternatives each
+    quotable: tuple[str, ...] = ()      # texts the answer may copy exactly (question, passages); (): the user message
     cancelled: Callable[[], bool] | None = field(default=None, compare=False)  # asked per token: client gone, deadline
 
     @property
@@ -100,8 +101,8 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
     token already in `ids` is divided (positive) or multiplied (negative) by `penalty` (CTRL).
 
     Copying stays exact. `source` counts the prompt's n-grams (the question and the passages): an n-gram
-    may occur in the answer once more than there, so a grounded answer quotes its passage word for word,
-    and a loop over a quoted phrase still stops. `twins` maps each token to the same word with or without
+    may occur in the answer as often as there (once, if not there), so a grounded answer quotes a passage
+    that repeats itself ("Freeze Panes" twice) word for word, and a loop over a quoted phrase still stops. `twins` maps each token to the same word with or without
     its leading space (-1: none); a banned token takes its twin along, or the model writes the word glued
     to the one before ("FreezePanes") or split from it instead."""
     n = no_repeat_ngram_size
@@ -119,7 +120,7 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
         def copies(token: int) -> int:   # times the prompt has this n-gram
             return source[(*prefix, token)] if source else 0
 
-        banned = [t for t, count in used.items() if count >= 1 + copies(t)]
+        banned = [t for t, count in used.items() if count >= max(1, copies(t))]
         if twins is not None:   # unless the prompt itself writes the twin there, and a copy may still use it
             banned += [int(twins[t]) for t in banned if twins[t] >= 0 and copies(int(twins[t])) <= used.get(int(twins[t]), 0)]
         logits[banned] = BANNED
@@ -403,6 +404,15 @@ class LocalEngine(EngineBase):
         the thread that loaded the models, 1.6 s from another, measured here)."""
         return 1
 
+    def _quotable(self, texts: Sequence[str]) -> Counter:
+        """The n-grams of what an answer may copy, counted: the question and its passages, never the prompt's
+        instructions or template (a copy of those is the model talking to itself)."""
+        n, counts = self.no_repeat_ngram_size, Counter()
+        if n:
+            for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+                counts += ngram_counts(ids, n)
+        return counts
+
     def token_logprob(self, logp: np.ndarray, token: int, top: int) -> TokenLogprob:
         alternatives = np.argpartition(-logp, top)[:top] if top else np.array([], dtype=int)
         alternatives = alternatives[np.argsort(-logp[alternatives])]
@@ -437,7 +447,7 @@ class LocalEngine(EngineBase):
             text = TextStream(self.tokenizer)
             scan = StopScanner(sampling.stop)
             hold = SentenceHold() if self.end_on_sentence else None
-            source = ngram_counts(prompt, self.no_repeat_ngram_size)
+            source = self._quotable(sampling.quotable or (user,))
             ids: list[int] = []
             logprobs: list[float] = []
             entropies: list[float] = []
@@ -475,11 +485,24 @@ class LocalEngine(EngineBase):
             tail = scan.flush()
             if hold is not None:
                 tail = hold.push(tail) + hold.finish(cut=reason != "stop")
+                if tokens is not None and len(hold.text) < len(scan.text):   # the logprobs of the text kept
+                    tokens = _covering(tokens, len(hold.text))
             if tail and on_text is not None:
                 on_text(tail)
             total = time.perf_counter() - start
         return Generation((hold or scan).text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
                           total, reason, len(prompt), dropped, tokens)
+
+
+def _covering(tokens: list[TokenLogprob], chars: int) -> list[TokenLogprob]:
+    """The first tokens whose text fits in `chars` characters: those of an answer cut back to its end."""
+    kept, length = [], 0
+    for t in tokens:
+        length += len(t.token)
+        if length > chars:
+            break
+        kept.append(t)
+    return kept
 
 
 def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:

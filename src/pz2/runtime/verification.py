@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pz2.data.glossary import expand_query
 from pz2.knowledge.documents import categories_of
 from pz2.knowledge.index import lexical_tokens
 
@@ -69,7 +70,7 @@ def check(retriever: Retriever, question: str, answer: str, category: str,
     confidence fit checks each answer a second time without the passages that state the question or its
     answer, as for a question the knowledge base does not cover."""
     start = time.perf_counter()
-    q, a = retriever.encoder.embed([question, answer])
+    q, a = retriever.encoder.embed([expand_query(question), answer])
     k = retriever.cfg.top_k
     found = retriever.search(question, k=k + HIDDEN_EXTRA if hide else k, vector=q)
     if hide:
