@@ -107,6 +107,8 @@ class UnknownTurn(LookupError):
 
 
 RECENT_TURNS = 10_000   # the turns a rating may name: a server's recent ones, not its whole life
+
+
 def unified_parts(ws: Workspace, cfg: ModelConfig) -> tuple[Engine, ConversationClassifier]:
     """The engine ready for the unified answer and the router's classifier: what the assistant and the
     confidence fit (which must see the very answers the router will judge) both stand on."""
@@ -295,9 +297,9 @@ class Assistant:
               stream: AnswerStream) -> Turn:
         d, p = answer.decision, asked.prediction
         return Turn(
-            id=turn_id, follows=asked.follows, features=answer.features, message=message, answer=answer.text or "", route=d.route, reason=d.reason, detail=d.detail,
-            category=d.category, confidence=answer.confidence, complexity=round(cx.score, 4),
-            complexity_parts=cx.as_dict(), latency_ms=stream.elapsed_ms(), specialist_state=answer.specialist_state,
+            id=turn_id, follows=asked.follows, features=answer.features, message=message, answer=answer.text or "",
+            route=d.route, reason=d.reason, detail=d.detail, category=d.category, confidence=answer.confidence,
+            complexity=round(cx.score, 4), complexity_parts=cx.as_dict(), latency_ms=stream.elapsed_ms(), specialist_state=answer.specialist_state,
             session=session, question=asked.question, unified_answer=answer.unified_text,
             specialist=answer.specialist, first_token_ms=stream.first_ms,
             classifier={"label": p.label, "probability": round(p.confidence, 4), "note": p.note},

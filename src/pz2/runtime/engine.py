@@ -100,11 +100,12 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
     n-gram already in `ids` is banned (as transformers' `no_repeat_ngram_size`), and the logit of each
     token already in `ids` is divided (positive) or multiplied (negative) by `penalty` (CTRL).
 
-    Copying stays exact. `source` counts the prompt's n-grams (the question and the passages): an n-gram
-    may occur in the answer as often as there (once, if not there), so a grounded answer quotes a passage
-    that repeats itself ("Freeze Panes" twice) word for word, and a loop over a quoted phrase still stops. `twins` maps each token to the same word with or without
-    its leading space (-1: none); a banned token takes its twin along, or the model writes the word glued
-    to the one before ("FreezePanes") or split from it instead."""
+    Copying stays exact. `source` counts the n-grams of what the answer may quote (the question and the
+    passages): an n-gram may occur in the answer as often as there (once, if not there), so a grounded answer
+    quotes a passage that repeats itself ("Freeze Panes" twice) word for word, and a loop over a quoted
+    phrase still stops. `twins` maps each token to the same word with or without its leading space (-1:
+    none); a banned token takes its twin along, or the model writes the word glued to the one before
+    ("FreezePanes") or split from it instead."""
     n = no_repeat_ngram_size
     if penalty == 1.0 and (n == 0 or len(ids) < n):
         return logits
@@ -121,8 +122,9 @@ def control_repetition(logits: np.ndarray, ids: list[int], no_repeat_ngram_size:
             return source[(*prefix, token)] if source else 0
 
         banned = [t for t, count in used.items() if count >= max(1, copies(t))]
-        if twins is not None:   # unless the prompt itself writes the twin there, and a copy may still use it
-            banned += [int(twins[t]) for t in banned if twins[t] >= 0 and copies(int(twins[t])) <= used.get(int(twins[t]), 0)]
+        if twins is not None:   # unless the source itself writes the twin there, and a copy may still use it
+            banned += [int(twins[t]) for t in banned
+                       if twins[t] >= 0 and copies(int(twins[t])) <= used.get(int(twins[t]), 0)]
         logits[banned] = BANNED
     return logits
 
