@@ -31,7 +31,8 @@ def _env() -> dict[str, str]:
 def seed_layout(confident_ws: Workspace, tmp_path: Path) -> Path:
     """The seed's layout around the trained workspace: main.py beside finetuning/, scripts inside it."""
     root = tmp_path / "project"
-    shutil.copytree(confident_ws.root, root / "finetuning", ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
+    # not its logs: other tests' turns and ratings are in the shared workspace's
+    shutil.copytree(confident_ws.root, root / "finetuning", ignore=shutil.ignore_patterns("checkpoints", "training_logs", "logs"))
     shutil.copy(REPO / "main.py", root / "main.py")
     shutil.copytree(REPO / "finetuning" / "scripts", root / "finetuning" / "scripts", dirs_exist_ok=True)
     config = root / "finetuning" / "configs" / "model_config.yaml"

@@ -487,24 +487,11 @@ class LocalEngine(EngineBase):
             tail = scan.flush()
             if hold is not None:
                 tail = hold.push(tail) + hold.finish(cut=reason != "stop")
-                if tokens is not None and len(hold.text) < len(scan.text):   # the logprobs of the text kept
-                    tokens = _covering(tokens, len(hold.text))
             if tail and on_text is not None:
                 on_text(tail)
             total = time.perf_counter() - start
         return Generation((hold or scan).text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
                           total, reason, len(prompt), dropped, tokens)
-
-
-def _covering(tokens: list[TokenLogprob], chars: int) -> list[TokenLogprob]:
-    """The first tokens whose text fits in `chars` characters: those of an answer cut back to its end."""
-    kept, length = [], 0
-    for t in tokens:
-        length += len(t.token)
-        if length > chars:
-            break
-        kept.append(t)
-    return kept
 
 
 def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:
