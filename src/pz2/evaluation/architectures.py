@@ -81,7 +81,7 @@ def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answ
     if turn.generation is not None:
         vector = features(turn.generation, prediction, assistant.engine.max_new_tokens, turn.check).tolist()
     return Answer(turn.answer, UNIFIED, turn.first_token_ms, turn.latency_ms, False, "unified model", turn.confidence,
-                  len(turn.sources), vector, turn.record()["finish_reason"])
+                  len(turn.sources), vector, turn.finish_reason)
 
 
 def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
@@ -90,14 +90,14 @@ def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     turn = ask_model(assistant, row, model, "separated")
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
                   turn.specialist is not None, f"category {label}", None, len(turn.sources),
-                  finish_reason=turn.record()["finish_reason"])
+                  finish_reason=turn.finish_reason)
 
 
 def _hybrid(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
     turn = assistant.ask(row.question, session=f"eval:{row.id}", options=Options(offers=False))
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
                   turn.specialist is not None, turn.reason, turn.confidence, len(turn.sources),
-                  finish_reason=turn.record()["finish_reason"])
+                  finish_reason=turn.finish_reason)
 
 
 RUNNERS: dict[str, Callable[[Assistant, EvalRow, Prediction], Answer]] = {

@@ -70,13 +70,18 @@ class Turn:
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_RECORDED}
         record["check"] = self.check.record() if self.check else None
         record["dropped_messages"] = self.generation.dropped_messages if self.generation else 0
-        record["finish_reason"] = self.generation.finish_reason if self.generation else "stop"
+        record["finish_reason"] = self.finish_reason
         return copy.deepcopy(record)
+
+    @property
+    def finish_reason(self) -> str:
+        """stop | length (the answer reached its token budget) | cancelled; stop for a reply not generated."""
+        return self.generation.finish_reason if self.generation else "stop"
 
     @property
     def shortened(self) -> bool:
         """The answer reached its token budget: what it says was cut back to its last complete sentence."""
-        return self.generation is not None and self.generation.finish_reason == "length"
+        return self.finish_reason == "length"
 
     def summary(self) -> str:
         """The routing record in one line, for people."""
