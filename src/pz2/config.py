@@ -67,7 +67,12 @@ class EngineConfig(_Strict):
         None, description="GGUF file of the base for llamacpp; empty = the embedded base in `weights_format`, or for "
         "a base of your own the GGUF pz2 writes of it on first use (architectures it cannot write: transformers)."
     )
-    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = every core.")
+    threads: int = Field(
+        0, ge=0, le=256,
+        description="CPU threads of the engine. 0 = llamacpp decodes each answer on the cores other processes "
+        "leave free, counted before it (on every core, a second busy process slows each answer several times: "
+        "README, \"Sharing the CPU\"); transformers uses torch's default.",
+    )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
         description="Where the transformers engine runs, and the models `eval compare` scores the loss with: "

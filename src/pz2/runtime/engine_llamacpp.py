@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pz2.models.gguf_export import lora_weights, write_lora_gguf
 from pz2.models.loading import find_trained
 from pz2.models.prepare import base_gguf, base_tokenizer
 from pz2.models.served import ModelIdentity, ServedModel
+from pz2.runtime.cpu_share import free_threads, usable_cores
 from pz2.runtime.engine import LocalEngine
 
 
@@ -48,7 +48,8 @@ class LlamaCppEngine(LocalEngine):
         super().__init__(tokenizer, system_prompt, settings, served)
         self.lib = _llama_cpp()
         self.flash_attention = settings.flash_attention
-        self.threads = settings.threads or os.cpu_count() or 1
+        self.threads = settings.threads   # 0: the cores free before each answer (runtime/cpu_share.py)
+        self._threads_set: dict[int, int] = {}   # per context: the threads it decodes with now
         self.llm = self._open(gguf)
         self.base_llm = self.llm
         self.lora_cache = cache_dir.expanduser() / "lora"
@@ -92,8 +93,9 @@ class LlamaCppEngine(LocalEngine):
 
         params.llama_model_default_params = without_extra_buffers
         try:
-            return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=self.threads,
-                                  n_threads_batch=self.threads, n_batch=512, logits_all=False, flash_attn=self.flash_attention,
+            threads = self.threads or usable_cores()
+            return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=threads,
+                                  n_threads_batch=threads, n_batch=512, logits_all=False, flash_attn=self.flash_attention,
                                   verbose=False)
         except ValueError as e:
             raise ModelError(f"{gguf}: llama.cpp cannot load it ({e})") from None
@@ -173,9 +175,19 @@ class LlamaCppEngine(LocalEngine):
             while keep < limit and cached[keep] == ids[keep]:
                 keep += 1
         self._kv_adapter[id(self.llm)] = adapter
+        self._share_cpu()
         self.llm.n_tokens = keep  # the next eval drops cached entries from here on
         self.llm.eval(ids[keep:])
         return self._logits()
+
+    def _share_cpu(self) -> None:
+        """With `threads: 0`, decode this answer on the cores other processes leave free now."""
+        if self.threads:
+            return
+        threads = free_threads()
+        if self._threads_set.get(id(self.llm)) != threads:
+            self.lib.llama_set_n_threads(self.llm.ctx, threads, threads)
+            self._threads_set[id(self.llm)] = threads
 
     def _next(self, token: int) -> np.ndarray:
         self.llm.eval([token])
