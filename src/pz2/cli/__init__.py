@@ -42,14 +42,17 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """Run the whole pipeline on the embedded default model: data, base, classifier, unified model, specialists.
+def demo(ctx: typer.Context, quick: Annotated[bool, typer.Option(
+        "--quick", help="Stop once the fine-tuned unified model answers: data, base, unified model (minutes).")] = False,
+) -> None:
+    """Run the whole pipeline on the embedded default model: data, base, unified model, classifier, knowledge
+    base, specialists, router, the seed's scenarios and measurements.
 
-    Example: [bold]pz2 demo[/]
+    Example: [bold]pz2 demo[/]   (a first look in minutes: [bold]pz2 demo --quick[/])
     """
     from pz2.demo import run_demo
 
-    ok = run_demo(_ws(ctx), console)
+    ok = run_demo(_ws(ctx), console, quick=quick)
     raise typer.Exit(code=0 if ok else 1)
 
 
