@@ -271,5 +271,5 @@ def banks_kb(tmp_path_factory: pytest.TempPathFactory):
 
     encoder = SentenceEncoder.load(ModelConfig(cache_dir=tmp_path_factory.mktemp("cache")))
     folder = tmp_path_factory.mktemp("kb") / "knowledge"
-    build_knowledge(folder, KnowledgeConfig(collections=["banks", "corpora"]), TrainingConfig(), encoder, "embedded")
+    build_knowledge(folder, KnowledgeConfig(collections=["banks", "corpora"]), TrainingConfig(), encoder)
     return KnowledgeIndex.load(folder), encoder

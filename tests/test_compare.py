@@ -33,8 +33,7 @@ def comparison(confident_ws: Workspace, tmp_path_factory: pytest.TempPathFactory
     # a knowledge base, as every real workspace has: the specialists answer from passages, the unified answers
     # are checked against them
     cfg = ws.model_config()
-    build_knowledge(ws.knowledge, KnowledgeConfig(collections=["banks"]), TrainingConfig(), SentenceEncoder.load(cfg),
-                    "embedded")
+    build_knowledge(ws.knowledge, KnowledgeConfig(collections=["banks"]), TrainingConfig(), SentenceEncoder.load(cfg))
     return ws, compare(ws, ws.model_config(), EvaluationConfig(limit=2, bootstrap=100), ws.eval_logs / "run",
                        show_progress=False)
 

@@ -32,7 +32,7 @@ def kb_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Wor
     shutil.copytree(hybrid_ws.root, root, ignore=shutil.ignore_patterns("checkpoints", "training_logs"))
     ws = Workspace(root)
     encoder = SentenceEncoder.load(ws.model_config())
-    build_knowledge(ws.knowledge, KnowledgeConfig(collections=["banks", "cheat"]), TrainingConfig(), encoder, "embedded")
+    build_knowledge(ws.knowledge, KnowledgeConfig(collections=["banks", "cheat"]), TrainingConfig(), encoder)
     return ws
 
 
@@ -72,7 +72,7 @@ def test_eval_kb_refuses_an_index_that_holds_its_questions(kb_ws: Workspace, tmp
 
     shutil.copytree(kb_ws.configs, ws.configs)
     build_knowledge(ws.knowledge, KnowledgeConfig(collections=[]), TrainingConfig(),
-                    SentenceEncoder.load(ws.model_config()), "embedded", [docs])
+                    SentenceEncoder.load(ws.model_config()), [docs])
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps(ROWS[2]) + "\n")
     with pytest.raises(ModelError, match="holds 1 evaluation question"):

@@ -62,7 +62,7 @@ def _docs(folder: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def _build(folder: Path, docs: Path, encoder: SentenceEncoder, cfg: KnowledgeConfig = ONLY_USER):
-    return build_knowledge(folder, cfg, TrainingConfig(), encoder, "embedded", [docs])
+    return build_knowledge(folder, cfg, TrainingConfig(), encoder, [docs])
 
 
 # ---------------------------------------------------------------- passages
@@ -215,7 +215,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
     )
 
     real = import_real(tmp_path / "real")
-    report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder, "embedded")
+    report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder)
     assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat"}
     index = KnowledgeIndex.load(tmp_path / "kb")
     questions = [r["input_text"] for f in sorted(small_data.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
@@ -264,7 +264,7 @@ def grounded(hybrid, encoder: SentenceEncoder, tmp_path: Path):
     """The tiny hybrid workspace with a knowledge base of two documents."""
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "excel.md": "# Excel\n\nTo freeze the top row, "
                                      "open the View tab, click Freeze Panes and choose Freeze Top Row.\n"})
-    build_knowledge(hybrid.knowledge, ONLY_USER, TrainingConfig(), encoder, "embedded", [docs])
+    build_knowledge(hybrid.knowledge, ONLY_USER, TrainingConfig(), encoder, [docs])
     return hybrid
 
 

@@ -92,7 +92,7 @@ def test_a_specialist_trains_on_raft_rows_when_the_knowledge_base_exists(hybrid:
     from pz2.training.sft import train_sft
 
     encoder = SentenceEncoder.load(hybrid.model_config())
-    build_knowledge(hybrid.knowledge, KnowledgeConfig(collections=["banks"]), TrainingConfig(), encoder, "embedded")
+    build_knowledge(hybrid.knowledge, KnowledgeConfig(collections=["banks"]), TrainingConfig(), encoder)
     result = train_sft(hybrid, "qna", SFTConfig(**{**SFT_FAST, "max_length": 640}), hybrid.model_config(),
                        output=tmp_path / "qna", raft=RaftConfig())
     manifest = json.loads((result.path / "manifest.json").read_text())
@@ -133,7 +133,7 @@ def test_sheet_rows_come_from_training_sheets_and_quote_their_command(tmp_path_f
 
     encoder = SentenceEncoder.load(ModelConfig(cache_dir=tmp_path_factory.mktemp("cache")))
     folder = tmp_path_factory.mktemp("kb-cheat") / "knowledge"
-    build_knowledge(folder, KnowledgeConfig(collections=["cheat"]), TrainingConfig(), encoder, "embedded")
+    build_knowledge(folder, KnowledgeConfig(collections=["cheat"]), TrainingConfig(), encoder)
     index = KnowledgeIndex.load(folder)
     assert {c.split for c in index.chunks} >= {"train", "test"}
     examples = sheet_examples(index)

@@ -44,7 +44,7 @@ def seed_layout(confident_ws: Workspace, tmp_path: Path) -> Path:
     (docs / "autocad.md").write_text("# AutoCAD\n\nType TRIM, then click each segment to cut away.\n", encoding="utf-8")
     ws = Workspace(root / "finetuning")
     build_knowledge(ws.knowledge, KnowledgeConfig(collections=[]), TrainingConfig(),
-                    SentenceEncoder.load(ws.model_config()), "embedded", [docs])
+                    SentenceEncoder.load(ws.model_config()), [docs])
     return root
 
 

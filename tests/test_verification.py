@@ -30,7 +30,7 @@ def retriever(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
     for name, text in FACTS.items():
         (docs / name).write_text(text, encoding="utf-8")
     folder = tmp_path_factory.mktemp("kb") / "knowledge"
-    build_knowledge(folder, KnowledgeConfig(collections=[], chunk_chars=300), TrainingConfig(), encoder, "embedded", [docs])
+    build_knowledge(folder, KnowledgeConfig(collections=[], chunk_chars=300), TrainingConfig(), encoder, [docs])
     return Retriever(KnowledgeIndex.load(folder), encoder, RetrievalConfig(min_similarity=0.35))
 
 

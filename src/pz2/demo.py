@@ -209,8 +209,8 @@ def run_demo(ws: Workspace, console: Console, quick: bool = False) -> bool:
 
     with clock.step("build the knowledge base the specialists answer from"):
         with console.status("embedding passages with MiniLM"):
-            kb = build_knowledge(ws.knowledge, model_cfg.knowledge, train_cfg, SentenceEncoder.load(model_cfg),
-                                 model_cfg.encoder_model)
+            kb = build_knowledge(ws.knowledge, model_cfg.knowledge, train_cfg,
+                                 SentenceEncoder.for_knowledge(model_cfg))
         parts = ", ".join(f"{k} {v}" for k, v in sorted(kb.by_collection.items()))
         console.print(f"{kb.documents} documents -> {kb.chunks} passages ({parts}) in {kb.seconds:.1f} s -> "
                       f"{kb.folder}")

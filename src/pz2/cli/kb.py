@@ -31,8 +31,8 @@ def kb_build_cmd(
     ws = _ws(ctx)
     cfg = ws.model_config()
     with console.status("embedding passages with MiniLM"):
-        report = build_knowledge(ws.knowledge, cfg.knowledge, ws.training_config(), SentenceEncoder.load(cfg),
-                                 cfg.encoder_model, list(paths or []))
+        report = build_knowledge(ws.knowledge, cfg.knowledge, ws.training_config(), SentenceEncoder.for_knowledge(cfg),
+                                 list(paths or []))
     for s in report.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(s.path)}: {escape(s.reason)}", highlight=False)
     parts = ", ".join(f"{k} {v}" for k, v in sorted(report.by_collection.items()))

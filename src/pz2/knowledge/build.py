@@ -62,8 +62,9 @@ def _previous(folder: Path) -> tuple[dict[str, str], dict[str, list[tuple[Chunk,
 
 
 def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig, encoder: SentenceEncoder,
-                    encoder_id: str, paths: list[Path] | None = None) -> BuildReport:
-    """Index the configured collections and user documents (plus `paths`) into `folder`."""
+                    paths: list[Path] | None = None) -> BuildReport:
+    """Index the configured collections and user documents (plus `paths`) into `folder` with `encoder`
+    (`SentenceEncoder.for_knowledge`), whose setting the manifest records."""
     start = time.perf_counter()
     report = BuildReport(folder)
     docs = builtin_documents(cfg.collections, training)
@@ -82,7 +83,7 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
     fresh: list[int] = []      # positions in `chunks` still to embed
     documents: dict[str, dict] = {}
     for doc in docs:
-        digest = _doc_hash(doc, cfg, encoder_id)
+        digest = _doc_hash(doc, cfg, encoder.name)
         before = len(chunks)
         if old_hashes.get(doc.path) == digest and doc.path in old_chunks:
             report.reused_documents += 1
@@ -101,11 +102,11 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
         embedded = encoder.embed([f"{chunks[i].title}\n{chunks[i].text}" for i in fresh])
         for i, vector in zip(fresh, embedded):
             vectors[i] = vector
-    dim = encoder.model.config.hidden_size
+    dim = encoder.dim
     matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), dtype=np.float32)
     collections = Counter(c.collection for c in chunks)
     manifest = {
-        "version": 1, "built": time.strftime("%Y-%m-%dT%H:%M:%S"), "encoder": encoder_id,
+        "version": 1, "built": time.strftime("%Y-%m-%dT%H:%M:%S"), "encoder": encoder.name, "encoder_dim": dim,
         "chunk_chars": cfg.chunk_chars, "overlap": cfg.overlap, "chunks": len(chunks),
         "collections": {name: {"chunks": collections.get(name, 0), "what": what, "licence": licence}
                         for name, (what, licence) in {**COLLECTIONS, "user": ("your documents", "yours")}.items()

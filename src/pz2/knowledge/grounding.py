@@ -54,12 +54,14 @@ def fit_passages(passages: list[Passage], tokenizer: Any, max_tokens: int) -> li
     return out
 
 
-def grounded_message(question: str, passages: list[Passage]) -> str:
-    """The user turn of a grounded specialist: the sources, the question, how to answer."""
+def grounded_message(question: str, passages: list[Passage], reply_in: str | None = None) -> str:
+    """The user turn of a grounded specialist: the sources, the question, how to answer; `reply_in`: the
+    language to answer in when it is not the passages' (a base that writes the question's language)."""
     if not passages:
         return question
     sources = "\n\n".join(f"[{p.n}] {p.title}\n{p.text}" for p in passages)
-    return f"Sources:\n{sources}\n\nQuestion: {question}\n\n{INSTRUCTION}"
+    language = f" Answer in {reply_in}." if reply_in else ""
+    return f"Sources:\n{sources}\n\nQuestion: {question}\n\n{INSTRUCTION}{language}"
 
 
 def cited(answer: str, passages: list[Passage]) -> list[int]:

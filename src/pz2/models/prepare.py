@@ -241,10 +241,12 @@ def _sha256_remembered(cfg: ModelConfig, file: Path) -> str:
     return known[key]["sha256"]
 
 
-def resolve_encoder(cfg: ModelConfig) -> str:
-    if cfg.encoder_model == EMBEDDED:
+def resolve_encoder(cfg: ModelConfig, name: str | None = None, key: str = "encoder_model") -> str:
+    """The folder of an encoder setting (`name`, default `encoder_model`; `key` names the setting in errors)."""
+    name = cfg.encoder_model if name is None else name
+    if name == EMBEDDED:
         return str(ENCODER.path())
-    return _local_or_cached(cfg.encoder_model, "encoder_model")
+    return _local_or_cached(name, key)
 
 
 def _local_or_cached(name: str, key: str) -> str:

@@ -33,7 +33,14 @@ from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.append_log import AppendLog
 from pz2.runtime.engine import Engine, Generation, build_engine
 from pz2.runtime.feedback import DECISIONS_FILE, EXPLICIT, FEEDBACK_FILE, RATINGS, Feedback
-from pz2.runtime.language import english_coverage, english_notice, english_rendering, offer_text, unreadable_reply
+from pz2.runtime.language import (
+    english_coverage,
+    english_notice,
+    english_rendering,
+    offer_text,
+    reply_language,
+    unreadable_reply,
+)
 from pz2.runtime.pool import SpecialistPool, SpecialistUnavailable
 from pz2.runtime.prediction import Prediction
 from pz2.runtime.predictor import UsagePredictor
@@ -314,7 +321,8 @@ class Assistant:
         if self.retriever is None:
             return Grounded(question)
         room = passage_room(self.engine, question, self.runtime.retrieval.top_k, budget)
-        return self.retriever.ground(question, self.engine.tokenizer, room, found)
+        reply_in = None if self.runtime.english_only else reply_language(question)
+        return self.retriever.ground(question, self.engine.tokenizer, room, found, reply_in)
 
     def _specialist(self, question: str, answer: _Answer, stream: AnswerStream, prompting: dict, retrieval: bool) -> None:
         """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified

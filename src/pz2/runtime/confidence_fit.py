@@ -182,7 +182,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
     encoder = SentenceEncoder.load(model_cfg)
     retriever = None
     if (ws.knowledge / MANIFEST).is_file():
-        retriever = Retriever.load(ws.knowledge, model_cfg, encoder)
+        retriever = Retriever.load(ws.knowledge, model_cfg, SentenceEncoder.for_knowledge(model_cfg, encoder))
     else:
         logger.warning("%s: no knowledge base; the confidence is fitted without its check (`pz2 kb build`)", ws.knowledge)
     questions = generated_questions(ws.datasets / "unified_validation.jsonl", model_cfg.system_prompt, cfg.limit,

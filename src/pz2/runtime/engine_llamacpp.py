@@ -49,7 +49,6 @@ class LlamaCppEngine(LocalEngine):
         self.lib = _llama_cpp()
         self.flash_attention = settings.flash_attention
         self.threads = settings.threads   # 0: the cores free before each answer (runtime/cpu_share.py)
-        self._threads_set: dict[int, int] = {}   # per context: the threads it decodes with now
         self.llm = self._open(gguf)
         self.base_llm = self.llm
         self.lora_cache = cache_dir.expanduser() / "lora"
@@ -182,12 +181,9 @@ class LlamaCppEngine(LocalEngine):
 
     def _share_cpu(self) -> None:
         """With `threads: 0`, decode this answer on the cores other processes leave free now."""
-        if self.threads:
-            return
-        threads = free_threads()
-        if self._threads_set.get(id(self.llm)) != threads:
+        if not self.threads:
+            threads = free_threads()
             self.lib.llama_set_n_threads(self.llm.ctx, threads, threads)
-            self._threads_set[id(self.llm)] = threads
 
     def _next(self, token: int) -> np.ndarray:
         self.llm.eval([token])

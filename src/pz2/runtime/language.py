@@ -15,6 +15,7 @@ UNREADABLE_TEXT = {
     "ko": "저는 영어로 된 질문에 가장 잘 답할 수 있어요. 질문을 영어로 다시 해 주시겠어요?",
 }
 ENGLISH_NOTICE = {"ko": "(이 모델은 영어만 읽고 쓸 수 있어 영어로 답했어요.)"}
+LANGUAGE_NAMES = {"ko": "Korean"}
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#.'-]*")
 
@@ -56,6 +57,14 @@ def english_rendering(text: str) -> str | None:
         return None
     words = list(dict.fromkeys(_LATIN_WORD.findall(text) + gloss(text).split()))
     return f"{' '.join(words)}?" if words else None
+
+
+def reply_language(question: str) -> str | None:
+    """The language a base that writes it answers this question in, named for the prompt, when it is not
+    English (the passages' language): a question mostly in another script."""
+    if english_coverage(question) >= 0.5:
+        return None
+    return LANGUAGE_NAMES.get(language(question))
 
 
 def english_notice(question: str) -> str | None:

@@ -63,7 +63,7 @@ def raft_files(ws: Workspace, kind: str, raft: RaftConfig, model_cfg: ModelConfi
     from pz2.data.validate import Severity, check_file
 
     index = KnowledgeIndex.load(ws.knowledge)
-    encoder = SentenceEncoder.load(model_cfg)
+    encoder = SentenceEncoder.for_knowledge(model_cfg)
     out = []
     for source in data_files(ws, kind):
         split = source.name.removesuffix(".jsonl").rsplit("_", 1)[1]
