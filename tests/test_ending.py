@@ -11,8 +11,10 @@ import pytest
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from pz2.config import EngineConfig
+from pz2.knowledge.grounding import PROMPT_FRAMING, Grounded, Passage, grounded_message
+from pz2.runtime.assistant import grounded_sampling
 from pz2.runtime.ending import SentenceHold, complete_part, ends_mid_sentence, last_boundary
-from pz2.runtime.engine import BANNED, Sampling, control_repetition, ngram_counts, space_twins
+from pz2.runtime.engine import BANNED, Sampling, StopScanner, control_repetition, ngram_counts, space_twins
 
 
 @pytest.mark.parametrize("cut,kept", [
@@ -98,3 +100,24 @@ def test_stream_and_answer_agree_and_a_cut_answer_ends_at_a_boundary(tiny_base: 
                                                         not whole.text[len(gen.text)].isalnum() or " " not in whole.text)
         else:
             assert gen.text == whole.text
+
+
+def test_a_grounded_answer_ends_before_it_writes_its_prompt_again() -> None:
+    """8 of 48 grounded answers went on with "Question: <the question> Answer from the sources above ...": the
+    framing of the prompt is where a grounded answer stops, and only a grounded one."""
+    passages = [Passage(1, "cheat:tar", "tar", "# To extract a .gz archive:\ntar -xzvf file.tar.gz")]
+    question = "What tar options extract a .gz archive?"
+    message = grounded_message(question, passages)
+    assert all(f.strip() in message for f in PROMPT_FRAMING), "the stops are the prompt's own framing"
+    api = Sampling(stop=("END",))
+    sampling = grounded_sampling(api, question, Grounded(message, passages))
+    assert sampling.stop == ("END", *PROMPT_FRAMING) and sampling.quotable == (question, passages[0].text)
+    assert grounded_sampling(api, question, Grounded(question)).stop == ("END",)   # no passages, no framing
+    scan = StopScanner(sampling.stop)
+    echo = "Use tar -xzvf file.tar.gz [1].\n\nQuestion: What tar options extract a .gz archive?"
+    kept = ""
+    for i in range(0, len(echo), 5):   # streamed in pieces, as the engine pushes them, until it stops
+        kept += scan.push(echo[i : i + 5])
+        if scan.stopped:
+            break
+    assert scan.stopped and kept.rstrip() == "Use tar -xzvf file.tar.gz [1]."

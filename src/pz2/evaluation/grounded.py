@@ -36,8 +36,8 @@ from pz2.fileio import (
 from pz2.knowledge.grounding import Grounded, cited
 from pz2.knowledge.index import KnowledgeIndex
 from pz2.knowledge.retrieval import Retriever
-from pz2.runtime.assistant import passage_room
-from pz2.runtime.engine import Engine, Sampling
+from pz2.runtime.assistant import grounded_sampling, passage_room
+from pz2.runtime.engine import GREEDY, Engine
 from pz2.workspace import Workspace
 
 GROUNDED_QUESTIONS = Path(__file__).parent / "grounded_questions.jsonl"
@@ -108,8 +108,8 @@ def _answer(engine: Engine, adapter: str | None, row: GroundedRow, retriever: Re
     if retriever is not None:
         grounded = retriever.ground(row.question, engine.tokenizer,
                                     passage_room(engine, row.question, retriever.cfg.top_k, budget))
-    quotable = Sampling(quotable=(row.question, *(p.text for p in grounded.passages)))
-    text = grounded.finish(engine.stream(grounded.message, adapter, budget, sampling=quotable).text)
+    sampling = grounded_sampling(GREEDY, row.question, grounded)
+    text = grounded.finish(engine.stream(grounded.message, adapter, budget, sampling=sampling).text)
     passages = grounded.passages
     seconds = time.perf_counter() - start
     numbers = cited(text, passages)

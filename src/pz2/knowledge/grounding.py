@@ -17,6 +17,10 @@ from pz2.data.schema import CITATION
 INSTRUCTION = ("Answer from the sources above and cite each one you use as [1], [2]. "
                "Ignore a source that does not answer the question.")
 NO_SOURCE = "I have no source for this in the knowledge base, so the answer below is unchecked."
+# The grounded prompt's own framing: an answer that starts a line with it has ended and is writing its prompt
+# again ("Question: What tar options extract a .gz archive? Answer from the sources above ..."): 8 of 48
+# grounded answers of `pz2 eval kb` did, once answers could run to 192 tokens
+PROMPT_FRAMING = ("\nSources:", "\nQuestion:", "\nAnswer from the sources")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pz2.config import ModelConfig, RuntimeConfig
 from pz2.errors import ModelError
-from pz2.knowledge.grounding import Grounded
+from pz2.knowledge.grounding import PROMPT_FRAMING, Grounded
 from pz2.knowledge.index import MANIFEST
 from pz2.knowledge.retrieval import Retriever, Search
 from pz2.models.classifier_model import META_FILE
@@ -31,7 +31,7 @@ from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.complexity import Complexity, complexity
 from pz2.runtime.confidence import CONFIDENCE_FILE, ConfidenceModel
 from pz2.runtime.append_log import AppendLog
-from pz2.runtime.engine import Engine, Generation, build_engine
+from pz2.runtime.engine import Engine, Generation, Sampling, build_engine
 from pz2.runtime.feedback import DECISIONS_FILE, EXPLICIT, FEEDBACK_FILE, RATINGS, Feedback
 from pz2.runtime.language import (
     english_coverage,
@@ -86,10 +86,16 @@ def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
     return max(0, room)
 
 
+def grounded_sampling(sampling: Sampling, question: str, grounding: Grounded) -> Sampling:
+    """`sampling` with what the answer may copy exactly (the question and its passages) and, with passages,
+    where it ends: before it writes its prompt's framing again (`PROMPT_FRAMING`)."""
+    stop = sampling.stop + (PROMPT_FRAMING if grounding.passages else ())
+    return replace(sampling, quotable=(question, *(p.text for p in grounding.passages)), stop=stop)
+
+
 def quoting(prompting: dict, question: str, grounding: Grounded) -> dict:
-    """The prompting with what the answer may copy exactly: the question and its passages."""
-    quotable = (question, *(p.text for p in grounding.passages))
-    return prompting | {"sampling": replace(prompting["sampling"], quotable=quotable)}
+    """The prompting of a grounded answer (`grounded_sampling`)."""
+    return prompting | {"sampling": grounded_sampling(prompting["sampling"], question, grounding)}
 
 
 @dataclass
