@@ -36,6 +36,8 @@ def test_the_quick_demo_reaches_a_fine_tuned_answer_first_and_stops(workspace: W
     assert [int(n) for n, _ in steps] == [1, 2, 3, 4, 5]
     assert (workspace.unified_model / "adapter" / "adapter_config.json").exists()
     assert re.search(r"the fine-tuned unified model answered [\d.]+ minutes after the demo started", out)
-    assert len(re.findall(r"^  unified: ", out, re.M)) == 5   # the seed's scenario messages but the offer's acceptance
+    # the seed's scenario messages but the offer's acceptance; "오늘 날씨 어때?" has nothing the base reads
+    assert len(re.findall(r"^  unified: ", out, re.M)) == 4 and "no English in it" in out
+    assert "read as: SketchUp complex curved surfaces modeling advanced techniques?" in " ".join(out.split())
     assert "conversation-type classifier" not in out and not workspace.classifier.exists()   # stopped before the router's parts
     assert "where the demo's" in out and "pz2 demo" in out.split("where the demo's")[1]

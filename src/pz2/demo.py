@@ -42,6 +42,7 @@ from pz2.runtime.assistant import unified_parts
 from pz2.runtime.classifier import ConversationClassifier
 from pz2.runtime.confidence_fit import fit_confidence
 from pz2.runtime.engine import build_engine, engine_answering_as
+from pz2.runtime.language import english_coverage, english_rendering
 from pz2.training.classifier import train_classifier
 from pz2.training.sft import train_sft
 from pz2.views import confidence_lines, print_comparison, print_validation, rows_table, source_lines
@@ -136,13 +137,20 @@ class _Clock:
 
 
 def _unified_answers(ws: Workspace, model_cfg: ModelConfig, trained: Path, console: Console) -> None:
-    """The fine-tuned unified model alone (no router yet) on the seed's scenario messages."""
+    """The fine-tuned unified model alone (no router yet) on the seed's scenario messages, read as the assistant
+    has the English-only base read them: a Korean one through its English rendering, or not at all."""
     tuned, adapter = engine_answering_as(model_cfg, trained, ws.unified_model / "adapter")
     for scenario, message in SCENARIOS:
         if scenario.startswith("2") and not message.startswith("SketchUp"):
             continue   # the offer's acceptance: the full demo's router answers it
-        reply = tuned.generate(message, adapter, 64)
-        console.print(f"  [bold]User:[/] {message}\n  [bold]unified:[/] {reply.text}  [dim]({reply.total_s:.2f} s)[/]",
+        read = english_rendering(message) or message
+        if not english_coverage(read):
+            console.print(f"  [bold]User:[/] {message}\n  [dim](no English in it for this base to read: the "
+                          "router answers it honestly, in the full demo)[/]", highlight=False)
+            continue
+        reply = tuned.generate(read, adapter, 64)
+        shown = message if read == message else f"{message}  [dim](read as: {escape(read)})[/]"
+        console.print(f"  [bold]User:[/] {shown}\n  [bold]unified:[/] {reply.text}  [dim]({reply.total_s:.2f} s)[/]",
                       highlight=False)
 
 

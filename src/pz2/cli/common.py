@@ -72,6 +72,8 @@ def _root(
     workspace: Annotated[Path, typer.Option(envvar="PZ2_WORKSPACE", help="The seed's finetuning/ folder.")] = Path("finetuning"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library log lines.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    level = logging.INFO if verbose else logging.WARNING
+    # the handler filters too: a library that lowers its own logger's level (bm25s sets DEBUG) stays quiet
+    logging.basicConfig(level=level, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False, level=level)], force=True)
     ctx.obj = Workspace(workspace)
