@@ -193,8 +193,9 @@ def run_demo(ws: Workspace, console: Console, quick: bool = False) -> bool:
                       "demo started[/]")
     if quick:
         clock.report()
-        console.print("the router, the classifier, the knowledge base and the specialists: [bold]pz2 demo[/]; "
-                      "chat with this model now: [bold]pz2 chat[/]")
+        console.print("the rest (classifier, knowledge base, specialists, router, the seed's scenarios, measurements): "
+                      "[bold]pz2 demo[/]; to chat with this model, train the router's classifier first (about 2 "
+                      "minutes): [bold]pz2 train classifier[/], then [bold]pz2 chat[/]")
         return validation.ok and bool(answer)
 
     with clock.step("train the conversation-type classifier (about 3 minutes on 2 cores)"):
