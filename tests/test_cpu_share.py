@@ -32,6 +32,17 @@ def test_the_tasks_of_other_processes_are_the_running_ones_less_ours(tmp_path: P
     assert busy_elsewhere(_proc(tmp_path / "b", 1, "R"), samples=3, interval_s=0) == 0
 
 
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path: Path) -> None:
+    quota = tmp_path / "cpu.max"
+    affinity = usable_cores(tmp_path / "absent")
+    quota.write_text("max 100000\n")
+    assert usable_cores(quota) == affinity
+    quota.write_text("50000 100000\n")   # half a core: one thread
+    assert usable_cores(quota) == 1
+    quota.write_text(f"{100000 * (affinity + 4)} 100000\n")   # a quota above the affinity: the affinity
+    assert usable_cores(quota) == affinity
+
+
 def test_without_proc_every_core_is_used(tmp_path: Path) -> None:
     assert free_threads(tmp_path / "absent") == usable_cores()
     broken = tmp_path / "broken"

@@ -14,6 +14,7 @@ core is used, as before.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -24,12 +25,23 @@ INTERVAL_S = 0.001   # between readings: 5 ms in all, against an answer of sever
 PROC = Path("/proc")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or `taskset` narrows)."""
+CPU_QUOTA = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(quota: Path = CPU_QUOTA) -> int:
+    """The cores this process may run on: its affinity (`taskset`, a container's cpuset), capped by the
+    cgroup's CPU quota (`docker --cpus 2` on a larger machine: "200000 100000" allows two)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:   # not Linux
         return os.cpu_count() or 1
+    try:
+        limit, period = quota.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if limit == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(limit) / int(period))))
 
 
 def _running_tasks(proc: Path) -> int:
