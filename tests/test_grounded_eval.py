@@ -87,3 +87,34 @@ def test_the_packaged_questions_load_and_a_bad_row_names_its_line(tmp_path: Path
     bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[0], "answers": []}) + "\n")
     with pytest.raises(DatasetError, match=r"bad.jsonl:2: needs"):
         load_grounded(bad)
+
+
+def test_the_general_questions_are_untrained_and_count_a_passage_holding_the_answer(tmp_path: Path) -> None:
+    """The 100 general-knowledge questions (issue 24, item 4; written on facts outside the banks' topics): none
+    is a question of the generated training data, and where no document is known, retrieval counts the first
+    passage that holds the answer."""
+    from pz2.config import DataConfig, ModelConfig
+    from pz2.data.generate import generate
+    from pz2.data.jsonl import read_jsonl
+    from pz2.data.schema import normalize
+    from pz2.evaluation.grounded import GENERAL_QUESTIONS
+    from pz2.knowledge.chunking import Chunk
+    from pz2.knowledge.index import Hit
+
+    rows = load_grounded(GENERAL_QUESTIONS)
+    assert len(rows) == 100 and len({r.question for r in rows}) == 100 and {r.category for r in rows} == {"qna"}
+    assert all(r.source == "" for r in rows)
+    generate(DataConfig(), ModelConfig().system_prompt, tmp_path)
+    trained = {normalize(r["input_text"]) for f in tmp_path.glob("*_train.jsonl") for r in read_jsonl(f)
+               if "input_text" in r}
+    assert trained and not [r.question for r in rows if normalize(r.question) in trained]
+
+    def hit(path: str, text: str) -> Hit:
+        return Hit(Chunk("id", path, "title", 1, 2, text, "banks", "train"), 0.0, 0.5, 0.0)
+
+    ottawa = next(r for r in rows if r.question == "What is the capital of Canada?")
+    assert ottawa.found_in(hit("anything.md", "Ottawa is the capital of Canada."))
+    assert not ottawa.found_in(hit("anything.md", "Toronto is the largest city of Canada."))
+    known = ROWS[0]
+    row = type(ottawa)(known["question"], tuple(known["answers"]), known["category"], known["source"])
+    assert row.found_in(hit(known["source"], "no answer here")) and not row.found_in(hit("other", "B"))

@@ -204,11 +204,12 @@ def test_a_damaged_or_missing_index_is_one_clear_error(tmp_path: Path, encoder: 
 @pytest.mark.integration
 def test_the_default_index_holds_no_evaluation_question(small_data: Path, encoder: SentenceEncoder, tmp_path: Path) -> None:
     """Documents, never questions: no test row of the generated or imported data, and none of
-    `pz2 eval kb`'s questions, is in any passage of the built-in collections."""
+    `pz2 eval kb`'s questions (its 48, the 100 general ones), is in any passage of the built-in collections."""
     from pz2.data.jsonl import read_jsonl
     from pz2.data.real import import_real
     from pz2.data.schema import normalize
     from pz2.evaluation.grounded import (
+        GENERAL_QUESTIONS,
         GROUNDED_QUESTIONS,
         load_grounded,
         questions_in_index,
@@ -220,7 +221,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
     index = KnowledgeIndex.load(tmp_path / "kb")
     questions = [r["input_text"] for f in sorted(small_data.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
     questions += [r["input_text"] for f in sorted(real.out_dir.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
-    questions += [r.question for r in load_grounded(GROUNDED_QUESTIONS)]
+    questions += [r.question for path in (GROUNDED_QUESTIONS, GENERAL_QUESTIONS) for r in load_grounded(path)]
     long_enough = [q for q in questions if len(normalize(q)) > 12]  # "hi", "thanks" occur in any text
     assert len(long_enough) > 50
     assert questions_in_index(index, long_enough) == []

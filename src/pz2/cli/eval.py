@@ -142,7 +142,9 @@ def eval_classifier_cmd(
 def eval_kb_cmd(
     ctx: typer.Context,
     data: Annotated[Path | None, typer.Option(help="JSONL of {question, answers, category, source} "
-                                                   "(default: the 48 packaged held-out questions).")] = None,
+                                                   "(default: the 48 packaged held-out questions; "
+                                                   "src/pz2/evaluation/general_questions.jsonl holds 100 "
+                                                   "general-knowledge ones, source '' = no known document).")] = None,
     models: Annotated[str, typer.Option(help="Comma-separated: specialists, unified, base.")] = "specialists,unified,base",
     no_repeat_ngram_size: Annotated[int | None, typer.Option(help="Decoding override (config: runtime.engine.no_repeat_ngram_size).")] = None,
     repetition_penalty: Annotated[float | None, typer.Option(help="Decoding override (config: runtime.engine.repetition_penalty).")] = None,
