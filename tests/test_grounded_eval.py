@@ -63,6 +63,17 @@ def test_eval_kb_figures_match_its_answers(kb_ws: Workspace, tmp_path: Path) -> 
     assert "| recall@1 |" in (out / "report.md").read_text()
 
 
+def test_eval_kb_on_questions_of_one_category_measures_that_specialist(kb_ws: Workspace, tmp_path: Path) -> None:
+    """The general-knowledge set is all qna: the technical specialist has nothing to answer (it crashed)."""
+    rows = [ROWS[2], {"question": "What is the capital of Canada?", "answers": ["Ottawa"], "category": "qna",
+                      "source": ""}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = evaluate_grounding(kb_ws, kb_ws.model_config(), tmp_path / "run", load_grounded(data), ("specialists",),
+                           resamples=100)
+    assert set(m["models"]) == {"qna"} and m["models"]["qna"]["with"]["n"] == 2
+
+
 def test_eval_kb_refuses_an_index_that_holds_its_questions(kb_ws: Workspace, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

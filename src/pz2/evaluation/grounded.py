@@ -166,8 +166,8 @@ def evaluate_grounding(ws: Workspace, cfg: ModelConfig, out_dir: Path, rows: lis
         raise ModelError(f"{unified}: no unified model (`pz2 train unified`)")
     engine = build_engine(cfg, unified)   # the unified model, or the base before it is trained
     plan: list[tuple[str, str | None, list[int]]] = []   # (model, adapter, row indexes)
-    if "specialists" in models:
-        for kind in SPECIALIST_CATEGORIES:
+    if "specialists" in models:   # the specialists of the categories the rows ask about
+        for kind in [k for k in SPECIALIST_CATEGORIES if any(r.category == k for r in rows)]:
             if not ws.specialist(kind).exists():
                 raise ModelError(f"{ws.specialist(kind)}: no {kind} specialist (`pz2 train specialist --type {kind}`)")
             engine.load(kind, ws.specialist(kind))
