@@ -98,7 +98,7 @@ def test_a_specialist_trains_on_raft_rows_when_the_knowledge_base_exists(hybrid:
     manifest = json.loads((result.path / "manifest.json").read_text())
     assert manifest["raft"] is True
     raft_train = hybrid.datasets / "raft" / "dialogue_qna_train.jsonl"
-    assert str(raft_train) in manifest["data"]
+    assert manifest["data"][str(hybrid.datasets / "dialogue_qna_train.jsonl")]["share"] == 1.0   # what RAFT grounds
     rows = read_jsonl(raft_train)
     assert rows and all(len(r["passages"]) == 2 for r in rows)
     assert sum("[1]" in r["target_text"] or "[2]" in r["target_text"] for r in rows) > len(rows) / 2
@@ -106,11 +106,12 @@ def test_a_specialist_trains_on_raft_rows_when_the_knowledge_base_exists(hybrid:
 
     from pz2.config import ValidationConfig
     from pz2.errors import DatasetError
-    from pz2.training.sft_data import raft_files
+    from pz2.training.sft_data import raft_rows_for, training_rows
 
     tokenizer = AutoTokenizer.from_pretrained(hybrid.model_config().base_model)
     with pytest.raises(DatasetError, match=r"dialogue_qna_train\.jsonl:1"):   # the limits passed down, not the YAML's
-        raft_files(hybrid, "qna", RaftConfig(), hybrid.model_config(), tokenizer, ValidationConfig(max_chars=50))
+        raft_rows_for(hybrid, "qna", training_rows(hybrid, "qna"), RaftConfig(), hybrid.model_config(), tokenizer,
+                      ValidationConfig(max_chars=50))
 
 
 def test_without_a_knowledge_base_a_specialist_trains_on_plain_rows(hybrid: Workspace, tmp_path: Path) -> None:

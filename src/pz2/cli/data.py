@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,24 +45,84 @@ def data_generate(
         console.print(f"including {report.real_rows} human-written rows")
 
 
+class Format(str, Enum):
+    auto = "auto"
+    messages = "messages"
+    sharegpt = "sharegpt"
+    alpaca = "alpaca"
+
+
 @data_app.command("import")
 def data_import(
     ctx: typer.Context,
-    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/real_english).")] = None,
-    max_per_source: Annotated[int, typer.Option(min=1, help="Rows kept from each corpus at most.")] = 1000,
+    source: Annotated[Path | None, typer.Argument(help="Your conversations: a .jsonl, .json, .parquet or .csv file, a "
+                                                       "folder of them, or a `save_to_disk` folder. Without it: the "
+                                                       "packaged human-written corpora.")] = None,
+    format: Annotated[Format, typer.Option("--format", help="messages (OpenAI), sharegpt, alpaca, or auto (told "
+                                                            "from the first rows).")] = Format.auto,
+    category_column: Annotated[str | None, typer.Option(help="The column holding each conversation's category "
+                                                             "(qna, technical, general or 0, 1, 2).")] = None,
+    category: Annotated[str | None, typer.Option(help="One category for every conversation: qna, technical or "
+                                                      "general.")] = None,
+    license: Annotated[str | None, typer.Option("--license", help="Recorded with every row (default: the dataset "
+                                                                  "card's, else `unspecified`).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/datasets/real_english, or "
+                                                     "<workspace>/datasets/imported/<name> for your own data).")] = None,
+    max_per_source: Annotated[int, typer.Option(min=1, help="Packaged corpora: rows kept from each at most.")] = 1000,
 ) -> None:
-    """Convert human-written text from packaged corpora (chitchat-dataset, chatterbot-corpus) to the seed's formats.
+    """Convert conversations to the seed's files: your own (OpenAI messages, ShareGPT, Alpaca) or, without SOURCE,
+    human-written text from packaged corpora (chitchat-dataset, chatterbot-corpus).
 
-    Example: [bold]pz2 data import --max-per-source 500[/]
+    Your conversations become unified_*, dialogue_<category>_* and, when you give the categories,
+    classification_* files, split by a hash of each conversation; without --category or --category-column
+    the trained classifier labels them and its probability is recorded. Every dropped row is reported with
+    its line and why, in import_report.json.
+
+    Example: [bold]pz2 data import chats.jsonl --category-column topic[/]   [bold]pz2 data import alpaca.json --category technical[/]
+    [bold]pz2 train unified --data finetuning/datasets/imported/chats/unified_train.jsonl[/]
     """
-    from pz2.data.real import import_real
     from pz2.views import rows_table
 
-    out = output or _ws(ctx).real_datasets
-    with console.status("importing real text ..."):
-        report = import_real(out, max_per_source)
-    sources = ", ".join(f"{k}: {v}" for k, v in report.by_source.items())
-    console.print(rows_table(f"{out}  ({sources})", report.rows))
+    ws = _ws(ctx)
+    if source is None:
+        from pz2.data.real import import_real
+
+        out = output or ws.real_datasets
+        with console.status("importing real text ..."):
+            report = import_real(out, max_per_source)
+        sources = ", ".join(f"{k}: {v}" for k, v in report.by_source.items())
+        console.print(rows_table(f"{out}  ({sources})", report.rows))
+        return
+    from pz2.data.own_data import Categories, import_conversations
+
+    if category is not None and category not in ("qna", "technical", "general"):
+        raise UsageError(f"--category {category}: expected qna, technical or general")
+    if category is not None and category_column is not None:
+        raise UsageError("--category and --category-column: give one")
+    categories = Categories(fixed=category, column=category_column, labeller=None if category or category_column
+                            else _classifier_labeller(ws))
+    out = output or ws.datasets.parent / "imported" / (source.stem or "data")
+    with console.status(f"importing {source} ..."):
+        report = import_conversations(source, out, format.value, categories, license,
+                                      ws.training_config().validation)
+    how = f"{report.format} (detected)" if report.detected else report.format
+    console.print(rows_table(f"{out}  ({how}; {report.kept} of {report.read} conversations kept, categories from "
+                             f"{report.category_from}, {report.seconds:.1f} s)", report.rows))
+    for reason, where in report.dropped.items():
+        shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+        console.print(f"dropped {len(where)}: {reason} ({shown})")
+
+
+def _classifier_labeller(ws: Any) -> Any:
+    """The trained conversation classifier as the import's labeller; its absence is a usage error."""
+    from pz2.runtime.classifier import ConversationClassifier
+
+    path = ws.unified_model / "classifier"
+    if not path.is_dir():
+        raise UsageError("no categories: give --category-column or --category, or train the classifier first "
+                         "(`pz2 train classifier`) so that it labels your conversations")
+    classifier = ConversationClassifier.load(path)
+    return lambda texts: [(p.label, p.confidence) for p in classifier.predict(texts)]
 
 
 @data_app.command("validate")

@@ -39,16 +39,33 @@ OutputOpt = Annotated[Path | None, typer.Option(help="Adapter folder (default: t
 PrecisionOpt = Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (config: sft.precision).")]
 
 
+DataOpt = Annotated[list[Path] | None, typer.Option(
+    "--data", help="Train on these JSONL files instead of the generated ones (repeat for more); `pz2 data import` "
+                   "writes them from your own conversations.")]
+
+
+MixOpt = Annotated[list[str] | None, typer.Option(
+    help="With --data: generated:SHARE adds generated rows as SHARE of the training rows, e.g. generated:0.3.")]
+
+
 def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool, overrides: dict[str, Any],
-               output: Path | None) -> None:
+               output: Path | None, data: list[Path] | None, mix: list[str] | None) -> None:
+    from pz2.errors import UsageError
     from pz2.training.sft import check_kind, train_sft
+    from pz2.training.sft_data import parse_mix
 
     check_kind(kind)
+    share = parse_mix(mix or [])
+    if share and not data:
+        raise UsageError("--mix mixes generated rows into your own: name your files with --data")
+    for path in data or []:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
     ws = _ws(ctx)
     training = ws.training_config()
     cfg = training.with_profile(profile, overrides)
     result = train_sft(ws, kind, cfg, ws.model_config(), resume=resume, output=output, profile=profile,
-                       raft=training.raft, validation=training.validation)
+                       raft=training.raft, validation=training.validation, files=data or (), generated_share=share)
     if result.interrupted:
         err_console.print(f"interrupted at step {result.metrics['global_step']}: checkpoint saved in "
                           f"{result.checkpoint_dir}; continue with the same command and --resume")
@@ -65,14 +82,15 @@ def _train_sft(ctx: typer.Context, kind: str, profile: str | None, resume: bool,
 def train_unified_cmd(ctx: typer.Context, profile: ProfileOpt = None, resume: ResumeOpt = False,
                       max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
                       batch_size: BatchOpt = None, packing: PackingOpt = None, precision: PrecisionOpt = None,
-                      output: OutputOpt = None) -> None:
-    """LoRA fine-tune of the unified model on unified_train.jsonl -> models/unified_model/adapter/.
+                      output: OutputOpt = None, data: DataOpt = None, mix: MixOpt = None) -> None:
+    """LoRA fine-tune of the unified model on unified_train.jsonl (or your --data) -> models/unified_model/adapter/.
 
-    Example: [bold]pz2 train unified --profile quick[/]   (multi-GPU: [bold]accelerate launch -m pz2 train unified[/])
+    Example: [bold]pz2 train unified --profile quick[/]   [bold]pz2 train unified --data mine/unified_train.jsonl --mix generated:0.3[/]
+    (multi-GPU: [bold]accelerate launch -m pz2 train unified[/])
     """
     _train_sft(ctx, "unified", profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
                                                  "batch_size": batch_size, "packing": packing, "precision": precision},
-               output)
+               output, data, mix)
 
 
 @train_app.command("specialist")
@@ -81,14 +99,15 @@ def train_specialist_cmd(ctx: typer.Context,
                          profile: ProfileOpt = None, resume: ResumeOpt = False,
                          max_steps: StepsOpt = None, epochs: EpochsOpt = None, learning_rate: LrOpt = None,
                          batch_size: BatchOpt = None, packing: PackingOpt = None, precision: PrecisionOpt = None,
-                         output: OutputOpt = None) -> None:
-    """LoRA fine-tune of a specialist on dialogue_<type>_train.jsonl -> models/<type>_specialist/.
+                         output: OutputOpt = None, data: DataOpt = None, mix: MixOpt = None) -> None:
+    """LoRA fine-tune of a specialist on dialogue_<type>_train.jsonl (or your --data) -> models/<type>_specialist/.
 
     Example: [bold]pz2 train specialist --type technical --profile quick[/]
+    [bold]pz2 train specialist --type technical --data mine/dialogue_technical_train.jsonl[/]
     """
     _train_sft(ctx, type, profile, resume, {"max_steps": max_steps, "epochs": epochs, "learning_rate": learning_rate,
                                             "batch_size": batch_size, "packing": packing, "precision": precision},
-               output)
+               output, data, mix)
 
 
 class Method(str, Enum):

@@ -36,6 +36,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "category {category!r} is not one of qna, technical, general",
         "ko": "카테고리 {category!r} 은(는) qna, technical, general 중 하나가 아닙니다",
     },
+    "turns_empty": {"en": "`messages` holds no turns", "ko": "`messages` 에 대화 턴이 없습니다"},
+    "turn_shape": {
+        "en": "turn {turn} of `messages` must be an object with `role` (system, user or assistant) and string `content`",
+        "ko": "`messages` 의 {turn}번째 턴은 `role`(system, user, assistant)과 문자열 `content` 를 가진 객체여야 합니다",
+    },
+    "turn_order": {
+        "en": "turn {turn} of `messages` is {role!r} where {expected!r} belongs (an optional system message first, "
+              "then user and assistant alternating)",
+        "ko": "`messages` 의 {turn}번째 턴이 {expected!r} 자리에 {role!r} 입니다 (system 은 맨 앞에만, 그다음 user 와 "
+              "assistant 가 번갈아)",
+    },
+    "turn_last": {
+        "en": "`messages` must end with an assistant turn: there is no answer to learn",
+        "ko": "`messages` 는 assistant 턴으로 끝나야 합니다: 학습할 답변이 없습니다",
+    },
     "empty_text": {"en": "field `{field}` is empty or whitespace", "ko": "필드 `{field}` 가 비어 있습니다"},
     "too_short": {
         "en": "field `{field}` has {chars} characters, fewer than the minimum {limit}",

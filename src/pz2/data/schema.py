@@ -32,7 +32,13 @@ REQUIRED: dict[FileKind, dict[str, type]] = {
     FileKind.DIALOGUE: {"input_text": str, "target_text": str},
     FileKind.UNIFIED: {"input_text": str, "target_text": str, "category": str},
 }
-OPTIONAL: dict[str, type] = {"source": str}
+# A conversation row (data/conversation.py) holds `messages` instead of the single turn's two fields.
+REQUIRED_CONVERSATION: dict[FileKind, dict[str, type]] = {
+    FileKind.DIALOGUE: {"messages": list},
+    FileKind.UNIFIED: {"messages": list, "category": str},
+}
+# `license` and `category_probability` (the classifier's, when it chose the category) come with imported rows.
+OPTIONAL: dict[str, type | tuple[type, ...]] = {"source": str, "license": str, "category_probability": (int, float)}
 # A retrieval-augmented (RAFT) dialogue row also carries the passages its prompt quotes, as
 # [{"title", "text", "path"}], numbered from 1 in order; its answer cites them as [n].
 PASSAGE_FIELDS: tuple[str, ...] = ("title", "text", "path")
@@ -85,10 +91,17 @@ def parse_unified(text: str) -> tuple[str | None, str]:
     return (m["system"], m["user"]) if m else (None, text)
 
 
+def required_fields(kind: FileKind, row: dict[str, Any]) -> dict[str, type]:
+    """The fields a row of `kind` must have: a conversation's when it holds `messages`."""
+    return REQUIRED_CONVERSATION[kind] if "messages" in row and kind in REQUIRED_CONVERSATION else REQUIRED[kind]
+
+
 def user_text(kind: FileKind, row: dict[str, Any]) -> str:
     """The user's words in a row: what leaks if it appears in two splits."""
     if kind is FileKind.CLASSIFICATION:
         return row["text"]
+    if "messages" in row:
+        return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
     if kind is FileKind.UNIFIED:
         return parse_unified(row["input_text"])[1]
     return row["input_text"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ValidationConfig
+from pz2.data.conversation import conversation_problems, last_exchange
 from pz2.data.jsonl import jsonl_lines
 from pz2.data.messages import render
 from pz2.data.schema import (
@@ -23,17 +24,17 @@ from pz2.data.schema import (
     LABELS,
     OPTIONAL,
     PASSAGE_FIELDS,
-    REQUIRED,
     FileKind,
     file_info,
     normalize,
+    required_fields,
     user_text,
 )
 
 # Counts tokens of many texts at once; `None` skips the token limit.
 TokenCounter = Callable[[list[str]], list[int]]
 
-_TYPE_NAMES = {str: "a string", int: "an integer"}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", (int, float): "a number"}
 _SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -138,9 +139,10 @@ def validate_files(paths: Iterable[Path], cfg: ValidationConfig, count_tokens: T
     return report
 
 
-def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> list[tuple[Severity, str, dict]]:
+def check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> list[tuple[Severity, str, dict]]:
+    """One row's problems as (severity, message code, parameters); the import of a user's data drops a row on them."""
     problems: list[tuple[Severity, str, dict]] = []
-    required = REQUIRED[kind]
+    required = required_fields(kind, row)
     for name, typ in required.items():
         if name not in row:
             problems.append((Severity.ERROR, "missing_field", {"field": name}))
@@ -151,9 +153,10 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
         if name == "passages" and kind is FileKind.DIALOGUE:
             problems += _check_passages(value, row.get("target_text"))
         elif name in OPTIONAL:
-            if not isinstance(value, OPTIONAL[name]):
+            if not isinstance(value, OPTIONAL[name]) or isinstance(value, bool):
                 got = type(value).__name__
-                problems.append((Severity.ERROR, "wrong_type", {"field": name, "expected": "a string", "got": got}))
+                problems.append((Severity.ERROR, "wrong_type",
+                                 {"field": name, "expected": _TYPE_NAMES[OPTIONAL[name]], "got": got}))
         elif name not in required:
             problems.append((Severity.WARNING, "unknown_field", {"field": name}))
     if problems and any(s is Severity.ERROR for s, _, _ in problems):
@@ -162,6 +165,10 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
         problems.append((Severity.ERROR, "label_range", {"label": row["label"]}))
     if kind is FileKind.UNIFIED and row["category"] not in LABELS:
         problems.append((Severity.ERROR, "category_unknown", {"category": row["category"]}))
+    if "messages" in required:
+        problems += [(Severity.ERROR, code, params) for code, params in conversation_problems(row["messages"], cfg.max_chars)]
+        if not problems and isinstance(row.get("passages"), list):
+            problems += _check_passages(row["passages"], last_exchange(row)[1])
     for name, typ in required.items():
         if typ is not str:
             continue
@@ -173,6 +180,13 @@ def _check_row(row: dict[str, Any], kind: FileKind, cfg: ValidationConfig) -> li
         elif len(text) > cfg.max_chars:
             problems.append((Severity.ERROR, "too_long_chars", {"field": name, "chars": len(text), "limit": cfg.max_chars}))
     return problems
+
+
+def _texts(row: dict[str, Any], kind: FileKind) -> list[str]:
+    """The row's words the token limit counts: every turn of a conversation."""
+    if "messages" in row and kind is not FileKind.CLASSIFICATION:
+        return [m["content"] for m in row["messages"]]
+    return [row[n] for n, t in required_fields(kind, row).items() if t is str]
 
 
 def _check_passages(passages: Any, answer: Any) -> list[tuple[Severity, str, dict]]:
@@ -203,7 +217,7 @@ def check_file(
             issues.append(Issue(Severity.ERROR, problem[0], path, lineno, problem[1]))
             continue
         report.rows += 1
-        problems = _check_row(row, kind, cfg)
+        problems = check_row(row, kind, cfg)
         issues += [Issue(sev, code, path, lineno, params) for sev, code, params in problems]
         if any(sev is Severity.ERROR for sev, _, _ in problems):
             continue
@@ -217,7 +231,7 @@ def check_file(
         else:
             seen[key] = lineno
         quoted = [p["text"] for p in row.get("passages", [])] if kind is FileKind.DIALOGUE else []
-        texts.append((lineno, "\n".join([*quoted, *(row[n] for n, t in REQUIRED[kind].items() if t is str)])))
+        texts.append((lineno, "\n".join([*quoted, *_texts(row, kind)])))
     if report.rows == 0 and not issues:
         issues.append(Issue(Severity.ERROR, "file_empty", path, None))
     if count_tokens is not None and texts:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import RaftConfig, RetrievalConfig
+from pz2.data.conversation import last_exchange, with_answer
 from pz2.data.generate import topic_documents
 from pz2.data.schema import CITATION
 from pz2.knowledge.chunking import Chunk
@@ -48,10 +49,11 @@ def _passage(n: int, c: Chunk) -> Passage:
 def raft_rows(rows: Iterable[dict[str, Any]], index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any,
               cfg: RaftConfig, retrieval: RetrievalConfig) -> list[dict[str, Any]]:
     """The rows with `passages` added (and the answer citing its oracle); a row whose answer has no
-    document (a human-written corpus row) gets distractors only."""
+    document (a human-written corpus row, a user's own) gets distractors only. A conversation's last
+    user turn is what retrieval reads and its last answer what cites."""
     rows = list(rows)
     paths = bank_paths()
-    return _with_passages(rows, [(paths.get(r["target_text"]), None) for r in rows], index, encoder, tokenizer,
+    return _with_passages(rows, [(paths.get(last_exchange(r)[1]), None) for r in rows], index, encoder, tokenizer,
                           cfg, retrieval)
 
 
@@ -102,11 +104,12 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
     first_of: dict[str, Chunk] = {}
     for c in index.chunks:
         first_of.setdefault(c.path, c)
-    vectors = encoder.embed([r["input_text"] for r in rows])
+    questions = [last_exchange(r)[0] for r in rows]
+    vectors = encoder.embed(questions)
     out = []
-    for row, (oracle_path, oracle_id), vector in zip(rows, oracles, vectors, strict=True):
+    for row, question, (oracle_path, oracle_id), vector in zip(rows, questions, oracles, vectors, strict=True):
         # deep enough that distractors remain after dropping the oracle's own document (a sheet's examples)
-        hits = index.search(vector, row["input_text"], retrieval.candidates, retrieval.candidates)
+        hits = index.search(vector, question, retrieval.candidates, retrieval.candidates)
         ranked = [h.chunk for h in hits]
         distractors = [c for c in ranked if c.path != oracle_path and c.split == "train"]
         oracle = None
@@ -126,11 +129,11 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
         order = {c.id: i for i, c in enumerate(chosen)}
         kept.sort(key=lambda p: order[first[p.n].id])
         passages = [Passage(n, p.path, p.title, p.text) for n, p in enumerate(kept, start=1)]
-        answer = row["target_text"]
+        answer = last_exchange(row)[1]
         numbers = [p.n for p in passages if oracle is not None and p.path == oracle.path]
         if numbers:
             answer = cite(answer, numbers[0])
-        out.append({**row, "target_text": answer,
+        out.append({**with_answer(row, answer),
                     "passages": [{"title": p.title, "text": p.text, "path": p.path} for p in passages]})
     return out
 

@@ -6,17 +6,23 @@ Training and inference both build prompts here, so they cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from pz2.errors import ModelError
 
 IGNORE_INDEX = -100  # label of a token that carries no loss: the prompt's tokens
 
 
 @dataclass(frozen=True)
 class ChatExample:
+    """One training example: the answer to `user` after the earlier turns of `history` (user and assistant
+    alternating, oldest first; empty for a single-turn row). Every assistant turn carries loss."""
+
     system: str
     user: str
     answer: str
+    history: tuple[dict[str, str], ...] = field(default=())
 
 
 _SYSTEM_ROLE: dict[str, bool] = {}   # chat template -> whether it renders a system message
@@ -84,24 +90,29 @@ def _end_of_turn(tokenizer: Any) -> frozenset[int]:
 
 
 def encode_example(tokenizer: Any, ex: ChatExample, max_length: int) -> dict[str, list[int]] | None:
-    """Prompt and answer ids, with labels only on the answer (the prompt is masked with -100).
+    """The conversation's ids, with labels on every assistant turn and -100 everywhere else.
 
-    The answer ends with the template's end-of-turn token, so the model learns to stop. Rows whose
-    prompt alone fills `max_length` return None: there is no answer left to learn from.
+    Each assistant turn is labelled from where the runtime's prompt for it ends (`prompt_ids` with the
+    turns before it as history) through the template's end-of-turn token, so the model learns to stop
+    and learns from exactly the prompt it will be given. Rows whose last prompt alone fills `max_length`
+    return None: there is no answer left to learn from; a longer conversation is cut at `max_length`.
     """
-    prompt = prompt_ids(tokenizer, ex.system, ex.user)
+    turns = [*ex.history, {"role": "user", "content": ex.user}]
     full_text = tokenizer.apply_chat_template(
-        [*chat_messages(tokenizer, ex.system, ex.user), {"role": "assistant", "content": ex.answer}], tokenize=False
-    )
+        [*chat_messages(tokenizer, ex.system, ex.user, ex.history), {"role": "assistant", "content": ex.answer}],
+        tokenize=False)
     full = tokenizer(full_text, add_special_tokens=False)["input_ids"]
-    assert full[: len(prompt)] == prompt, "the chat template must extend the prompt it generates from"
-    answer = full[len(prompt):]
+    labels = [IGNORE_INDEX] * len(full)
     stops = end_of_turn_ids(tokenizer)
-    ends = [i for i, t in enumerate(answer) if t in stops]
-    if ends:
-        answer = answer[: ends[0] + 1]  # drop what the template adds after end-of-turn
+    end = len(full)
+    for k in [i for i, m in enumerate(turns) if m["role"] == "assistant"] + [len(turns)]:
+        prompt = prompt_ids(tokenizer, ex.system, turns[k - 1]["content"], turns[: k - 1])
+        if full[: len(prompt)] != prompt:
+            raise ModelError("the chat template renders a conversation's earlier turns differently once later turns "
+                             "follow; train on single-turn rows with this base")
+        stop = next((i for i in range(len(prompt), len(full)) if full[i] in stops), len(full) - 1)
+        labels[len(prompt): stop + 1] = full[len(prompt): stop + 1]
+        end = stop + 1            # after the last answer: drop what the template adds past end-of-turn
     if len(prompt) >= max_length:
         return None
-    ids = (prompt + answer)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt) + answer)[:max_length]
-    return {"input_ids": ids, "labels": labels}
+    return {"input_ids": full[:end][:max_length], "labels": labels[:end][:max_length]}

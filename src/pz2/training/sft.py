@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from pz2.config import ModelConfig, RaftConfig, SFTConfig, ValidationConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES as SPECIALISTS
 from pz2.errors import UsageError
-from pz2.fileio import atomic_directory, atomic_write_json, sha256_file
+from pz2.fileio import atomic_directory, atomic_write_json
 from pz2.models.artifacts import load_tokenizer, pretrained
 from pz2.models.loading import MANIFEST
 from pz2.models.precision import training_dtype
@@ -40,12 +41,12 @@ from pz2.training.sft_data import (
     KINDS,
     CompletionCollator,
     completion_loss,
-    data_files,
-    load_examples,
+    example_of,
     pack,
-    raft_files,
+    raft_rows_for,
     subsample,
     tokenize,
+    training_rows,
 )
 from pz2.workspace import Workspace
 
@@ -148,8 +149,7 @@ class _Data:
 
     base: ServedModel          # the model it trains on (`served_model`): what the manifest records
     tokenizer: Any
-    train_path: Path
-    val_path: Path
+    files: dict[str, dict]     # each data file: its hash, rows and share of the training rows
     grounded: bool             # RAFT rows quoting retrieved passages
     train_rows: int
     train: list[dict]
@@ -161,20 +161,25 @@ class _Data:
 
 
 def _data(ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, raft: RaftConfig | None,
-          validation: ValidationConfig, state: Any) -> _Data:
-    """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with the prompt masked."""
+          validation: ValidationConfig, state: Any, files: Sequence[Path], generated_share: float) -> _Data:
+    """Validated rows (with retrieved passages, for a specialist) -> chat template -> ids with every prompt
+    token masked."""
+    rows = training_rows(ws, kind, files, generated_share, cfg.seed)
+    if not rows.validation:
+        raise UsageError(f"no validation rows among {', '.join(rows.files)}: put a *_validation.jsonl beside "
+                         "your *_train.jsonl, or give more rows (a tenth is held out)")
     with state.main_process_first():   # the main process converts the base and writes the rows; the rest read them
         base = served_model(model_cfg, None if kind == "unified" else ws.unified_model / "adapter")
         tokenizer = load_tokenizer(base.path, BASE_FIX,
                                trust_remote_code=model_cfg.trust_remote_code)
-        grounded = raft_files(ws, kind, raft, model_cfg, tokenizer, validation) if kind != "unified" and raft else None
-    train_path, val_path = grounded or data_files(ws, kind)
-    train_ex = subsample(load_examples(train_path, kind, model_cfg.system_prompt), cfg.max_train_examples, cfg.seed)
-    val_ex = subsample(load_examples(val_path, kind, model_cfg.system_prompt), cfg.max_eval_examples, cfg.seed)
+        grounded = raft_rows_for(ws, kind, rows, raft, model_cfg, tokenizer, validation) if kind != "unified" and raft else None
+    rows = grounded or rows
+    train_ex = subsample([example_of(r, model_cfg.system_prompt) for r in rows.train], cfg.max_train_examples, cfg.seed)
+    val_ex = subsample([example_of(r, model_cfg.system_prompt) for r in rows.validation], cfg.max_eval_examples, cfg.seed)
     train = tokenize(train_ex, tokenizer, cfg.max_length)
     if cfg.packing:
         train = pack(train, cfg.max_length)
-    return _Data(base, tokenizer, train_path, val_path, grounded is not None, len(train_ex), train,
+    return _Data(base, tokenizer, rows.files, grounded is not None, len(train_ex), train,
                  tokenize(val_ex, tokenizer, cfg.max_length))
 
 
@@ -280,11 +285,12 @@ def _arguments(cfg: SFTConfig, run_dir: Path, device: Device) -> Any:
 def train_sft(
     ws: Workspace, kind: str, cfg: SFTConfig, model_cfg: ModelConfig, *, resume: bool = False,
     output: Path | None = None, profile: str | None = None, raft: RaftConfig | None = None,
-    validation: ValidationConfig = ValidationConfig(),
+    validation: ValidationConfig = ValidationConfig(), files: Sequence[Path] = (), generated_share: float = 0.0,
 ) -> SFTResult:
     """Fine-tune one LoRA adapter (`kind` = unified | qna | technical); returns where it was saved.
-    A specialist trains on RAFT rows (`raft`) when the knowledge base exists, checked against the limits
-    of `validation` (training_config.yaml's, passed down by the CLI)."""
+    It trains on the generated files, or on the user's `files` with `generated_share` of generated rows
+    (`training_rows`). A specialist trains on RAFT rows (`raft`) when the knowledge base exists, checked
+    against the limits of `validation` (training_config.yaml's, passed down by the CLI)."""
     from accelerate import PartialState
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
@@ -295,7 +301,7 @@ def train_sft(
     device = Device.detect(cfg)
     state = PartialState(cpu=device.cpu)   # one process unless launched by accelerate/torchrun; gloo on a CPU
 
-    data = _data(ws, kind, cfg, model_cfg, raft, validation, state)
+    data = _data(ws, kind, cfg, model_cfg, raft, validation, state, files, generated_share)
     model = _lora_model(data, cfg, model_cfg, device, state.local_process_index)
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("%s: %d train rows (%d sequences, %d tokens, %.0f tokens/step), %d validation rows; "
@@ -303,7 +309,7 @@ def train_sft(
                 data.tokens / max(1, len(data.train)) * cfg.batch_size * cfg.gradient_accumulation_steps,
                 len(data.validation), trainable, total, 100 * trainable / total)
 
-    data_hashes = {str(p): sha256_file(p) for p in (data.train_path, data.val_path)}
+    data_hashes = {path: f"{f['sha256']}:{f.get('share', 'validation')}" for path, f in data.files.items()}
     record = run_record(kind, cfg.model_dump(mode="json"), data.base.record(), data_hashes,
                         str(device.dtype).removeprefix("torch."))
     run_dir, checkpoint = resume_point(ws.checkpoints / kind, resume, record, state)
@@ -330,7 +336,7 @@ def train_sft(
     }
     manifest = {
         "kind": kind, "profile": profile, "base_model": data.base.record(), "raft": data.grounded,
-        "data": data_hashes,
+        "data": data.files,
         "config": cfg.model_dump(mode="json"), "precision": str(device.dtype).removeprefix("torch."),
         "system_prompt": model_cfg.system_prompt,
         "metrics": metrics, "wall_time_s": round(seconds, 1), "trainable_parameters": trainable,
