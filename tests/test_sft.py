@@ -111,8 +111,8 @@ def test_unified_adapter_saves_reloads_changes_the_base_and_has_a_full_manifest(
     assert manifest["kind"] == "unified" and manifest["profile"] == "tiny"
     assert manifest["base_model"]["id"] == str(tiny_base)
     assert manifest["base_model"]["sha256"] == sha256_file(tiny_base / "model.safetensors")
-    for path, digest in manifest["data"].items():
-        assert sha256_file(Path(path)) == digest
+    for path, record in manifest["data"].items():
+        assert sha256_file(Path(path)) == record["sha256"]
     assert {Path(p).name for p in manifest["data"]} == {"unified_train.jsonl", "unified_validation.jsonl"}
     assert manifest["config"]["max_steps"] == 10 and manifest["config"]["lora"]["r"] == 16
     assert manifest["metrics"]["global_step"] == 10

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -107,8 +108,10 @@ def _table_records(path: Path, prefix: str) -> Iterator[Record]:
         import datasets
         from datasets import Dataset, DatasetDict, load_from_disk
     except ImportError as e:
+        shadow = getattr(sys.modules.get("datasets"), "__path__", None)
+        why = (f"the folder {list(shadow)[0]} hides the library: run pz2 from another folder" if shadow else str(e))
         raise UsageError(f"{path}: reading Parquet, CSV and `save_to_disk` folders needs the `datasets` library "
-                         f"({e})") from None
+                         f"({why})") from None
     with tempfile.TemporaryDirectory(prefix="pz2-import-") as cache:   # never the user's HF cache
         datasets.disable_progress_bars()
         try:

@@ -88,7 +88,8 @@ def training_rows(ws: Workspace, kind: str, data: Sequence[Path] = (), generated
     """
     generated_train, generated_val = data_files(ws, kind)
     if not data:
-        train, validation = load_rows(generated_train, file_kind(generated_train)), load_rows(generated_val, file_kind(generated_val))
+        train = load_rows(generated_train, file_kind(generated_train))
+        validation = load_rows(generated_val, file_kind(generated_val))
         return TrainingRows(train, validation, {
             str(generated_train): _file_record(generated_train, len(train), 1.0),
             str(generated_val): _file_record(generated_val, len(validation))})
