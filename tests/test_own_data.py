@@ -237,3 +237,15 @@ def test_a_model_trains_on_imported_rows_mixed_with_generated_ones(hybrid, tmp_p
     assert data[str(mine)]["rows"] == len(read_jsonl(mine)) and len(data[str(mine)]["sha256"]) == 64
     assert result.metrics["train_rows"] == data[str(mine)]["rows"] + data[generated]["rows"]
     assert (result.path / "adapter_model.safetensors").is_file()
+
+
+def test_train_refuses_a_mix_it_cannot_follow_in_one_line(cli, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps(conversations(1)[0]) + "\n")
+    for args, expected in ((["--mix", "generated:0.3"], "name your files with --data"),
+                           (["--data", str(mine), "--mix", "real:0.3"], "expected generated:SHARE"),
+                           (["--data", str(mine), "--mix", "generated:1"], "expected generated:SHARE"),
+                           (["--data", str(tmp_path / "absent.jsonl")], "no such file")):
+        result = cli("train", "unified", *args)
+        assert result.exit_code == 2 and expected in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1

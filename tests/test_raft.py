@@ -70,6 +70,25 @@ def test_raft_rows_quote_the_oracle_and_training_distractors_only(small_data: Pa
     assert max(tokens) <= RetrievalConfig().max_passage_tokens + 8
 
 
+def test_a_conversation_row_is_grounded_on_its_last_user_turn(small_data: Path, banks_kb, tokenizer) -> None:
+    """RAFT reads a conversation's last question and cites in its last answer; the single-turn row of the same
+    question and answer gets the same passages and the same citation."""
+    index, encoder = banks_kb
+    single = read_jsonl(small_data / "dialogue_technical_train.jsonl")[:6]
+    conversations = [{"messages": [{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"},
+                                   {"role": "user", "content": r["input_text"]}, {"role": "assistant", "content": r["target_text"]}]}
+                     for r in single]
+    cfg = RaftConfig(passages=2, oracle_fraction=1.0, seed=1)
+    plain = raft_rows(single, index, encoder, tokenizer, cfg, RetrievalConfig())
+    grounded = raft_rows(conversations, index, encoder, tokenizer, cfg, RetrievalConfig())
+    for row, conv, new in zip(plain, conversations, grounded, strict=True):
+        assert new["passages"] == row["passages"]
+        assert new["messages"][:-1] == conv["messages"][:-1]
+        assert new["messages"][-1] == {"role": "assistant", "content": row["target_text"]}
+    assert sum("[" in r["messages"][-1]["content"] for r in grounded) >= 4
+
+
 def test_the_validator_checks_passages_and_citations(tmp_path: Path) -> None:
     good = {"input_text": "How do I trim?", "target_text": "Type TRIM [1].", "passages": [
         {"title": "AutoCAD: trim lines", "text": "Type TRIM (or TR).", "path": "banks:technical/AutoCAD:trim lines"}]}
