@@ -42,10 +42,10 @@ def main() -> int:
     cfg = ws.model_config()
     retriever = Retriever.load(ws.knowledge, cfg)
     pairs = reference_pairs(ws.datasets / "unified_validation.jsonl", cfg.system_prompt, args.rows)
-    for _, question, answer in pairs[:10]:   # warm-up: lazy kernels, allocator
+    for _, question, answer, _ in pairs[:10]:   # warm-up: lazy kernels, allocator
         check(retriever, question, answer, "qna")
     checked, searched = [], []
-    for _, question, answer in pairs:
+    for _, question, answer, _ in pairs:
         start = time.perf_counter()
         retriever.search(question)
         searched.append((time.perf_counter() - start) * 1000)

@@ -190,7 +190,7 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
     engine = build_engine(cfg, ws.unified_model / "adapter")
     classifier = ConversationClassifier.load(ws.classifier)
     questions = [Question(GENERATED, split, user, reference) for split in ("validation", "test")
-                 for _, user, reference in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
+                 for _, user, reference, _ in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
     good = {"short_answer_words": 5, "semscore": 0.6}
     max_new = cfg.runtime.engine.max_new_tokens
     x, _, rows = collect(engine, classifier, None, SentenceEncoder.load(cfg), questions, good, max_new, False)

@@ -109,7 +109,7 @@ def test_train_confidence_on_the_tiny_workspace(hybrid: Workspace) -> None:
     path = hybrid.datasets / "unified_validation.jsonl"
     pairs = reference_pairs(path, cfg.system_prompt, None)
     rows = read_jsonl(path)
-    for i, (row, (_, user, _)) in enumerate(zip(rows, pairs, strict=True)):
+    for i, (row, (_, user, _, _)) in enumerate(zip(rows, pairs, strict=True)):
         answer = engine.generate(user, engine.unified).text
         if i % 2 == 0 and answer:
             row["target_text"] = answer

@@ -249,3 +249,28 @@ def test_train_refuses_a_mix_it_cannot_follow_in_one_line(cli, tmp_path: Path) -
         result = cli("train", "unified", *args)
         assert result.exit_code == 2 and expected in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_imported_test_split_is_evaluated_after_each_conversation_s_earlier_turns(hybrid, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pz2.cli import app
+    from pz2.data.loading import reference_pairs
+    from pz2.evaluation.eval_set import load_file
+
+    path = write(conversations(60), tmp_path / "in", "jsonl")
+    import_conversations(path, tmp_path / "mine", "auto", Categories(column="topic"), None, ValidationConfig())
+    test = tmp_path / "mine" / "unified_test.jsonl"
+    rows = read_jsonl(test)
+    evaluated = load_file(test)
+    pairs = reference_pairs(test, "configured", None)
+    for row, e, (system, user, reference, history) in zip(rows, evaluated, pairs, strict=True):
+        c = split_conversation(row["messages"])
+        assert (e.question, e.references[0], e.history, e.system) == (c.user, c.answer, tuple(c.history), c.system)
+        assert (system, user, reference, history) == (c.system or "configured", c.user, c.answer, tuple(c.history))
+    assert any(e.history for e in evaluated) and any(e.system for e in evaluated)
+    result = CliRunner().invoke(app, ["--workspace", str(hybrid.root), "eval", "generation", "--model",
+                                      str(hybrid.unified_model), "--data", str(test), "--limit", "4",
+                                      "--output", str(tmp_path / "eval")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == min(4, len(rows))

@@ -213,4 +213,4 @@ def test_eval_generation_measures_the_decoder_pz2_serves(hybrid: Workspace) -> N
     predictions = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     engine = build_engine(cfg, hybrid.unified_model / "adapter")
     pairs = reference_pairs(hybrid.datasets / "unified_test.jsonl", cfg.system_prompt, 3)
-    assert predictions == [engine.stream(u, engine.unified, 12, system=s).text for s, u, _ in pairs]
+    assert predictions == [engine.stream(u, engine.unified, 12, system=s).text for s, u, _, _ in pairs]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pz2.config import ValidationConfig
+from pz2.data.conversation import has_messages, split_conversation
 from pz2.data.jsonl import read_jsonl
 from pz2.data.schema import FileKind, file_info, parse_unified
 from pz2.data.validate import Severity, check_file
@@ -30,13 +31,21 @@ def load_rows(
     return read_jsonl(path)
 
 
-def reference_pairs(data: Path, system_prompt: str, limit: int | None) -> list[tuple[str, str, str]]:
-    """(system, user, reference) triples of a unified_* or dialogue_* file, the first `limit` rows."""
+Reference = tuple[str, str, str, tuple[dict[str, str], ...]]   # system, user turn, reference answer, earlier turns
+
+
+def reference_pairs(data: Path, system_prompt: str, limit: int | None) -> list[Reference]:
+    """(system, user, reference, history) of each of the first `limit` rows of a unified_* or dialogue_* file:
+    a conversation row's last answer is the reference, asked after its earlier turns."""
     info = file_info(data)
     kind = info.kind if info and info.kind is not FileKind.CLASSIFICATION else FileKind.DIALOGUE
     rows = load_rows(data, kind)[:limit]
     out = []
     for r in rows:
+        if has_messages(r):
+            c = split_conversation(r["messages"])
+            out.append((c.system or system_prompt, c.user, c.answer, tuple(c.history)))
+            continue
         system, user = parse_unified(r["input_text"]) if kind is FileKind.UNIFIED else (None, r["input_text"])
-        out.append((system or system_prompt, user, r["target_text"]))
+        out.append((system or system_prompt, user, r["target_text"], ()))
     return out

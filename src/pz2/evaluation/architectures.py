@@ -71,7 +71,8 @@ def ask_model(assistant: Assistant, row: EvalRow, model: str, tag: str) -> Turn:
     """`model` answers the row the way the hybrid assistant has it answer when it routes there: the same prompt,
     the same grounding in the knowledge base, the same check of a unified answer. An escalated hybrid turn and
     this turn then give the same answer (greedy decoding), so the architectures differ only in their routing."""
-    return assistant.ask(row.question, session=f"eval-{tag}:{row.id}", options=Options(model=model, offers=False))
+    return assistant.ask(row.question, session=f"eval-{tag}:{row.id}",
+                         options=Options(history=row.history or None, system=row.system, model=model, offers=False))
 
 
 def _unified(assistant: Assistant, row: EvalRow, prediction: Prediction) -> Answer:
@@ -94,7 +95,8 @@ def _separated(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
 
 
 def _hybrid(assistant: Assistant, row: EvalRow, _: Prediction) -> Answer:
-    turn = assistant.ask(row.question, session=f"eval:{row.id}", options=Options(offers=False))
+    turn = assistant.ask(row.question, session=f"eval:{row.id}",
+                         options=Options(history=row.history or None, system=row.system, offers=False))
     return Answer(turn.answer, turn.specialist or UNIFIED, turn.first_token_ms, turn.latency_ms,
                   turn.specialist is not None, turn.reason, turn.confidence, len(turn.sources),
                   finish_reason=turn.finish_reason)

@@ -114,7 +114,7 @@ def _model_answers(assistant: Assistant, rows: list[EvalRow], categories: list[s
     out: dict[str, dict[int, str]] = {UNIFIED: {i: a.text for i, a in enumerate(runs[UNIFIED].answers)}}
     out["base"] = {}
     for i, row in enumerate(rows):
-        out["base"][i] = assistant.engine.generate(row.question, None).text
+        out["base"][i] = assistant.engine.stream(row.question, None, history=row.history, system=row.system).text
         advance()
     for kind in SPECIALISTS:
         out[kind] = {}
@@ -363,7 +363,8 @@ def compare(ws: Workspace, cfg: ModelConfig, ecfg: EvaluationConfig, out_dir: Pa
     models = {}
     for name in MODELS:
         idx = sorted(answers[name])
-        examples = [ChatExample(cfg.system_prompt, rows[i].question, rows[i].references[0]) for i in idx]
+        examples = [ChatExample(rows[i].system or cfg.system_prompt, rows[i].question, rows[i].references[0],
+                                rows[i].history) for i in idx]
         models[name] = {"rows": len(idx), "quality": aq.by_category([model_scores[name][i] for i in idx],
                                                                    [categories[i] for i in idx]),
                         **summarize_losses(reference_losses(cfg, paths[name], examples))}

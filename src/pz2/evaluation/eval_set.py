@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from pz2.data.conversation import has_messages, last_exchange, split_conversation
 from pz2.data.jsonl import jsonl_lines
 from pz2.data.loading import EVALUATION_TOLERATES, load_rows
 from pz2.data.real import import_real
@@ -28,6 +29,8 @@ class EvalRow:
     question: str
     references: tuple[str, ...]    # the file's own reference first
     source: str                    # "generated" or the corpus the row came from
+    history: tuple[dict[str, str], ...] = ()   # a conversation row's earlier turns: asked after them
+    system: str | None = None      # a conversation's own system message
 
 
 # Short-answer questions written by the pz2 authors for evaluation only (130 qna, 40 technical): in no training
@@ -66,8 +69,8 @@ def _detailed_answers(path: Path) -> dict[str, str]:
     for category in LABELS:
         sibling = path.with_name(f"dialogue_{category}_{info.split}.jsonl")
         if sibling.is_file():
-            out |= {normalize(r["input_text"]): r["target_text"]
-                    for r in load_rows(sibling, FileKind.DIALOGUE, tolerate=EVALUATION_TOLERATES)}
+            out |= {normalize(q): a for q, a in (last_exchange(r) for r in
+                                                 load_rows(sibling, FileKind.DIALOGUE, tolerate=EVALUATION_TOLERATES))}
     return out
 
 
@@ -78,13 +81,19 @@ def load_file(path: Path) -> list[EvalRow]:
     info = file_info(path)
     out = []
     for number, r in enumerate(rows, start=1):
-        question = parse_unified(r["input_text"])[1] if kind is FileKind.UNIFIED else r["input_text"]
+        conversation = split_conversation(r["messages"]) if has_messages(r) else None
+        if conversation is not None:
+            question, refs = conversation.user, [conversation.answer]
+        else:
+            question = parse_unified(r["input_text"])[1] if kind is FileKind.UNIFIED else r["input_text"]
+            refs = [r["target_text"]]
         category = r["category"] if kind is FileKind.UNIFIED else (info.category if info else None)
-        refs = [r["target_text"]]
         extra = detailed.get(normalize(question))
         if extra and extra != refs[0]:
             refs.append(extra)
-        out.append(EvalRow(f"{path.name}#{number}", category, question, tuple(refs), r.get("source", "unknown")))
+        out.append(EvalRow(f"{path.name}#{number}", category, question, tuple(refs), r.get("source", "unknown"),
+                           tuple(conversation.history) if conversation else (),
+                           conversation.system if conversation else None))
     return out
 
 

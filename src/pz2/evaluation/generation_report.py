@@ -25,9 +25,9 @@ def evaluate_generation(engine: Engine, adapter: str | None, data: Path, out_dir
     with ROUGE-L and chrF; write metrics.json, predictions.jsonl and report.md."""
     pairs = reference_pairs(data, system_prompt, limit)
     start = time.perf_counter()
-    answers = [engine.stream(u, adapter, max_new_tokens, system=s).text for s, u, _ in pairs]
+    answers = [engine.stream(u, adapter, max_new_tokens, history=h, system=s).text for s, u, _, h in pairs]
     seconds = time.perf_counter() - start
-    scores = [(rouge_l(a, ref), chrf(a, ref)) for a, (_, _, ref) in zip(answers, pairs, strict=True)]
+    scores = [(rouge_l(a, ref), chrf(a, ref)) for a, (_, _, ref, _) in zip(answers, pairs, strict=True)]
     n = max(1, len(scores))
     metrics = {"model": label, "data": str(data), "data_sha256": sha256_file(data), "rows": len(pairs),
                "rouge_l": sum(s[0] for s in scores) / n, "chrf": sum(s[1] for s in scores) / n,
@@ -36,7 +36,7 @@ def evaluate_generation(engine: Engine, adapter: str | None, data: Path, out_dir
     atomic_write_json(files["metrics.json"], metrics)
     atomic_write_jsonl(files["predictions.jsonl"], (
         {"input_text": u, "reference": ref, "prediction": a, "rouge_l": r, "chrf": c}
-        for (_, u, ref), a, (r, c) in zip(pairs, answers, scores, strict=True)))
+        for (_, u, ref, _), a, (r, c) in zip(pairs, answers, scores, strict=True)))
     worst = sorted(zip(scores, pairs, answers, strict=True), key=lambda x: x[0][0])[:10]
     atomic_write_text(files["report.md"], "\n".join([
         f"# Generation evaluation: {label} on `{data.name}`", "",
@@ -44,6 +44,6 @@ def evaluate_generation(engine: Engine, adapter: str | None, data: Path, out_dir
         "new tokens.", "",
         "| metric | value |", "|---|---|", f"| ROUGE-L (F1) | {metrics['rouge_l']:.4f} |", f"| chrF | {metrics['chrf']:.4f} |", "",
         "## Lowest ROUGE-L", "", "| question | answer | ROUGE-L |", "|---|---|---|",
-        *[f"| {u[:80]} | {a[:120].replace(chr(10), ' ')} | {s[0]:.3f} |" for s, (_, u, _), a in worst],
+        *[f"| {u[:80]} | {a[:120].replace(chr(10), ' ')} | {s[0]:.3f} |" for s, (_, u, _, _), a in worst],
     ]) + "\n")
     return GenerationEvaluation(metrics, files)

@@ -99,7 +99,7 @@ def generated_questions(path: Path, system_prompt: str, limit: int | None, seed:
     pairs = reference_pairs(path, system_prompt, None)
     if limit is not None and limit < len(pairs):
         pairs = random.Random(seed).sample(pairs, limit)
-    return [Question(GENERATED, path.name, user, reference) for _, user, reference in pairs]
+    return [Question(GENERATED, path.name, user, reference) for _, user, reference, _ in pairs]
 
 
 def _mentions(q: Question) -> Callable[[str], bool]:
