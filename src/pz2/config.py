@@ -209,9 +209,15 @@ class RetrievalConfig(_Strict):
         "135M specialists quote a second passage too often (`pz2 eval kb`, figures in the README).",
     )
     min_similarity: float = Field(
-        0.35, ge=-1, le=1,
+        0.40, ge=-1, le=1,
         description="A passage whose cosine similarity to the question is below this is not a source; with "
         "none left, the specialist says it has no source instead of citing one.",
+    )
+    sure_similarity: float = Field(
+        0.55, ge=-1, le=1,
+        description="Between `min_similarity` and this, a passage is a source only if it holds the question's most "
+        "specific word (the one fewest passages hold): a passage merely on a neighbouring subject misleads more "
+        "than no passage (`pz2 eval kb`, figures in the README). Equal to `min_similarity`: no word check.",
     )
     max_passage_tokens: int = Field(
         400, ge=32, le=16_384, description="Base-tokenizer tokens of passages in one prompt; the last ones are cut to fit."
@@ -292,11 +298,12 @@ class RuntimeConfig(_Strict):
 class KnowledgeConfig(_Strict):
     """The knowledge base `pz2 kb build` indexes into `finetuning/knowledge/`."""
 
-    collections: list[Literal["banks", "corpora", "python_docs", "cheat"]] = Field(
-        ["banks", "corpora", "python_docs", "cheat"],
+    collections: list[Literal["banks", "corpora", "python_docs", "cheat", "factbook"]] = Field(
+        ["banks", "corpora", "python_docs", "cheat", "factbook"],
         description="Built-in human-written collections: `banks` (pz2's topic answers), `corpora` (the training "
         "split of chatterbot-corpus), `python_docs` (Python's pydoc_data topics), `cheat` (the cheat package's "
-        "command sheets); licences in the README and the index manifest.",
+        "command sheets), `factbook` (the CIA World Factbook's country entries); licences in the README and the "
+        "index manifest.",
     )
     paths: list[Path] = Field(
         [], description="Folders or files of your own documents (Markdown, text, HTML, PDF), indexed with the collections."

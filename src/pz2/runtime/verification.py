@@ -36,7 +36,7 @@ class Check:
     agreement: float         # cosine of the answer and that passage: SemScore against it
     support: float           # share of the answer's own words (stemmed, not the question's) found in that passage
     covers: bool             # that passage's document holds knowledge of the question's category
-    grounds: bool            # a passage clears the specialist's similarity floor: escalating has something to stand on
+    grounds: bool            # that passage is a source a specialist would use (`Retriever.sources`): escalating has something to stand on
     ms: float
     path: str                # the closest passage's document ("" when the index is empty)
     search: Search = field(repr=False, compare=False)
@@ -82,5 +82,5 @@ def check(retriever: Retriever, question: str, answer: str, category: str,
     agreement = float(np.clip(index.embeddings[best.row] @ a, -1.0, 1.0))
     share = support(answer, question, f"{best.chunk.title}\n{best.chunk.text}", index.stemmer)
     return Check(best.similarity, agreement, share, category in categories_of(best.chunk.path),
-                 best.similarity >= retriever.cfg.min_similarity, (time.perf_counter() - start) * 1000,
+                 bool(retriever.sources(question, [best])), (time.perf_counter() - start) * 1000,
                  best.chunk.path, found)
