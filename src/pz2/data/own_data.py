@@ -27,7 +27,7 @@ from pz2.data.conversation import user_turns
 from pz2.data.jsonl import jsonl_lines
 from pz2.data.messages import render
 from pz2.data.real import split_of
-from pz2.data.schema import LABEL_IDS, LABELS, SPLITS, FileKind, normalize
+from pz2.data.schema import LABEL_IDS, LABELS, SPLITS, FileKind, normalize, user_text
 from pz2.errors import DatasetError, UsageError
 from pz2.fileio import atomic_directory, atomic_write_json, atomic_write_jsonl
 
@@ -51,6 +51,9 @@ Labeller = Callable[[list[str]], list[tuple[str, float]]]
 class Record:
     where: str              # "line 12" (JSONL), "item 3" (a JSON array), "row 7" (a table); file-prefixed in a folder
     value: dict[str, Any]
+
+
+Kept = tuple[Record, list[dict[str, str]], str, str]   # record, its turns, category, normalised user turns
 
 
 class Skip(Exception):
@@ -291,7 +294,7 @@ def import_conversations(source: Path, out_dir: Path, fmt: str, categories: Cate
     fmt = detect_format(head, source) if detected else fmt
     report = OwnImportReport(source, out_dir, fmt, detected, categories.described,
                              license or table_license(source) or "unspecified")
-    kept: list[tuple[Record, list[dict[str, str]], str]] = []
+    kept: list[Kept] = []
     seen: dict[str, str] = {}
     for record in [*head, *records]:
         report.read += 1
@@ -303,18 +306,18 @@ def import_conversations(source: Path, out_dir: Path, fmt: str, categories: Cate
                         if sev is Severity.ERROR]
             if problems:
                 raise Skip(problems[0])
-            key = normalize("\n".join(user_turns(messages)))
+            key = normalize(user_text(FileKind.UNIFIED, row))   # what the validator calls a duplicate
             if key in seen:
                 raise Skip(f"the same user turns as {seen[key]}")
         except Skip as e:
             report.dropped.setdefault(str(e), []).append(record.where)
             continue
         seen[key] = record.where
-        kept.append((record, messages, category))
+        kept.append((record, messages, category, key))
     probabilities: list[float | None] = [None] * len(kept)
     if categories.labeller is not None and kept:
-        labelled = categories.labeller([user_turns(m)[0] for _, m, _ in kept])
-        kept = [(r, m, label) for (r, m, _), (label, _) in zip(kept, labelled, strict=True)]
+        labelled = categories.labeller([user_turns(m)[0] for _, m, _, _ in kept])
+        kept = [(r, m, label, key) for (r, m, _, key), (label, _) in zip(kept, labelled, strict=True)]
         probabilities = [round(p, 4) for _, p in labelled]
     report.kept = len(kept)
     with atomic_directory(out_dir) as tmp:
@@ -325,13 +328,13 @@ def import_conversations(source: Path, out_dir: Path, fmt: str, categories: Cate
     return report
 
 
-def _write(report: OwnImportReport, folder: Path, kept: list[tuple[Record, list[dict[str, str]], str]],
-           probabilities: list[float | None], labelled: bool) -> None:
+def _write(report: OwnImportReport, folder: Path, kept: list[Kept], probabilities: list[float | None],
+           labelled: bool) -> None:
     name = report.source.name
     files: dict[str, list[dict[str, Any]]] = {}
     classified: set[str] = set()
-    for (record, messages, category), p in zip(kept, probabilities, strict=True):
-        split = split_of(normalize("\n".join(user_turns(messages))))
+    for (record, messages, category, key), p in zip(kept, probabilities, strict=True):
+        split = split_of(key)
         meta = {"source": f"{name}:{record.where}", "license": report.license}
         unified = {"messages": messages, "category": category, **meta}
         if p is not None:

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from pz2.data.conversation import user_turns
+
 LABELS: tuple[str, ...] = ("qna", "technical", "general")
 LABEL_IDS: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -101,7 +103,7 @@ def user_text(kind: FileKind, row: dict[str, Any]) -> str:
     if kind is FileKind.CLASSIFICATION:
         return row["text"]
     if "messages" in row:
-        return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
+        return "\n".join(user_turns(row["messages"]))
     if kind is FileKind.UNIFIED:
         return parse_unified(row["input_text"])[1]
     return row["input_text"]

@@ -65,18 +65,18 @@ class Retriever:
         return Search(hits, (time.perf_counter() - start) * 1000)
 
     @cached_property
-    def _words(self) -> tuple[Counter[str], list[frozenset[str]]]:
-        """Each passage's words (title and text, as BM25 reads them) and how many passages hold each word;
-        counted once, at the first question (0.2 s for 4,000 passages)."""
+    def _words(self) -> tuple[Counter[str], list[frozenset[str]], frozenset[str]]:
+        """Each passage's words (title and text, as BM25 reads them), how many passages hold each word, and the
+        stemmed QUESTION_WORDS; counted once, at the first question (0.2 s for 4,000 passages)."""
         words = [frozenset(t) for t in lexical_tokens([f"{c.title}\n{c.text}" for c in self.index.chunks],
                                                       self.index.stemmer)]
-        return Counter(w for ws in words for w in ws), words
+        asking = frozenset(lexical_tokens([" ".join(QUESTION_WORDS)], self.index.stemmer)[0])
+        return Counter(w for ws in words for w in ws), words, asking
 
     def specific_word(self, question: str) -> str | None:
         """The question's word that the fewest passages hold (none: a word no passage holds), stemmed; the
         words that make it a question ("which", "does" ...) are no subject, whatever their count."""
-        counts, _ = self._words
-        asking = set(lexical_tokens([" ".join(QUESTION_WORDS)], self.index.stemmer)[0])
+        counts, _, asking = self._words
         words = [w for w in lexical_tokens([expand_query(question)], self.index.stemmer)[0] if w not in asking]
         return min(words, key=lambda w: counts.get(w, 0), default=None)
 
@@ -90,7 +90,7 @@ class Retriever:
         if all(h.similarity >= self.cfg.sure_similarity for h in close):
             return close
         word = self.specific_word(question)
-        _, words = self._words
+        _, words, _ = self._words
         return [h for h in close if h.similarity >= self.cfg.sure_similarity or (word is not None and word in words[h.row])]
 
     def ground(self, question: str, tokenizer: Any, room: int | None = None, found: Search | None = None,
