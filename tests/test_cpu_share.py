@@ -79,10 +79,10 @@ def test_the_llamacpp_engine_decodes_on_the_free_cores(tiny_base: Path, tiny_ggu
         assert auto.lib.llama_n_threads(auto.llm.ctx) == usable_cores()   # opened on every core
         auto.generate("Hello there")
         fixed.generate("Hello there")
-        decoding = auto.lib.llama_n_threads(auto.llm.ctx)
-        assert decoding == auto.lib.llama_n_threads_batch(auto.llm.ctx)
+        decoding = auto.lib.llama_n_threads(auto.decoder.ctx)
+        assert decoding == auto.lib.llama_n_threads_batch(auto.decoder.ctx)
         assert 1 <= decoding <= max(1, usable_cores() - 1)   # the spinner's core is left to it
-        assert fixed.lib.llama_n_threads(fixed.llm.ctx) == 3   # a number in the config is kept
+        assert fixed.lib.llama_n_threads(fixed.decoder.ctx) == 3   # a number in the config is kept
     finally:
-        auto.llm.close()
-        fixed.llm.close()
+        auto.close()
+        fixed.close()

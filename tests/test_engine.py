@@ -267,10 +267,10 @@ def test_a_request_past_its_deadline_does_not_even_read_its_prompt(engines) -> N
 
     fast, _ = engines
     reads = []
-    start = fast._start
-    fast._start = lambda *a, **k: reads.append(1) or start(*a, **k)   # a spy on the engine's prompt reading
+    decode = fast._decode
+    fast._decode = lambda *a, **k: reads.append(1) or decode(*a, **k)   # a spy on the engine's prompt reading
     try:
         gen = fast.stream("a question nobody waits for", "a", sampling=Sampling(cancelled=lambda: True))
     finally:
-        del fast._start
+        del fast._decode
     assert (gen.finish_reason, gen.token_ids, reads) == ("cancelled", [], [])

@@ -90,6 +90,13 @@ class EngineConfig(_Strict):
         "tokens; off, the two agree token for token (tests/test_engine.py).",
     )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
+    parallel: int = Field(
+        8, ge=1, le=64,
+        description="Answers the llamacpp engine decodes together (continuous batching; llama.cpp's --parallel): "
+        "concurrent requests of one model share each decode call, each in its own KV-cache slot of "
+        "context_length tokens (memory: parallel x context_length x the model's KV bytes per token; 1 = one "
+        "answer at a time). The server runs min(this, runtime.serving.max_running) requests at once.",
+    )
     max_new_tokens: int = Field(
         96, ge=1, le=4096, description="Longest unified answer, in tokens (the unified training answers take at most "
         "51 of the base's tokens).",
@@ -258,8 +265,9 @@ class ServingConfig(_Strict):
         "generating ends with what it has (finish_reason `length`).",
     )
     max_running: int = Field(
-        1, ge=1, le=256, description="Requests generating at once. In-process engines decode one sequence at a "
-        "time, so 1 keeps the queue fair; raise it with the `openai` backend, which batches.",
+        8, ge=1, le=256, description="Requests answered at once; the rest wait in line. An in-process engine "
+        "takes at most its own parallelism (llamacpp: runtime.engine.parallel; transformers: 1); with the "
+        "`openai` backend the remote server batches them.",
     )
     max_waiting: int = Field(64, ge=0, le=10_000, description="Queued requests beyond this get 429 with Retry-After.")
     retry_after_s: int = Field(1, ge=1, le=3600, description="The Retry-After of a 429.")

@@ -380,8 +380,8 @@ def _turn_starts(history: list[dict[str, str]]) -> list[int]:
 
 
 class LocalEngine(EngineBase):
-    """An engine decoding in this process: the greedy (or sampled) loop below over the logits its
-    subclass computes (`_start`, `_next`), under one lock."""
+    """An engine decoding in this process: every answer chosen by `Decoding` over the logits its subclass
+    computes (`_decode`), one answer at a time or several together."""
 
     def __init__(self, tokenizer: Any, system_prompt: str, settings: EngineConfig,
                  served: ModelIdentity | None = None) -> None:
@@ -390,20 +390,9 @@ class LocalEngine(EngineBase):
         self.stop_ids = end_of_turn_ids(tokenizer) | ({vocab["<|endoftext|>"]} if "<|endoftext|>" in vocab else set())
         self.twins = space_twins(tokenizer)
 
-    @abstractmethod
-    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
-        """Select `adapter` (None = the served model alone), forget any earlier state, return the last
-        logits of `ids`; `reuse=False`: compute every position anew, even where a cache could serve."""
-
-    @abstractmethod
-    def _next(self, token: int) -> np.ndarray:
-        """Feed one token; return the logits after it."""
-
     @property
     def parallel(self) -> int:
-        """One here: and a server drives an in-process engine from one thread, since llama.cpp and torch
-        parallelise with OpenMP, and a second thread driving them runs 3-5× slower (20 tokens: 0.34 s from
-        the thread that loaded the models, 1.6 s from another, measured here)."""
+        """One unless the subclass decodes several answers together: the others would only wait for the lock."""
         return 1
 
     def _quotable(self, texts: Sequence[str]) -> Counter:
@@ -428,7 +417,6 @@ class LocalEngine(EngineBase):
         """The answer to `user` after the earlier turns `history`, with `adapter`, calling `on_text`
         with each new piece of text."""
         limit = max_new_tokens or self.max_new_tokens
-        rng = None if sampling.greedy else np.random.default_rng(sampling.seed)
         with self.lock:
             if adapter is not None and adapter not in self.sizes:
                 raise ModelError(f"{adapter}: not loaded in the {self.name} engine")
@@ -440,58 +428,95 @@ class LocalEngine(EngineBase):
                                  f"{self.context_length}); shorten it or raise runtime.engine.context_length")
             if history:
                 prompt, dropped = self.fit_prompt(user, history, system, limit)
-            if sampling.cancelled is not None and sampling.cancelled():   # past its deadline, or its client gone:
-                return Generation("", [], [], [], False, 0.0, time.perf_counter() - start, "cancelled", len(prompt),
-                                  dropped)   # not even the prompt is read
+            source = self._quotable(sampling.quotable or (user,))
+        decoding = Decoding(self, limit, sampling, on_text, source, start)
+        if sampling.cancelled is not None and sampling.cancelled():   # past its deadline, or its client gone:
+            decoding.cancel()                                         # not even the prompt is read
+        else:
             # a seeded sample must not hang on the cache: a prompt read in other pieces differs in the last
             # bits, and over a flat distribution that moves which token a seed draws
-            logits = self._start(adapter, prompt, reuse=sampling.greedy or sampling.seed is None)
-            text = TextStream(self.tokenizer)
-            scan = StopScanner(sampling.stop)
-            hold = SentenceHold() if self.end_on_sentence else None
-            source = self._quotable(sampling.quotable or (user,))
-            ids: list[int] = []
-            logprobs: list[float] = []
-            entropies: list[float] = []
-            tokens: list[TokenLogprob] | None = None if sampling.top_logprobs is None else []
-            first = 0.0
-            reason = "length"
-            for step in range(limit):
-                if sampling.cancelled is not None and sampling.cancelled():
-                    reason = "cancelled"
-                    break
-                logits = control_repetition(logits, ids, self.no_repeat_ngram_size, self.repetition_penalty, source,
-                                            self.twins)
-                logp, entropy = log_softmax(logits)
-                token = choose(logp, sampling, rng)
-                if step == 0:
-                    first = time.perf_counter() - start
-                logprobs.append(float(logp[token]))
-                entropies.append(entropy)
-                if token in self.stop_ids:
-                    reason = "stop"
-                    break
-                ids.append(token)
-                if tokens is not None:
-                    tokens.append(self.token_logprob(logp, token, sampling.top_logprobs or 0))
-                piece = scan.push(text.push(token))
-                if hold is not None:
-                    piece = hold.push(piece)
-                if piece and on_text is not None:
-                    on_text(piece)
-                if scan.stopped:
-                    reason = "stop"
-                    break
-                if step + 1 < limit:
-                    logits = self._next(token)
-            tail = scan.flush()
-            if hold is not None:
-                tail = hold.push(tail) + hold.finish(cut=reason != "stop")
-            if tail and on_text is not None:
-                on_text(tail)
-            total = time.perf_counter() - start
-        return Generation((hold or scan).text.strip(), ids, logprobs, entropies, reason == "stop" and not scan.stopped, first,
-                          total, reason, len(prompt), dropped, tokens)
+            self._decode(adapter, prompt, decoding, reuse=sampling.greedy or sampling.seed is None)
+        return decoding.generation(len(prompt), dropped)
+
+    @abstractmethod
+    def _decode(self, adapter: str | None, prompt: list[int], decoding: Decoding, reuse: bool) -> None:
+        """Read `prompt` with `adapter` (None = the served model alone), then feed `decoding` the logits after
+        the prompt and after each token it chooses until it is done; `reuse=False`: compute every position
+        anew, even where a cache could serve."""
+
+
+class Decoding:
+    """One answer as it is decoded: each step takes the logits after the text so far, controls repetition,
+    chooses a token, streams its text and says which token to feed next, or that the answer is done. The
+    engines only compute logits, alone or for several answers at once, so every answer is chosen the same way."""
+
+    def __init__(self, engine: LocalEngine, limit: int, sampling: Sampling, on_text: TextCallback | None,
+                 source: Counter, start: float) -> None:
+        self.engine, self.limit, self.sampling, self.on_text, self.source = engine, limit, sampling, on_text, source
+        self.start = start
+        self.rng = None if sampling.greedy else np.random.default_rng(sampling.seed)
+        self.text = TextStream(engine.tokenizer)
+        self.scan = StopScanner(sampling.stop)
+        self.hold = SentenceHold() if engine.end_on_sentence else None
+        self.ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.entropies: list[float] = []
+        self.tokens: list[TokenLogprob] | None = None if sampling.top_logprobs is None else []
+        self.first = 0.0
+        self.total = 0.0
+        self.reason = "length"
+        self.done = False
+
+    def step(self, logits: np.ndarray) -> int | None:
+        """The token chosen after `logits`, to be fed next; None when the answer ended (end of turn, a stop
+        string, its token budget, or cancelled), its text then complete."""
+        engine, sampling = self.engine, self.sampling
+        if sampling.cancelled is not None and sampling.cancelled():
+            return self.finish("cancelled")
+        logits = control_repetition(logits, self.ids, engine.no_repeat_ngram_size, engine.repetition_penalty,
+                                    self.source, engine.twins)
+        logp, entropy = log_softmax(logits)
+        token = choose(logp, sampling, self.rng)
+        if not self.logprobs:
+            self.first = time.perf_counter() - self.start
+        self.logprobs.append(float(logp[token]))
+        self.entropies.append(entropy)
+        if token in engine.stop_ids:
+            return self.finish("stop")
+        self.ids.append(token)
+        if self.tokens is not None:
+            self.tokens.append(engine.token_logprob(logp, token, sampling.top_logprobs or 0))
+        piece = self.scan.push(self.text.push(token))
+        if self.hold is not None:
+            piece = self.hold.push(piece)
+        if piece and self.on_text is not None:
+            self.on_text(piece)
+        if self.scan.stopped:
+            return self.finish("stop")
+        if len(self.logprobs) >= self.limit:
+            return self.finish("length")
+        return token
+
+    def cancel(self) -> None:
+        """End before the first token."""
+        self.finish("cancelled")
+
+    def finish(self, reason: str) -> None:
+        """End the answer: release the text held back (a sentence cut at the budget is taken back to its last
+        complete one)."""
+        self.reason, self.done = reason, True
+        tail = self.scan.flush()
+        if self.hold is not None:
+            tail = self.hold.push(tail) + self.hold.finish(cut=reason != "stop")
+        if tail and self.on_text is not None:
+            self.on_text(tail)
+        self.total = time.perf_counter() - self.start
+        return None
+
+    def generation(self, prompt_tokens: int, dropped: int) -> Generation:
+        return Generation((self.hold or self.scan).text.strip(), self.ids, self.logprobs, self.entropies,
+                          self.reason == "stop" and not self.scan.stopped, self.first, self.total, self.reason,
+                          prompt_tokens, dropped, self.tokens)
 
 
 def build_engine(cfg: ModelConfig, unified: Path | None = None) -> Engine:

@@ -5,17 +5,16 @@ Training sees the dequantized values of the very GGUF served (models/prepare.py)
 base is the trained base. Adapters are converted once (float32, exact) into the cache,
 keyed by the adapter's hash; loading one into the live model takes milliseconds and switching
 between loaded adapters microseconds. A specialist may also be a whole GGUF model, served by a
-second llama.cpp instance.
+second llama.cpp instance. Each model decodes through a `BatchDecoder` (runtime/llamacpp_batch.py):
+`runtime.engine.parallel` answers at once, each in its own KV-cache slot.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
+import weakref
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pz2.config import EngineConfig, ModelConfig
 from pz2.errors import EngineUnavailable, ModelError
@@ -26,7 +25,8 @@ from pz2.models.loading import find_trained
 from pz2.models.prepare import base_gguf, base_tokenizer
 from pz2.models.served import ModelIdentity, ServedModel
 from pz2.runtime.cpu_share import free_threads, usable_cores
-from pz2.runtime.engine import LocalEngine
+from pz2.runtime.engine import Decoding, LocalEngine
+from pz2.runtime.llamacpp_batch import BatchDecoder
 
 
 def _llama_cpp() -> Any:
@@ -49,13 +49,12 @@ class LlamaCppEngine(LocalEngine):
         self.lib = _llama_cpp()
         self.flash_attention = settings.flash_attention
         self.threads = settings.threads   # 0: the cores free before each answer (runtime/cpu_share.py)
+        self.slots = settings.parallel
         self.llm = self._open(gguf)
-        self.base_llm = self.llm
+        self.decoder = self._decoder(self.llm)
         self.lora_cache = cache_dir.expanduser() / "lora"
         self.adapters: dict[str, Any] = {}
-        self.full: dict[str, Any] = {}
-        self._active_adapter: str | None = None
-        self._kv_adapter: dict[int, str | None] = {}  # per context: the adapter its cached tokens were computed with
+        self.full: dict[str, tuple[Any, BatchDecoder]] = {}   # whole-model specialists: the model, its decoder
         meta = self.llm.metadata
         arch = meta.get("general.architecture", "?")
         if f"{arch}.attention.head_count" not in meta:
@@ -93,13 +92,31 @@ class LlamaCppEngine(LocalEngine):
         params.llama_model_default_params = without_extra_buffers
         try:
             threads = self.threads or usable_cores()
-            return self.lib.Llama(model_path=str(gguf), n_ctx=self.context_length, n_threads=threads,
-                                  n_threads_batch=threads, n_batch=512, logits_all=False, flash_attn=self.flash_attention,
-                                  verbose=False)
+            # the Llama's own context is never decoded with (the BatchDecoder's is): it is kept small
+            return self.lib.Llama(model_path=str(gguf), n_ctx=256, n_threads=threads, n_threads_batch=threads,
+                                  n_batch=256, logits_all=False, flash_attn=self.flash_attention, verbose=False)
         except ValueError as e:
             raise ModelError(f"{gguf}: llama.cpp cannot load it ({e})") from None
         finally:
             params.llama_model_default_params = defaults
+
+    def _decoder(self, llm: Any) -> BatchDecoder:
+        """The decoder thread over `llm`; at the engine's end it is closed before the model is freed."""
+        decoder = BatchDecoder(self.lib, llm.model, llm.context_params, self.slots, self.context_length,
+                               lambda: self.threads or free_threads())
+        weakref.finalize(self, decoder.close)
+        return decoder
+
+    def close(self) -> None:
+        """Free the decoders' contexts, then the models (in that order: a context uses its model)."""
+        for name in list(self.full):
+            self._unload(name)
+        self.decoder.close()
+        self.llm.close()
+
+    @property
+    def parallel(self) -> int:
+        return self.slots
 
     def model_path(self, served: ServedModel) -> Path:
         return served.gguf
@@ -128,63 +145,22 @@ class LlamaCppEngine(LocalEngine):
         if trained.kind == "full":
             raise ModelError(f"{path}: the llamacpp engine serves a LoRA adapter folder or one .gguf model; "
                              "for a Hugging Face model folder use runtime.engine.backend: transformers")
-        ggufs = [trained.path]
-        self.full[name] = self._open(ggufs[0])
-        return ggufs[0].stat().st_size
+        llm = self._open(trained.path)
+        self.full[name] = llm, self._decoder(llm)
+        return trained.path.stat().st_size
 
     def _unload(self, name: str) -> None:
         if name in self.full:
-            self.full.pop(name).close()
+            llm, decoder = self.full.pop(name)
+            decoder.close()
+            llm.close()
             return
         handle = self.adapters.pop(name)
-        if self._active_adapter == name:
-            self._set_adapter(None)
+        self.decoder.forget(handle)
         self.lib.llama_adapter_lora_free(handle)
 
-    def _set_adapter(self, name: str | None) -> None:
-        if name == self._active_adapter:
-            return
-        if name is None:
-            status = self.lib.llama_set_adapters_lora(self.base_llm.ctx, None, 0, None)
-        else:
-            handles = (self.lib.llama_adapter_lora_p_ctypes * 1)(self.adapters[name])
-            scales = (ctypes.c_float * 1)(1.0)
-            status = self.lib.llama_set_adapters_lora(self.base_llm.ctx, handles, 1, scales)
-        if status != 0:
-            raise ModelError(f"llama.cpp could not switch to adapter {name}")
-        self._active_adapter = name
-
-    def _logits(self) -> np.ndarray:
-        ptr = self.lib.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
-
-    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:
-        """Prefix caching: the system prompt's KV entries (most of a short prompt) are reused when
-        the previous request on this context ran with the same adapter; an adapter changes k and v,
-        so after a switch everything is recomputed."""
+    def _decode(self, adapter: str | None, prompt: list[int], decoding: Decoding, reuse: bool) -> None:
         if adapter in self.full:
-            self.llm = self.full[adapter]
+            self.full[adapter][1].run(None, None, prompt, decoding, reuse)
         else:
-            self.llm = self.base_llm
-            self._set_adapter(adapter)
-        keep = 0
-        if reuse and self._kv_adapter.get(id(self.llm), "") == adapter:
-            cached = self.llm.input_ids[: self.llm.n_tokens]
-            limit = min(len(cached), len(ids) - 1)  # evaluate at least one token, for its logits
-            while keep < limit and cached[keep] == ids[keep]:
-                keep += 1
-        self._kv_adapter[id(self.llm)] = adapter
-        self._share_cpu()
-        self.llm.n_tokens = keep  # the next eval drops cached entries from here on
-        self.llm.eval(ids[keep:])
-        return self._logits()
-
-    def _share_cpu(self) -> None:
-        """With `threads: 0`, decode this answer on the cores other processes leave free now."""
-        if not self.threads:
-            threads = free_threads()
-            self.lib.llama_set_n_threads(self.llm.ctx, threads, threads)
-
-    def _next(self, token: int) -> np.ndarray:
-        self.llm.eval([token])
-        return self._logits()
+            self.decoder.run(adapter, self.adapters.get(adapter) if adapter else None, prompt, decoding, reuse)

@@ -20,7 +20,7 @@ from pz2.models.loading import find_trained
 from pz2.models.precision import Placement
 from pz2.models.served import ModelIdentity, ServedModel
 from pz2.models.transformers_names import returned_cache, with_cache
-from pz2.runtime.engine import LocalEngine
+from pz2.runtime.engine import Decoding, LocalEngine
 
 
 class TransformersEngine(LocalEngine):
@@ -77,7 +77,14 @@ class TransformersEngine(LocalEngine):
         self._cache = returned_cache(out)
         return out.logits[0, -1].float().cpu().numpy()
 
-    def _start(self, adapter: str | None, ids: list[int], reuse: bool = True) -> np.ndarray:   # no cache to reuse
+    def _decode(self, adapter: str | None, prompt: list[int], decoding: Decoding, reuse: bool) -> None:
+        """One answer at a time: the model and its adapter are switched per request, under the engine's lock."""
+        with self.lock:
+            logits = self._start(adapter, prompt)
+            while (token := decoding.step(logits)) is not None:
+                logits = self._forward([token])
+
+    def _start(self, adapter: str | None, ids: list[int]) -> np.ndarray:   # no cache to reuse
         from peft import PeftModel
 
         self._cache = None
@@ -93,6 +100,3 @@ class TransformersEngine(LocalEngine):
         else:
             self._active = self.model
         return self._forward(ids)
-
-    def _next(self, token: int) -> np.ndarray:
-        return self._forward([token])
