@@ -49,9 +49,9 @@ def main() -> int:
         engine.lora_gguf(path)  # converted once beforehand: conversion is not part of a load
         engine.load(name, path)
 
-    def switch() -> None:
-        engine._set_adapter("qna")
-        engine._set_adapter("technical")
+    def switch() -> None:   # what the decoder does between two adapters' calls (it is idle meanwhile)
+        engine.decoder._use(engine.adapters["qna"])
+        engine.decoder._use(engine.adapters["technical"])
 
     r: dict[str, float] = {}
     r["llamacpp_switch_ms"] = median_ms(switch, args.repeats * 50) / 2

@@ -68,18 +68,28 @@ def _timed(fn) -> float:
 
 
 class DecodeClock:
-    """Time spent inside llama.cpp's `eval` (prompt and tokens), wrapped around one engine's model."""
+    """Time spent inside llama.cpp's decode calls (prompt and tokens), wrapped around one engine's decoder."""
 
     def __init__(self, engine: LlamaCppEngine) -> None:
         self.seconds = 0.0
-        llm, inner = engine.llm, engine.llm.eval
+        self.decoder, lib, clock = engine.decoder, engine.decoder.lib, self
 
-        def timed(tokens):  # noqa: ANN001, ANN202 (Llama.eval's own signature)
-            start = time.perf_counter()
-            inner(tokens)
-            self.seconds += time.perf_counter() - start
+        class Timed:
+            def __getattr__(self, name: str):  # noqa: ANN204 (the library's own functions)
+                return getattr(lib, name)
 
-        llm.eval = timed
+            def llama_decode(self, ctx, batch):  # noqa: ANN001, ANN202 (llama_decode's own signature)
+                start = time.perf_counter()
+                try:
+                    return lib.llama_decode(ctx, batch)
+                finally:
+                    clock.seconds += time.perf_counter() - start
+
+        self.lib = lib
+        self.decoder.lib = Timed()
+
+    def stop(self) -> None:
+        self.decoder.lib = self.lib
 
 
 def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> dict[str, float]:
@@ -95,7 +105,7 @@ def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> d
     total = statistics.median(totals)
     r = {"first_token_ms": 1000 * statistics.median(firsts), "answer_ms": 1000 * total, "tokens_per_s": tokens / total}
     if clock is not None:
-        del engine.llm.eval   # the instance attribute goes; the class's method is back
+        clock.stop()
         steps = len(totals) * tokens
         r |= {"decode_ms_per_token": 1000 * clock.seconds / steps,
               "other_ms_per_token": 1000 * (sum(totals) - clock.seconds) / steps}

@@ -1,13 +1,14 @@
-"""Would decoding concurrent requests together pay on this CPU? llama.cpp's batched decode, measured.
+"""What llama.cpp's batched decode gives on this CPU: the measurements the engine's batching
+(runtime/llamacpp_batch.py) is built on.
 
 One llama.cpp context over the shipped base (the engine's own settings) with one KV-cache slot per
-sequence, either a stream per sequence (`kv_unified` off) or one shared cache (on). Per setting,
-with and without the unified adapter: the time of one decode step of 1, 2, 4 and 8 sequences
-(each sequence one token per step, after the same prompt), and whether greedy answers stay those
-of a sequence decoded alone when four different questions are decoded together. Then, with a
-stream per sequence, what continuous batching of the assistant's traffic would meet: a new
-request's prompt (52 tokens) decoded beside four one-token steps, in the same call or in its own;
-and steps alternating between two adapters (the unified one and the bare base) against one adapter.
+sequence, either a stream per sequence (`kv_unified` off, what the engine uses) or one shared cache
+(on). Per setting, with and without the unified adapter: the time of one decode step of 1, 2, 4 and
+8 sequences (each sequence one token per step, after the same prompt), and whether greedy answers
+stay those of a sequence decoded alone when four different questions are decoded together. Then,
+with a stream per sequence: a new request's prompt (52 tokens) read beside four one-token steps, in
+the same call or in its own; steps alternating between two adapters (the unified one and the bare
+base) against one adapter; and four sequences in consecutive slots against spread ones.
 
     python benchmarks/llamacpp_batching.py          # ~1 min, after `pz2 demo`
 """
@@ -104,6 +105,16 @@ class Batched:
                 self.decode([(100, len(prompt) + k, seq, True) for seq in (2 * half, 2 * half + 1)])
         return (time.perf_counter() - start) / STEPS * 1000
 
+    def spread_ms(self, prompt: list[int], slots: tuple[int, ...]) -> float:
+        """One step of four sequences held in the given slots."""
+        self.lib.llama_memory_clear(self.memory, True)
+        for seq in slots:
+            self.prefill(prompt, seq)
+        start = time.perf_counter()
+        for k in range(STEPS):
+            self.decode([(100, len(prompt) + k, seq, True) for seq in slots])
+        return (time.perf_counter() - start) / STEPS * 1000
+
     def answers(self, prompts: list[list[int]], together: bool) -> list[list[int]]:
         """Greedy token ids of each prompt, decoded alone (one after another) or all at once."""
         groups = [list(range(len(prompts)))] if together else [[k] for k in range(len(prompts))]
@@ -142,32 +153,28 @@ def main() -> None:
                       flush=True)
         b = Batched(engine, False, "unified")
 
-        def serial_prompt(adapter: str | None = "unified") -> float:
-            engine._set_adapter(adapter)
-            engine.llm.n_tokens = 0
-            start = time.perf_counter()
-            engine.llm.eval(prompts[0])
-            return time.perf_counter() - start
-
-        def batched_prompt() -> float:
+        def prompt_ms(adapter: str | None) -> float:
+            b.set_adapter(adapter)
             b.lib.llama_memory_clear(b.memory, True)
             start = time.perf_counter()
             b.prefill(prompts[0], 0)
             return time.perf_counter() - start
 
-        traffic = {"prompt_alone_serial_ms": float(np.median([serial_prompt() for _ in range(5)]) * 1000),
-                   "prompt_alone_serial_base_ms": float(np.median([serial_prompt(None) for _ in range(5)]) * 1000),
-                   "prompt_alone_batched_ms": float(np.median([batched_prompt() for _ in range(5)]) * 1000),
+        traffic = {"prompt_alone_ms": float(np.median([prompt_ms("unified") for _ in range(5)]) * 1000),
+                   "prompt_alone_base_ms": float(np.median([prompt_ms(None) for _ in range(5)]) * 1000),
                    "prompt_beside_steps_ms": b.round_with_prompt_ms(prompts[0], True),
                    "prompt_then_steps_ms": b.round_with_prompt_ms(prompts[0], False),
                    "one_adapter_step_ms": b.alternating_ms(prompts[0], ("unified", "unified")),
-                   "two_adapters_step_ms": b.alternating_ms(prompts[0], ("unified", None))}
-        print("a 52-token prompt alone, unified adapter: {prompt_alone_serial_ms:.1f} ms in the engine's one-sequence "
-              "context ({prompt_alone_serial_base_ms:.1f} ms without the adapter), {prompt_alone_batched_ms:.1f} ms "
-              "in the 8-sequence one".format(**traffic))
+                   "two_adapters_step_ms": b.alternating_ms(prompts[0], ("unified", None)),
+                   "consecutive_slots_step_ms": b.spread_ms(prompts[0], (0, 1, 2, 3)),
+                   "spread_slots_step_ms": b.spread_ms(prompts[0], (0, 2, 4, 6))}
+        print("a 52-token prompt alone: {prompt_alone_ms:.1f} ms with the unified adapter, {prompt_alone_base_ms:.1f} "
+              "ms without".format(**traffic))
         print("a 52-token prompt beside 4 steps: {prompt_beside_steps_ms:.1f} ms in one call, "
               "{prompt_then_steps_ms:.1f} ms in two; 4 sequences in 2 groups of 2: {one_adapter_step_ms:.1f} ms "
               "a step under one adapter, {two_adapters_step_ms:.1f} ms switching adapters".format(**traffic))
+        print("4 sequences a step: {consecutive_slots_step_ms:.1f} ms in slots 0-3, {spread_slots_step_ms:.1f} ms in "
+              "slots 0, 2, 4, 6 (llama.cpp computes consecutive streams together)".format(**traffic))
         return rows + [traffic]
 
     rows = measure()

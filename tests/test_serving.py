@@ -367,7 +367,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(raw_ws) -> None:
 
 
 def test_a_request_that_waits_past_its_timeout_gets_503(serve_ws) -> None:
-    app = _app(serve_ws, ServingConfig(request_timeout_s=0.5))
+    app = _app(serve_ws, ServingConfig(request_timeout_s=0.5, max_running=1))   # one answers, the next waits in line
     with live_server(app) as url:
         wait_healthy(url)
         lock = app.state.service.assistant.engine.lock

@@ -1,17 +1,18 @@
 """Generation engines: one base model in memory, adapters switched on it per request.
 
-Both engines share the greedy loop below, so they differ only in how a token's logits are
-computed; that is what makes "same prompt, same adapter, same answer" testable across them.
-Repetition control (a no-repeat n-gram rule and a repetition penalty on the answer's own
-tokens) lives in the loop too, so both engines still agree token for token.
-The loop records what the confidence estimate needs (each chosen token's log-probability and
-the entropy of its distribution) at the cost of one softmax per token.
+Both engines choose every token with `Decoding` below, so they differ only in how a token's
+logits are computed; that is what makes "same prompt, same adapter, same answer" testable across
+them, and across answers decoded alone or together. Repetition control (a no-repeat n-gram rule
+and a repetition penalty on the answer's own tokens) lives there too, so both engines still agree
+token for token. It records what the confidence estimate needs (each chosen token's
+log-probability and the entropy of its distribution) at the cost of one softmax per token.
 
 Sampling (temperature, top-p, seed), stop strings and per-token log-probabilities are the
-OpenAI API's, applied in the same loop; the default stays greedy.
+OpenAI API's, applied in the same place; the default stays greedy.
 
-A request holds the engine's lock from choosing its adapter to its last token: one context,
-one adapter at a time, so two concurrent requests can never decode with each other's adapter.
+Concurrent requests never decode with each other's adapter: the transformers engine answers one
+at a time under its lock; the llama.cpp engine decodes several together, each llama.cpp call
+holding one adapter's answers (runtime/llamacpp_batch.py).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class _Sequence:
     fed: int = 0                # tokens of prompt + answer whose KV entries are computed
     feed: list[int] = field(default_factory=list)   # tokens to read next: the prompt's rest, then each chosen one
     answering: bool = False     # the prompt is read: `feed` holds the last chosen token
+    abandoned: bool = False     # its caller stopped waiting (Ctrl-C): dropped at its next step
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -68,7 +69,7 @@ class BatchDecoder:
 
     def __init__(self, lib: Any, model: Any, context_params: Any, slots: int, context_length: int,
                  threads: Callable[[], int], n_batch: int = 512) -> None:
-        self.lib, self.slots_n, self.n_batch, self.threads = lib, slots, n_batch, threads
+        self.lib, self.n_batch, self.threads = lib, n_batch, threads
         params = lib.llama_context_default_params()
         ctypes.pointer(params)[0] = context_params
         params.n_ctx, params.n_seq_max, params.kv_unified = context_length * slots, slots, False
@@ -100,7 +101,11 @@ class BatchDecoder:
                 raise ModelError("the engine is closed")
             self._waiting.append(seq)
             self._cv.notify()
-        seq.done.wait()
+        try:
+            seq.done.wait()
+        except BaseException:
+            seq.abandoned = True
+            raise
         if seq.error is not None:
             raise seq.error
 
@@ -155,29 +160,33 @@ class BatchDecoder:
                 if admitted:
                     n = self.threads()
                     self.lib.llama_set_n_threads(self.ctx, n, n)
-                self._step()
+                if self._running:
+                    self._step()
             except BaseException as e:   # llama.cpp failed: every answer in flight fails with it, the thread goes on
                 logger.exception("batched decoding failed")
                 for seq in list(self._running):
+                    self.slots[seq.slot].tokens = []   # its cache is no prefix to trust
                     self._end(seq, e if isinstance(e, Exception) else ModelError(str(e)))
 
     def _admit(self) -> list[_Sequence]:
-        """Waiting sequences into free slots, first come first served. llama.cpp decodes together only
-        sequences of consecutive ids (a KV stream each: `split_equal` with `sequential`), so a sequence takes
-        a free slot next to a running one of its adapter (the running ones stay packed), then the one with the
-        longest cached prefix of its prompt, then the least recently used; a prefix it lacks is copied in (`_place`)."""
+        """Waiting sequences into free slots, first come first served. llama.cpp computes together only
+        sequences in consecutive slots (a KV stream each: `split_equal` with `sequential`), and each run of
+        consecutive slots in a call costs a pass over the weights (4 answers a step: 19 ms in slots 0-3, 32 ms in
+        0, 2, 4, 6; benchmarks/llamacpp_batching.py). So a sequence takes a free slot next to a running one of
+        its adapter, then the one with the longest cached prefix of its prompt, then the least recently used;
+        a prefix it lacks is copied in (`_place`)."""
         admitted = []
         while self._waiting:
             free = [i for i, s in enumerate(self.slots) if not s.busy]
             if not free:
                 break
             seq = self._waiting.pop(0)
-            group = {s.slot for s in self._running if s.adapter == seq.adapter}
+            mine = {s.slot for s in self._running if s.adapter == seq.adapter}
 
             def score(i: int) -> tuple[bool, int, int]:
                 s = self.slots[i]
                 shared = _common(s.tokens, seq.prompt) if seq.reuse and s.adapter == seq.adapter else 0
-                return bool({i - 1, i + 1} & group), shared, -s.used
+                return bool({i - 1, i + 1} & mine), shared, -s.used
 
             seq.slot = max(free, key=score)
             self.admissions += 1
@@ -197,7 +206,8 @@ class BatchDecoder:
         donor, best = -1, keep
         if seq.reuse:
             for i, other in enumerate(self.slots):
-                if i != seq.slot and other.adapter == seq.adapter and (shared := min(_common(other.tokens, seq.prompt), limit)) > best:
+                shared = min(_common(other.tokens, seq.prompt), limit)
+                if i != seq.slot and other.adapter == seq.adapter and shared > best:
                     donor, best = i, shared
         if donor >= 0:   # between streams llama.cpp copies a whole stream, then the donor's rest is dropped
             self.lib.llama_memory_seq_cp(self.memory, donor, seq.slot, -1, -1)
@@ -237,7 +247,7 @@ class BatchDecoder:
         b.n_tokens = n
         status = self.lib.llama_decode(self.ctx, b)
         if status != 0:
-            raise ModelError(f"llama.cpp could not decode ({status}): the context is full")
+            raise ModelError(f"llama.cpp could not decode (status {status})")
         n = 0
         for seq, take in parts:
             self.slots[seq.slot].tokens += seq.feed[:take]
@@ -245,6 +255,9 @@ class BatchDecoder:
             n += take
             seq.feed = seq.feed[take:]
             if seq.feed:
+                continue
+            if seq.abandoned:
+                self._end(seq, None)
                 continue
             try:
                 logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, n - 1), shape=(self.n_vocab,))
