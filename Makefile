@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.pz2-installed
 LOWEST := .venv-lowest
 # The tests that cover training and both engines, run again on the lowest declared releases.
 LOWEST_TESTS := tests/test_precision.py tests/test_engine.py tests/test_sft.py tests/test_gpu.py \
-                tests/test_served.py tests/test_own_base.py tests/test_own_data.py
+                tests/test_served.py tests/test_own_base.py tests/test_own_data.py tests/test_batching.py
 
 .PHONY: setup setup-lowest demo test test-lowest configs clean
 

@@ -17,38 +17,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from decode_clock import DecodeClock
+
 from pz2.data.loading import load_rows
 from pz2.data.schema import FileKind
 from pz2.runtime.assistant import Assistant
 from pz2.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results" / "batched_turns.json"
-
-
-class DecodeCalls:
-    """Time, tokens and number of llama.cpp decode calls of the engine's decoder."""
-
-    def __init__(self, decoder) -> None:  # noqa: ANN001
-        self.seconds, self.tokens, self.calls = 0.0, 0, 0
-        lib, clock = decoder.lib, self
-
-        class Timed:
-            def __getattr__(self, name: str):  # noqa: ANN204
-                return getattr(lib, name)
-
-            def llama_decode(self, ctx, batch):  # noqa: ANN001, ANN202
-                start = time.perf_counter()
-                try:
-                    return lib.llama_decode(ctx, batch)
-                finally:
-                    clock.seconds += time.perf_counter() - start
-                    clock.tokens += batch.n_tokens
-                    clock.calls += 1
-
-        decoder.lib = Timed()
-
-    def reset(self) -> None:
-        self.seconds, self.tokens, self.calls = 0.0, 0, 0
 
 
 def main() -> None:
@@ -60,7 +36,7 @@ def main() -> None:
     assistant = Assistant.from_config(ws, ws.model_config(), log=False)
     questions = [r["text"] for r in load_rows(ws.datasets / "classification_test.jsonl",
                                               FileKind.CLASSIFICATION)][: args.questions]
-    calls = DecodeCalls(assistant.engine.decoder)
+    calls = DecodeClock(assistant.engine.decoder)
 
     def ask(i: int) -> tuple[int, bool]:
         turn = assistant.ask(questions[i], session=f"bench-{i}")

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from decode_clock import DecodeClock
+
 from pz2.evaluation.eval_set import load_file
 from pz2.fileio import atomic_write_json
 from pz2.models.embedded import BASE
@@ -67,35 +69,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-class DecodeClock:
-    """Time spent inside llama.cpp's decode calls (prompt and tokens), wrapped around one engine's decoder."""
-
-    def __init__(self, engine: LlamaCppEngine) -> None:
-        self.seconds = 0.0
-        self.decoder, lib, clock = engine.decoder, engine.decoder.lib, self
-
-        class Timed:
-            def __getattr__(self, name: str):  # noqa: ANN204 (the library's own functions)
-                return getattr(lib, name)
-
-            def llama_decode(self, ctx, batch):  # noqa: ANN001, ANN202 (llama_decode's own signature)
-                start = time.perf_counter()
-                try:
-                    return lib.llama_decode(ctx, batch)
-                finally:
-                    clock.seconds += time.perf_counter() - start
-
-        self.lib = lib
-        self.decoder.lib = Timed()
-
-    def stop(self) -> None:
-        self.decoder.lib = self.lib
-
-
 def measure(engine: Engine, adapter: str | None, tokens: int, repeats: int) -> dict[str, float]:
     engine.stop_ids = set()  # same work for every format: exactly `tokens` new tokens
     engine.generate(PROMPTS[0], adapter, tokens)  # warm-up
-    clock = DecodeClock(engine) if isinstance(engine, LlamaCppEngine) else None
+    clock = DecodeClock(engine.decoder) if isinstance(engine, LlamaCppEngine) else None
     firsts, totals = [], []
     for _ in range(repeats):
         for prompt in PROMPTS:

@@ -257,9 +257,16 @@ def test_concurrent_clients_on_different_models_never_see_another_adapter(api) -
         pieces = c.create(model=model, messages=_user(question), stream=True)
         return "".join(ch.choices[0].delta.content or "" for ch in pieces if ch.choices).strip()
 
-    with ThreadPoolExecutor(max_workers=9) as pool:
-        answers = list(pool.map(run, jobs))
+    decoder = api.app.state.service.assistant.engine.decoder
+    widths, decode = [], decoder._decode
+    decoder._decode = lambda parts: widths.append(len(parts)) or decode(parts)   # answers per llama.cpp call
+    try:
+        with ThreadPoolExecutor(max_workers=9) as pool:
+            answers = list(pool.map(run, jobs))
+    finally:
+        del decoder._decode
     assert [baseline[(m, q)] for m, q, _ in jobs] == answers
+    assert max(widths) > 1, "the server decoded the concurrent answers one at a time"
 
 
 def test_health_is_503_while_loading_and_when_the_load_failed(serve_ws) -> None:

@@ -95,7 +95,7 @@ class EngineConfig(_Strict):
         description="Answers the llamacpp engine decodes together (continuous batching; llama.cpp's --parallel): "
         "concurrent requests share each decode call, each in its own KV-cache slot of context_length tokens "
         "(the embedded base: about 40 MiB a slot; 1 = one answer at a time, as before). The server answers "
-        "min(this, runtime.serving.max_running) requests at once. 8 clients vs 1 on 2 cores: 1.20x the tokens/s "
+        "min(this, runtime.serving.max_running) requests at once. 8 clients vs 1 on 2 cores: 1.29x the tokens/s "
         "with 4, 1.18x with 8 (README, \"Under load\").",
     )
     max_new_tokens: int = Field(
