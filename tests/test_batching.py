@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -118,3 +120,16 @@ def test_a_failing_answer_leaves_the_others_running(tiny_base, tiny_gguf, random
         assert ask(e, 3).token_ids == alone[3].token_ids   # the engine goes on
     finally:
         e.close()
+
+
+def test_a_dropped_engine_stops_its_decoder_and_is_freed(tiny_base, tiny_gguf, random_adapters, tmp_path, alone) -> None:
+    """Nothing of an answered request keeps the engine alive: engines built one after another (the demo, the
+    evaluations) do not pile up their models and KV caches."""
+    e = engine(tiny_base, tiny_gguf, random_adapters, tmp_path, parallel=2)
+    assert ask(e, 1).token_ids == alone[1].token_ids
+    thread, ref = e.decoder._thread, weakref.ref(e)
+    del e
+    gc.collect()
+    assert ref() is None
+    thread.join(10)
+    assert not thread.is_alive()

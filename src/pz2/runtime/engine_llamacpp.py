@@ -102,8 +102,9 @@ class LlamaCppEngine(LocalEngine):
 
     def _decoder(self, llm: Any) -> BatchDecoder:
         """The decoder thread over `llm`; at the engine's end it is closed before the model is freed."""
+        threads = self.threads   # not `self`: the decoder must not keep the engine alive
         decoder = BatchDecoder(self.lib, llm.model, llm.context_params, self.slots, self.context_length,
-                               lambda: self.threads or free_threads())
+                               lambda: threads or free_threads())
         weakref.finalize(self, decoder.close)
         return decoder
 
@@ -162,5 +163,7 @@ class LlamaCppEngine(LocalEngine):
     def _decode(self, adapter: str | None, prompt: list[int], decoding: Decoding, reuse: bool) -> None:
         if adapter in self.full:
             self.full[adapter][1].run(None, None, prompt, decoding, reuse)
-        else:
-            self.decoder.run(adapter, self.adapters.get(adapter) if adapter else None, prompt, decoding, reuse)
+            return
+        if adapter is not None and adapter not in self.adapters:   # unloaded since the request was checked
+            raise ModelError(f"{adapter}: not loaded in the {self.name} engine")
+        self.decoder.run(adapter, self.adapters.get(adapter), prompt, decoding, reuse)

@@ -149,24 +149,28 @@ class BatchDecoder:
                         done.set()
                     return
                 admitted = self._admit()
-            try:
-                for task, done in tasks:
-                    try:
-                        task()
-                    finally:
-                        done.set()
-                for seq in admitted:
-                    self._place(seq)
-                if admitted:
-                    n = self.threads()
-                    self.lib.llama_set_n_threads(self.ctx, n, n)
-                if self._running:
-                    self._step()
-            except BaseException as e:   # llama.cpp failed: every answer in flight fails with it, the thread goes on
-                logger.exception("batched decoding failed")
-                for seq in list(self._running):
-                    self.slots[seq.slot].tokens = []   # its cache is no prefix to trust
-                    self._end(seq, e if isinstance(e, Exception) else ModelError(str(e)))
+            self._round(tasks, admitted)
+            del tasks, admitted   # nothing of a done answer stays referenced while the thread waits
+
+    def _round(self, tasks: list[tuple[Callable[[], None], threading.Event]], admitted: list[_Sequence]) -> None:
+        try:
+            for task, done in tasks:
+                try:
+                    task()
+                finally:
+                    done.set()
+            for seq in admitted:
+                self._place(seq)
+            if admitted:
+                n = self.threads()
+                self.lib.llama_set_n_threads(self.ctx, n, n)
+            if self._running:
+                self._step()
+        except BaseException as e:   # llama.cpp failed: every answer in flight fails with it, the thread goes on
+            logger.exception("batched decoding failed")
+            for seq in list(self._running):
+                self.slots[seq.slot].tokens = []   # its cache is no prefix to trust
+                self._end(seq, e if isinstance(e, Exception) else ModelError(str(e)))
 
     def _admit(self) -> list[_Sequence]:
         """Waiting sequences into free slots, first come first served. llama.cpp computes together only
