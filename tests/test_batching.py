@@ -1,4 +1,8 @@
-"""Continuous batching in the llama.cpp engine: answers decoded together are the answers decoded alone."""
+"""Continuous batching in the llama.cpp engine: answers decoded together are the answers decoded alone.
+
+On these tiny models exactly; on the embedded base with a float32 LoRA adapter a few answers part on a
+near-tie, where llama.cpp's products of several rows round differently from one row's (README, "Concurrency").
+"""
 
 from __future__ import annotations
 
