@@ -1,8 +1,8 @@
 """Continuous batching for the llama.cpp engine: concurrent answers of one model decoded together.
 
 One llama.cpp context holds `slots` KV-cache streams (`kv_unified` off: each answer attends over its
-own stream, so it is exactly the answer it would be alone; one shared cache changed 5 of 8 answers
-here). One thread, the decoder, owns the context. Each round it gives waiting answers free slots,
+own stream only, as alone; one shared cache changed 5 of 8 answers here; what still parts an answer
+decoded together from the same answer alone, a float32 LoRA adapter's rounding: README, "Concurrency"). One thread, the decoder, owns the context. Each round it gives waiting answers free slots,
 picks the next adapter (round robin among those with work), decodes in one call the next token of
 each of that adapter's running answers, then reads one new prompt of that adapter in a call of its
 own (at most `n_batch` tokens of it, so a long prompt holds the others back for one call at a time).
@@ -225,8 +225,8 @@ class BatchDecoder:
 
     def _step(self) -> None:
         """The next adapter's turn: one decode call for the next token of each of its answers, then one for the
-        oldest unread prompt (at most `n_batch` tokens of it). A prompt is read in a call of its own, as it would
-        be alone: read beside other sequences, llama.cpp would split it into pieces, which round differently."""
+        oldest unread prompt (at most `n_batch` tokens of it). A prompt is read in a call of its own, in the pieces
+        it would be read in alone: beside other sequences llama.cpp would take its first token with theirs."""
         adapter = self._turn.pop(0)
         group = [s for s in self._running if s.adapter == adapter]
         if not group:
