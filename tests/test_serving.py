@@ -45,8 +45,10 @@ def raw_ws(serve_ws, tmp_path_factory):
 
     ws = copy_workspace(serve_ws, tmp_path_factory.mktemp("raw"))
     path = ws.configs / "model_config.yaml"
-    path.write_text(path.read_text().replace("end_on_sentence: true", "end_on_sentence: false"))
+    path.write_text(path.read_text().replace("end_on_sentence: true", "end_on_sentence: false")
+                    .replace("parallel: 1", "parallel: 4"))   # a server for concurrent clients decodes them together
     assert ws.model_config().runtime.engine.end_on_sentence is False
+    assert ws.model_config().runtime.engine.parallel == 4
     return ws
 
 

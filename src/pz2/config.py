@@ -91,12 +91,12 @@ class EngineConfig(_Strict):
     )
     context_length: int = Field(2048, ge=128, le=131_072, description="Tokens of prompt + answer the engine holds.")
     parallel: int = Field(
-        4, ge=1, le=64,
+        1, ge=1, le=64,
         description="Answers the llamacpp engine decodes together (continuous batching; llama.cpp's --parallel): "
         "concurrent requests share each decode call, each in its own KV-cache slot of context_length tokens "
-        "(the embedded base: about 40 MiB a slot; 1 = one answer at a time, as before). The server answers "
-        "min(this, runtime.serving.max_running) requests at once. 8 clients vs 1 on 2 cores: 1.29x the tokens/s "
-        "with 4, 1.18x with 8 (README, \"Under load\").",
+        "(the embedded base: about 40 MiB a slot). 1 = one answer at a time on the caller's thread, the fastest "
+        "for one user; for a server with concurrent clients 4: 1.29x the tokens/s at 8 clients vs 1 on 2 cores, "
+        "0.92x with 1 (README, \"Under load\"). The server answers min(this, runtime.serving.max_running) at once.",
     )
     max_new_tokens: int = Field(
         96, ge=1, le=4096, description="Longest unified answer, in tokens (the unified training answers take at most "
