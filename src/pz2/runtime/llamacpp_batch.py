@@ -107,6 +107,8 @@ class BatchDecoder:
         seq = _Sequence(adapter, handle, prompt, decoding, reuse)
         if self._thread is None:
             with self._cv:
+                if self._closed:
+                    raise ModelError("the engine is closed")
                 self._waiting.append(seq)
                 try:
                     while not seq.done.is_set():
