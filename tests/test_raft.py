@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,18 @@ def test_raft_rows_quote_the_oracle_and_training_distractors_only(small_data: Pa
     assert 0.65 <= with_oracle / len(rows) <= 0.95
     tokens = [len(tokenizer("\n".join(p["text"] for p in r["passages"]))["input_ids"]) for r in out]
     assert max(tokens) <= RetrievalConfig().max_passage_tokens + 8
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_rows_quote_as_many_passages_as_the_runtime_prompt_by_default(small_data: Path, banks_kb, tokenizer,
+                                                                      top_k: int) -> None:
+    """Unset, `raft.passages` follows `retrieval.top_k`: a specialist trains on the prompt it will be given."""
+    index, encoder = banks_kb
+    rows = read_jsonl(small_data / "dialogue_technical_train.jsonl")[:12]
+    retrieval = RetrievalConfig(top_k=top_k, max_passage_tokens=2000)
+    out = raft_rows(rows, index, encoder, tokenizer, RaftConfig(oracle_fraction=0.5, seed=1), retrieval)
+    assert {len(r["passages"]) for r in out} == {top_k}
+    assert sum(bool(re.search(r" \[[1-3]\]", r["target_text"])) for r in out) >= 3   # oracle rows still cite
 
 
 def test_a_conversation_row_is_grounded_on_its_last_user_turn(small_data: Path, banks_kb, tokenizer) -> None:

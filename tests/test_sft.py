@@ -120,6 +120,10 @@ def test_unified_adapter_saves_reloads_changes_the_base_and_has_a_full_manifest(
         assert manifest["metrics"][key] > 0
     assert manifest["wall_time_s"] > 0 and manifest["trainable_parameters"] > 0
     assert list((sft_ws.training_logs).glob("unified-*/events.out.tfevents.*")), "TensorBoard logs"
+    # validation every 5 steps: the last step's pass is the adapter's, not repeated after training
+    log = [json.loads(line) for line in next(sft_ws.training_logs.glob("unified-*/log.jsonl")).read_text().splitlines()]
+    evals = [e for e in log if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [5, 10] and manifest["metrics"]["eval_loss"] == evals[-1]["eval_loss"]
 
     tok = AutoTokenizer.from_pretrained(adapter)
     ids = torch.tensor([prompt_ids(tok, SYSTEM, "What is DNS?")])

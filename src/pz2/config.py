@@ -537,7 +537,12 @@ class RaftConfig(_Strict):
     enabled: bool = Field(
         True, description="Train the specialists on rows that quote retrieved passages (needs `pz2 kb build`)."
     )
-    passages: int = Field(2, ge=1, le=10, description="Passages per row: the oracle and distractors, or distractors only.")
+    passages: int | None = Field(
+        None, ge=1, le=10,
+        description="Passages per row: the oracle and distractors, or distractors only. null: the runtime's "
+        "`retrieval.top_k`, so that a row quotes as many passages as the specialist's prompt will (two passages "
+        "for a one-passage prompt also cost a RAFT row 40 % more tokens to train on).",
+    )
     oracle_fraction: float = Field(
         0.8, ge=0, le=1, description="Rows whose passages include the one holding the answer (RAFT's P)."
     )

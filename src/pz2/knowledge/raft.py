@@ -42,6 +42,11 @@ def cite(answer: str, n: int) -> str:
     return first + sep + rest
 
 
+def raft_passages(cfg: RaftConfig, retrieval: RetrievalConfig) -> int:
+    """Passages a RAFT row quotes: as many as the specialist's prompt will at run time unless set."""
+    return cfg.passages or retrieval.top_k
+
+
 def _passage(n: int, c: Chunk) -> Passage:
     return Passage(n, c.path, c.title, c.text, c.line_start, c.line_end)
 
@@ -116,7 +121,7 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
         if oracle_path in first_of and rng.random() < cfg.oracle_fraction:
             oracle = by_id[oracle_id] if oracle_id else next((c for c in ranked if c.path == oracle_path),
                                                                first_of[oracle_path])
-        chosen = distractors[: cfg.passages - (oracle is not None)]
+        chosen = distractors[: raft_passages(cfg, retrieval) - (oracle is not None)]
         if oracle is not None:
             rank = {c.id: i for i, c in enumerate(ranked)}
             if oracle.id in rank:   # where the index ranks it, as the prompt will order it at run time

@@ -21,7 +21,7 @@ from pz2.errors import DatasetError, UsageError
 from pz2.fileio import atomic_write_jsonl, sha256_file
 from pz2.knowledge.grounding import Passage, grounded_message
 from pz2.knowledge.index import MANIFEST, KnowledgeIndex
-from pz2.knowledge.raft import raft_file, raft_rows, sheet_rows
+from pz2.knowledge.raft import raft_file, raft_passages, raft_rows, sheet_rows
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example
 from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
@@ -170,7 +170,8 @@ def raft_rows_for(ws: Workspace, kind: str, rows: TrainingRows, raft: RaftConfig
         if errors:
             raise DatasetError(path, errors[0].line, errors[0].message())
         grounded[split] = out
-    logger.info("%s: RAFT rows with %d passages each in %s", kind, raft.passages, ws.datasets / "raft")
+    logger.info("%s: RAFT rows with up to %d passages each in %s", kind,
+                raft_passages(raft, model_cfg.runtime.retrieval), ws.datasets / "raft")
     return TrainingRows(grounded["train"], grounded["validation"], rows.files)
 
 
