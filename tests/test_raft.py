@@ -14,6 +14,7 @@ from pz2.config import (
     KnowledgeConfig,
     ModelConfig,
     RaftConfig,
+    RaftPassages,
     RetrievalConfig,
     TrainingConfig,
 )
@@ -47,8 +48,8 @@ def test_citation_goes_at_the_end_of_the_first_line() -> None:
 def test_raft_rows_quote_the_oracle_and_training_distractors_only(small_data: Path, banks_kb, tokenizer, split: str) -> None:
     index, encoder = banks_kb
     rows = read_jsonl(small_data / f"dialogue_technical_{split}.jsonl")
-    cfg = RaftConfig(passages=2, oracle_fraction=0.8, seed=1)
-    out = raft_rows(rows, index, encoder, tokenizer, cfg, RetrievalConfig())
+    cfg = RaftConfig(passages=RaftPassages(technical=2), oracle_fraction=0.8, seed=1)
+    out = raft_rows(rows, "technical", index, encoder, tokenizer, cfg, RetrievalConfig())
     assert len(out) == len(rows)
     paths, splits = bank_paths(), {bank_path(k): s for k, s in topic_splits(DataConfig()).items()}
     chunk_split = {c.path: c.split for c in index.chunks}
@@ -71,16 +72,16 @@ def test_raft_rows_quote_the_oracle_and_training_distractors_only(small_data: Pa
     assert max(tokens) <= RetrievalConfig().max_passage_tokens + 8
 
 
-@pytest.mark.parametrize("top_k", [1, 3])
-def test_rows_quote_as_many_passages_as_the_runtime_prompt_by_default(small_data: Path, banks_kb, tokenizer,
-                                                                      top_k: int) -> None:
-    """Unset, `raft.passages` follows `retrieval.top_k`: a specialist trains on the prompt it will be given."""
+def test_each_specialist_gets_its_own_number_of_passages(small_data: Path, banks_kb, tokenizer) -> None:
     index, encoder = banks_kb
-    rows = read_jsonl(small_data / "dialogue_technical_train.jsonl")[:12]
-    retrieval = RetrievalConfig(top_k=top_k, max_passage_tokens=2000)
-    out = raft_rows(rows, index, encoder, tokenizer, RaftConfig(oracle_fraction=0.5, seed=1), retrieval)
-    assert {len(r["passages"]) for r in out} == {top_k}
-    assert sum(bool(re.search(r" \[[1-3]\]", r["target_text"])) for r in out) >= 3   # oracle rows still cite
+    cfg = RaftConfig(passages=RaftPassages(qna=1, technical=3), oracle_fraction=0.5, seed=1)
+    retrieval = RetrievalConfig(max_passage_tokens=4000)
+    for kind, count in (("qna", 1), ("technical", 3)):
+        rows = read_jsonl(small_data / f"dialogue_{kind}_train.jsonl")[:12]
+        out = raft_rows(rows, kind, index, encoder, tokenizer, cfg, retrieval)
+        assert {len(r["passages"]) for r in out} == {count}, kind
+        assert sum(bool(re.search(r" \[[1-3]\]", r["target_text"])) for r in out) >= 3, kind   # oracle rows cite
+    assert RaftConfig(passages=2).passages == RaftPassages(qna=2, technical=2)   # a config of one number for both
 
 
 def test_a_conversation_row_is_grounded_on_its_last_user_turn(small_data: Path, banks_kb, tokenizer) -> None:
@@ -92,9 +93,9 @@ def test_a_conversation_row_is_grounded_on_its_last_user_turn(small_data: Path, 
                                    {"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"},
                                    {"role": "user", "content": r["input_text"]}, {"role": "assistant", "content": r["target_text"]}]}
                      for r in single]
-    cfg = RaftConfig(passages=2, oracle_fraction=1.0, seed=1)
-    plain = raft_rows(single, index, encoder, tokenizer, cfg, RetrievalConfig())
-    grounded = raft_rows(conversations, index, encoder, tokenizer, cfg, RetrievalConfig())
+    cfg = RaftConfig(passages=RaftPassages(technical=2), oracle_fraction=1.0, seed=1)
+    plain = raft_rows(single, "technical", index, encoder, tokenizer, cfg, RetrievalConfig())
+    grounded = raft_rows(conversations, "technical", index, encoder, tokenizer, cfg, RetrievalConfig())
     for row, conv, new in zip(plain, conversations, grounded, strict=True):
         assert new["passages"] == row["passages"]
         assert new["messages"][:-1] == conv["messages"][:-1]
@@ -132,8 +133,8 @@ def test_a_specialist_trains_on_raft_rows_when_the_knowledge_base_exists(hybrid:
     raft_train = hybrid.datasets / "raft" / "dialogue_qna_train.jsonl"
     assert manifest["data"][str(hybrid.datasets / "dialogue_qna_train.jsonl")]["share"] == 1.0   # what RAFT grounds
     rows = read_jsonl(raft_train)
-    assert rows and all(len(r["passages"]) == 2 for r in rows)
-    assert sum("[1]" in r["target_text"] or "[2]" in r["target_text"] for r in rows) > len(rows) / 2
+    assert rows and all(len(r["passages"]) == RaftConfig().passages.qna for r in rows)
+    assert sum("[1]" in r["target_text"] for r in rows) > len(rows) / 2
     from transformers import AutoTokenizer
 
     from pz2.config import ValidationConfig
@@ -176,7 +177,8 @@ def test_sheet_rows_come_from_training_sheets_and_quote_their_command(tmp_path_f
         assert split_of(chunk.path) == "train" and answer.split("\n", 1)[1] in chunk.text
     tar = [a for q, a, c in examples if c.path == "cheat:tar"]
     assert tar == [], "tar is a held-out sheet: `pz2 eval kb` asks about it"
-    rows = sheet_rows(index, encoder, tokenizer, RaftConfig(sheet_rows=40), RetrievalConfig())
+    rows = sheet_rows(index, encoder, tokenizer, RaftConfig(sheet_rows=40, passages=RaftPassages(technical=2)),
+                      RetrievalConfig())
     assert len(rows) == 40 and all(len(r["passages"]) == 2 for r in rows)
     cited_rows = [r for r in rows if "[1]" in r["target_text"] or "[2]" in r["target_text"]]
     assert len(cited_rows) > 20

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pz2.errors import ConfigError
 from pz2.fileio import atomic_write_text
@@ -531,18 +531,28 @@ class SFTConfig(_Strict):
     lora: LoraSettings = LoraSettings()
 
 
+class RaftPassages(_Strict):
+    """Passages per RAFT row, for each specialist: the oracle and distractors, or distractors only."""
+
+    qna: int = Field(
+        1, ge=1, le=10,
+        description="As many as its prompt quotes at run time (`retrieval.top_k`): two cost a row 48 % more tokens "
+        "to train on (5 of the demo's 37 minutes) and did not answer better (`pz2 eval kb`, README).",
+    )
+    technical: int = Field(
+        2, ge=1, le=10,
+        description="A distractor beside the oracle: with one passage the technical specialist answered 0.75 and "
+        "0.67 (two seeds) instead of 0.88 with retrieval, often stopping after its first line.",
+    )
+
+
 class RaftConfig(_Strict):
     """Retrieval-augmented fine-tuning rows for the specialists (built when the knowledge base exists)."""
 
     enabled: bool = Field(
         True, description="Train the specialists on rows that quote retrieved passages (needs `pz2 kb build`)."
     )
-    passages: int | None = Field(
-        None, ge=1, le=10,
-        description="Passages per row: the oracle and distractors, or distractors only. null: the runtime's "
-        "`retrieval.top_k`, so that a row quotes as many passages as the specialist's prompt will (two passages "
-        "for a one-passage prompt also cost a RAFT row 40 % more tokens to train on).",
-    )
+    passages: RaftPassages = RaftPassages()
     oracle_fraction: float = Field(
         0.8, ge=0, le=1, description="Rows whose passages include the one holding the answer (RAFT's P)."
     )
@@ -552,6 +562,12 @@ class RaftConfig(_Strict):
         "answer its command): the technical specialist also learns to quote a command from a sheet.",
     )
     seed: int = Field(42, ge=0, description="Which rows get the oracle, and which sheet examples are drawn.")
+
+    @field_validator("passages", mode="before")
+    @classmethod
+    def _one_number_for_both(cls, value: Any) -> Any:
+        """`passages: 2`, as configs wrote it before each specialist had its own: the same for both."""
+        return {"qna": value, "technical": value} if isinstance(value, int) else value
 
 
 class EvaluationConfig(_Strict):

@@ -42,24 +42,19 @@ def cite(answer: str, n: int) -> str:
     return first + sep + rest
 
 
-def raft_passages(cfg: RaftConfig, retrieval: RetrievalConfig) -> int:
-    """Passages a RAFT row quotes: as many as the specialist's prompt will at run time unless set."""
-    return cfg.passages or retrieval.top_k
-
-
 def _passage(n: int, c: Chunk) -> Passage:
     return Passage(n, c.path, c.title, c.text, c.line_start, c.line_end)
 
 
-def raft_rows(rows: Iterable[dict[str, Any]], index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any,
-              cfg: RaftConfig, retrieval: RetrievalConfig) -> list[dict[str, Any]]:
+def raft_rows(rows: Iterable[dict[str, Any]], kind: str, index: KnowledgeIndex, encoder: SentenceEncoder,
+              tokenizer: Any, cfg: RaftConfig, retrieval: RetrievalConfig) -> list[dict[str, Any]]:
     """The rows with `passages` added (and the answer citing its oracle); a row whose answer has no
     document (a human-written corpus row, a user's own) gets distractors only. A conversation's last
     user turn is what retrieval reads and its last answer what cites."""
     rows = list(rows)
     paths = bank_paths()
-    return _with_passages(rows, [(paths.get(last_exchange(r)[1]), None) for r in rows], index, encoder, tokenizer,
-                          cfg, retrieval)
+    return _with_passages(rows, [(paths.get(last_exchange(r)[1]), None) for r in rows], getattr(cfg.passages, kind),
+                          index, encoder, tokenizer, cfg, retrieval)
 
 
 def sheet_examples(index: KnowledgeIndex) -> list[tuple[str, str, Chunk]]:
@@ -96,13 +91,14 @@ def sheet_rows(index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any, 
     examples = sheet_examples(index)
     examples = random.Random(cfg.seed).sample(examples, min(cfg.sheet_rows, len(examples)))
     rows = [{"input_text": q, "target_text": a, "source": f"raft:{c.path}"} for q, a, c in examples]
-    return _with_passages(rows, [(c.path, c.id) for _, _, c in examples], index, encoder, tokenizer, cfg, retrieval)
+    return _with_passages(rows, [(c.path, c.id) for _, _, c in examples], cfg.passages.technical, index, encoder,
+                          tokenizer, cfg, retrieval)
 
 
-def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, str | None]], index: KnowledgeIndex,
-                   encoder: SentenceEncoder, tokenizer: Any, cfg: RaftConfig,
+def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, str | None]], count: int,
+                   index: KnowledgeIndex, encoder: SentenceEncoder, tokenizer: Any, cfg: RaftConfig,
                    retrieval: RetrievalConfig) -> list[dict[str, Any]]:
-    """Each row with its passages: oracle (document path, and the exact passage id when known) and
+    """Each row with `count` passages: oracle (document path, and the exact passage id when known) and
     hard-negative distractors from training passages, in the index's rank order."""
     rng = random.Random(cfg.seed)
     by_id = {c.id: c for c in index.chunks}
@@ -121,7 +117,7 @@ def _with_passages(rows: list[dict[str, Any]], oracles: list[tuple[str | None, s
         if oracle_path in first_of and rng.random() < cfg.oracle_fraction:
             oracle = by_id[oracle_id] if oracle_id else next((c for c in ranked if c.path == oracle_path),
                                                                first_of[oracle_path])
-        chosen = distractors[: raft_passages(cfg, retrieval) - (oracle is not None)]
+        chosen = distractors[: count - (oracle is not None)]
         if oracle is not None:
             rank = {c.id: i for i, c in enumerate(ranked)}
             if oracle.id in rank:   # where the index ranks it, as the prompt will order it at run time

@@ -21,7 +21,7 @@ from pz2.errors import DatasetError, UsageError
 from pz2.fileio import atomic_write_jsonl, sha256_file
 from pz2.knowledge.grounding import Passage, grounded_message
 from pz2.knowledge.index import MANIFEST, KnowledgeIndex
-from pz2.knowledge.raft import raft_file, raft_passages, raft_rows, sheet_rows
+from pz2.knowledge.raft import raft_file, raft_rows, sheet_rows
 from pz2.models.chat import IGNORE_INDEX, ChatExample, encode_example
 from pz2.models.sentence import SentenceEncoder
 from pz2.workspace import Workspace
@@ -160,7 +160,7 @@ def raft_rows_for(ws: Workspace, kind: str, rows: TrainingRows, raft: RaftConfig
     encoder = SentenceEncoder.for_knowledge(model_cfg)
     grounded = {}
     for split, part in (("train", rows.train), ("validation", rows.validation)):
-        out = raft_rows(part, index, encoder, tokenizer, raft, model_cfg.runtime.retrieval)
+        out = raft_rows(part, kind, index, encoder, tokenizer, raft, model_cfg.runtime.retrieval)
         if kind == "technical" and split == "train":
             out += sheet_rows(index, encoder, tokenizer, raft, model_cfg.runtime.retrieval)
         path = raft_file(ws.datasets, kind, split)
@@ -170,8 +170,7 @@ def raft_rows_for(ws: Workspace, kind: str, rows: TrainingRows, raft: RaftConfig
         if errors:
             raise DatasetError(path, errors[0].line, errors[0].message())
         grounded[split] = out
-    logger.info("%s: RAFT rows with up to %d passages each in %s", kind,
-                raft_passages(raft, model_cfg.runtime.retrieval), ws.datasets / "raft")
+    logger.info("%s: RAFT rows with %d passages each in %s", kind, getattr(raft.passages, kind), ws.datasets / "raft")
     return TrainingRows(grounded["train"], grounded["validation"], rows.files)
 
 
