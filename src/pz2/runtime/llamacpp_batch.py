@@ -105,34 +105,33 @@ class BatchDecoder:
     def run(self, adapter: str | None, handle: Any, prompt: list[int], decoding: Decoding, reuse: bool) -> None:
         """Decode `prompt`'s answer with the adapter `handle` (named `adapter`) beside whatever else is running."""
         seq = _Sequence(adapter, handle, prompt, decoding, reuse)
-        if self._thread is None:
-            with self._cv:
-                if self._closed:
-                    raise ModelError("the engine is closed")
-                self._waiting.append(seq)
-                try:
-                    while not seq.done.is_set():
-                        self._round([], self._admit())
-                except BaseException:   # Ctrl-C on the caller's thread: nothing is left half-decoded
-                    for other in list(self._running):
-                        self.slots[other.slot].tokens = []
-                        self._end(other, None)
-                    raise
-            if seq.error is not None:
-                raise seq.error
-            return
         with self._cv:
             if self._closed:
                 raise ModelError("the engine is closed")
             self._waiting.append(seq)
-            self._cv.notify()
-        try:
-            seq.done.wait()
-        except BaseException:
-            seq.abandoned = True
-            raise
+            if self._thread is None:
+                self._decode_here(seq)
+            else:
+                self._cv.notify()
+        if self._thread is not None:
+            try:
+                seq.done.wait()
+            except BaseException:
+                seq.abandoned = True
+                raise
         if seq.error is not None:
             raise seq.error
+
+    def _decode_here(self, seq: _Sequence) -> None:
+        """One slot: the caller's thread runs the rounds until its answer is done (under `_cv`)."""
+        try:
+            while not seq.done.is_set():
+                self._round([], self._admit())
+        except BaseException:   # Ctrl-C on the caller's thread: nothing is left half-decoded
+            for other in list(self._running):
+                self.slots[other.slot].tokens = []
+                self._end(other, None)
+            raise
 
     def forget(self, handle: Any) -> None:
         """Take the adapter `handle` off the context (before it is freed), between two rounds."""
