@@ -166,8 +166,10 @@ def test_a_rebuild_embeds_only_new_or_changed_documents(tmp_path: Path, encoder:
     assert again.embedded == 0 and again.reused_documents == 3 and again.chunks == first.chunks
     (docs / "b.txt").write_text("Bicycles need air in their tyres and oil on the chain.", encoding="utf-8")
     (docs / "c.txt").unlink()
-    third = _build(kb, docs, encoder)
+    progress: list[tuple[int, int]] = []
+    third = build_knowledge(kb, ONLY_USER, TrainingConfig(), encoder, [docs], progress=lambda *p: progress.append(p))
     assert third.embedded == 1 and third.reused_documents == 1 and third.documents == 2
+    assert progress == [(1, 1)], "the progress counts what is embedded, not what is reused"
     index = KnowledgeIndex.load(kb)
     assert {Path(c.path).name for c in index.chunks} == {"a.md", "b.txt"}
     assert any("oil on the chain" in c.text for c in index.chunks)

@@ -45,7 +45,14 @@ from pz2.runtime.engine import build_engine, engine_answering_as
 from pz2.runtime.language import english_coverage, english_rendering
 from pz2.training.classifier import train_classifier
 from pz2.training.sft import train_sft
-from pz2.views import confidence_lines, print_comparison, print_validation, rows_table, source_lines
+from pz2.views import (
+    confidence_lines,
+    embedding_progress,
+    print_comparison,
+    print_validation,
+    rows_table,
+    source_lines,
+)
 from pz2.workspace import Workspace
 
 # Rows per test file and category in the demo's comparison: about 50 rows, under 3 minutes on 2 cores
@@ -217,9 +224,9 @@ def run_demo(ws: Workspace, console: Console, quick: bool = False) -> bool:
         console.print(table)
 
     with clock.step("build the knowledge base the specialists answer from"):
-        with console.status("embedding passages with MiniLM"):
+        with console.status("embedding passages with MiniLM") as status:
             kb = build_knowledge(ws.knowledge, model_cfg.knowledge, train_cfg,
-                                 SentenceEncoder.for_knowledge(model_cfg))
+                                 SentenceEncoder.for_knowledge(model_cfg), progress=embedding_progress(status))
         parts = ", ".join(f"{k} {v}" for k, v in sorted(kb.by_collection.items()))
         console.print(f"{kb.documents} documents -> {kb.chunks} passages ({parts}) in {kb.seconds:.1f} s -> "
                       f"{kb.folder}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from pz2.data.validate import ValidationReport
@@ -13,6 +16,11 @@ def source_lines(sources: list[dict], indent: str = "  ") -> list[str]:
     """One line per passage of an answer: its number, title, where it is, and whether the answer cited it."""
     return [f"[dim]{indent}[{s['n']}] {escape(s['title'])} · {escape(s['path'])}:{s['line_start']}-{s['line_end']} · "
             f"similarity {s['similarity']:.2f}{' · cited' if s['cited'] else ''}[/]" for s in sources]
+
+
+def embedding_progress(status: Status) -> Callable[[int, int], None]:
+    """`build_knowledge`'s progress as the text of a spinner (shown on a terminal only)."""
+    return lambda done, total: status.update(f"embedding passages with MiniLM: {done:,} of {total:,}")
 
 
 def rows_table(title: str, rows: dict[str, int]) -> Table:

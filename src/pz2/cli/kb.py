@@ -27,12 +27,13 @@ def kb_build_cmd(
     """
     from pz2.knowledge.build import build_knowledge
     from pz2.models.sentence import SentenceEncoder
+    from pz2.views import embedding_progress
 
     ws = _ws(ctx)
     cfg = ws.model_config()
-    with console.status("embedding passages with MiniLM"):
+    with console.status("embedding passages with MiniLM") as status:
         report = build_knowledge(ws.knowledge, cfg.knowledge, ws.training_config(), SentenceEncoder.for_knowledge(cfg),
-                                 list(paths or []))
+                                 list(paths or []), embedding_progress(status))
     for s in report.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(s.path)}: {escape(s.reason)}", highlight=False)
     parts = ", ".join(f"{k} {v}" for k, v in sorted(report.by_collection.items()))

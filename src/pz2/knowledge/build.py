@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,10 @@ def _previous(folder: Path) -> tuple[dict[str, str], dict[str, list[tuple[Chunk,
 
 
 def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig, encoder: SentenceEncoder,
-                    paths: list[Path] | None = None) -> BuildReport:
+                    paths: list[Path] | None = None, progress: Callable[[int, int], None] | None = None) -> BuildReport:
     """Index the configured collections and user documents (plus `paths`) into `folder` with `encoder`
-    (`SentenceEncoder.for_knowledge`), whose setting the manifest records."""
+    (`SentenceEncoder.for_knowledge`), whose setting the manifest records; `progress(embedded, to_embed)`
+    follows the embedding, nearly all of a build's time."""
     start = time.perf_counter()
     report = BuildReport(folder)
     docs = builtin_documents(cfg.collections, training)
@@ -99,7 +101,7 @@ def build_knowledge(folder: Path, cfg: KnowledgeConfig, training: TrainingConfig
                                "chunks": len(chunks) - before}
     if fresh:
         logger.info("embedding %d new passages (%d documents reused)", len(fresh), report.reused_documents)
-        embedded = encoder.embed([f"{chunks[i].title}\n{chunks[i].text}" for i in fresh])
+        embedded = encoder.embed([f"{chunks[i].title}\n{chunks[i].text}" for i in fresh], progress=progress)
         for i, vector in zip(fresh, embedded):
             vectors[i] = vector
     dim = encoder.dim

@@ -9,6 +9,7 @@ its `max_seq_length`. Every vector is L2-normalised, so a cosine of two embeddin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,12 @@ class SentenceEncoder:
     def dim(self) -> int:
         return self.model.config.hidden_size
 
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def embed(self, texts: list[str], batch_size: int = 64,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(N, dim) unit vectors, in the order of `texts`; an empty text embeds like its special tokens alone.
         Texts are batched longest first, as sentence-transformers does: a batch is padded to its longest text,
-        and a knowledge base mixes one-line glosses with page-long sections."""
+        and a knowledge base mixes one-line glosses with page-long sections. `progress(done, total)` is called
+        after each batch (a knowledge base of 30,000 passages takes minutes)."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
@@ -94,6 +97,8 @@ class SentenceEncoder:
                 hidden = self.model(**batch).last_hidden_state
                 pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
                 out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+                if progress is not None:
+                    progress(i + len(rows), len(texts))
         return out
 
 
