@@ -91,6 +91,25 @@ def test_eval_kb_refuses_an_index_that_holds_its_questions(kb_ws: Workspace, tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_a_question_is_in_the_index_when_a_passage_asks_it_not_when_a_passage_answers_it() -> None:
+    """The leak check finds a question where a passage starts a sentence or clause with it (a FAQ pair, a
+    question quoted after a colon, a question of two sentences), not its words inside a sentence that answers
+    it: WordNet's "bacteriologist who discovered penicillin" is the answer to "Who discovered penicillin?"."""
+    from types import SimpleNamespace
+
+    from pz2.evaluation.grounded import questions_in_index
+
+    index = SimpleNamespace(chunks=[SimpleNamespace(text=t) for t in (
+        "Fleming, Alexander Fleming (bacteriologist): Scottish bacteriologist who discovered penicillin (1881-1955)",
+        "# FAQ\n\nWhich ocean is the biggest? The Pacific.",
+        "Users ask: I use Excel at work. How do I freeze the top row? Select View, then Freeze Panes.")])
+    asked = ["Who discovered penicillin?", "which ocean is the BIGGEST", "I use Excel at work. How do I freeze the top row?",
+             "How do I freeze the top row?", "Which ocean is the biggest one?", "What is penicillin?"]
+    assert questions_in_index(index, asked) == ["which ocean is the BIGGEST",
+                                                "I use Excel at work. How do I freeze the top row?",
+                                                "How do I freeze the top row?"]
+
+
 def test_the_packaged_questions_load_and_a_bad_row_names_its_line(tmp_path: Path) -> None:
     rows = load_grounded(GROUNDED_QUESTIONS)
     assert len(rows) == 48 and {r.category for r in rows} == {"qna", "technical"}

@@ -14,6 +14,7 @@ Before anything runs, the index is checked to hold none of the questions.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ GROUNDED_QUESTIONS = Path(__file__).parent / "grounded_questions.jsonl"
 # of the index and the training data, to measure how far the knowledge base reaches beyond what pz2 ships
 GENERAL_QUESTIONS = Path(__file__).parent / "general_questions.jsonl"
 RECALL_AT = (1, 3, 5, 10)
+_CLAUSE_END = re.compile(r"[.?!:;\n]+")
 MODES = ("without", "with")
 
 
@@ -77,10 +79,18 @@ def load_grounded(path: Path) -> list[GroundedRow]:
     return rows
 
 
+def _clauses(text: str) -> str:
+    """The text's sentences and clauses, each normalised, joined by " | " (so a match can be held to start one)."""
+    return " | ".join(n for n in (normalize(part) for part in _CLAUSE_END.split(text)) if n)
+
+
 def questions_in_index(index: KnowledgeIndex, questions: list[str]) -> list[str]:
-    """The questions whose normalised text occurs in some passage: any of them would measure lookup."""
-    passages = [normalize(c.text) for c in index.chunks]
-    return [q for q in questions if any(normalize(q) in p for p in passages)]
+    """The questions whose normalised text occurs in some passage, starting a sentence or a clause there
+    ("Q: Who discovered penicillin?"): any of them would measure lookup. The same words inside a sentence are
+    the answer, not the question ("Scottish bacteriologist who discovered penicillin (1881-1955)")."""
+    passages = [f"| {_clauses(c.text)} |" for c in index.chunks]
+    needles = [f"| {_clauses(q)} " for q in questions]
+    return [q for q, needle in zip(questions, needles, strict=True) if any(needle in p for p in passages)]
 
 
 def retrieval_metrics(retriever: Retriever, rows: list[GroundedRow]) -> tuple[dict[str, Any], list[int | None]]:
