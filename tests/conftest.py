@@ -193,7 +193,7 @@ def confident_ws(hybrid_ws: Workspace, tmp_path_factory: pytest.TempPathFactory)
                  for _, user, reference, _ in reference_pairs(ws.datasets / f"unified_{split}.jsonl", cfg.system_prompt, None)]
     good = {"short_answer_words": 5, "semscore": 0.6}
     max_new = cfg.runtime.engine.max_new_tokens
-    x, _, rows = collect(engine, classifier, None, SentenceEncoder.load(cfg), questions, good, max_new, False)
+    x, _, rows = collect(engine, classifier, None, SentenceEncoder.load(cfg), questions, good, cfg.runtime, False)
     rng = np.random.default_rng(0)
     y = np.array([float((r["category"] == "general") != (rng.random() < 0.1)) for r in rows])
     eligible = np.array([r["category"] != "general" for r in rows])

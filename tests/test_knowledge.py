@@ -306,6 +306,35 @@ def test_a_general_turn_stays_ungrounded_by_default(grounded) -> None:
     assert turn.route == "unified" and turn.sources == [] and turn.retrieval_ms is None
 
 
+def test_a_grounded_unified_model_reads_passages_for_questions_not_for_chit_chat(grounded) -> None:
+    """`runtime.retrieval.unified`: a question a specialist could take is answered by the unified model from
+    its passages, and the confidence fit judges that very answer; chit-chat has nothing to look up."""
+    from pz2.models.sentence import SentenceEncoder
+    from pz2.runtime.assistant import Assistant
+    from pz2.runtime.confidence_fit import GENERATED, Question, collect
+
+    cfg = grounded.model_config({"runtime.retrieval.unified": True, "runtime.retrieval.min_similarity": -1.0})
+    question = "How do I freeze the top row in Excel?"
+    reference = "Open the View tab, click Freeze Panes and choose Freeze Top Row."
+    assistant = Assistant.from_config(grounded, cfg, log=False)
+    try:
+        asked, chat = assistant.ask(question), assistant.ask("hello, how are you today?")
+        bare = assistant.engine.generate(question, assistant.engine.unified)
+        rows = [collect(assistant.engine, assistant.classifier, assistant.retriever, SentenceEncoder.load(cfg),
+                        [Question(GENERATED, "validation", question, reference)], {"short_answer_words": 5, "semscore": 0.6},
+                        runtime, False)[2] for runtime in (cfg.runtime, grounded.model_config().runtime)]
+    finally:
+        assistant.close()
+    assert asked.classifier["label"] == "technical" and asked.route == "unified"
+    assert asked.passages and asked.passages[0].path.endswith("excel.md") and asked.retrieval_ms is not None
+    assert chat.classifier["label"] == "general" and chat.sources == [] and chat.retrieval_ms is None
+    grounded_rows, bare_rows = rows
+    covered, uncovered = grounded_rows
+    assert covered["passages"] >= 1 and covered["answer"] == asked.unified_answer != bare.text
+    assert uncovered["view"] == "uncovered" and uncovered["check"]["passage"].endswith("printer.md")
+    assert [r["passages"] for r in bare_rows] == [0, 0] and {r["answer"] for r in bare_rows} == {bare.text}
+
+
 @pytest.mark.integration
 def test_kb_commands_build_search_and_show_in_status(cli, workspace, tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs", {"printer.md": MANUAL, "bad.txt": b"\x00\x01\x02"})

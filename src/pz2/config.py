@@ -232,7 +232,9 @@ class RetrievalConfig(_Strict):
     )
     candidates: int = Field(50, ge=1, le=10_000, description="Hits taken from each of the dense and BM25 lists before fusing.")
     unified: bool = Field(
-        False, description="Ground the unified model's answers too: longer prompts, so slower (see `pz2 eval kb`)."
+        False, description="Ground the unified model's answers to questions a specialist could take (qna, technical; "
+        "chit-chat stays bare) too: longer prompts, so slower. Worth it with the `wordnet` collection (README, "
+        "\"Where users ask\"); refit the router's confidence after changing it (`pz2 train confidence`)."
     )
 
 

@@ -86,6 +86,18 @@ def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
     return max(0, room)
 
 
+def ground(engine: Engine, retriever: Retriever | None, runtime: RuntimeConfig, question: str, budget: int,
+           found: Search | None = None) -> Grounded:
+    """The question with the passages retrieved for it (`found`: its search when it already ran), leaving room
+    for a `budget`-token answer; the bare question without a knowledge base. The confidence fit grounds the
+    unified answers it judges this way too, so that they are the answers the router will judge."""
+    if retriever is None:
+        return Grounded(question)
+    room = passage_room(engine, question, runtime.retrieval.top_k, budget)
+    reply_in = None if runtime.english_only else reply_language(question)
+    return retriever.ground(question, engine.tokenizer, room, found, reply_in)
+
+
 def grounded_sampling(sampling: Sampling, question: str, grounding: Grounded) -> Sampling:
     """`sampling` with what the answer may copy exactly (the question and its passages) and, with passages,
     where it ends: before it writes its prompt's framing again (`PROMPT_FRAMING`)."""
@@ -171,6 +183,11 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
+        grounded = cfg.runtime.retrieval.unified and retriever is not None
+        if confidence is not None and confidence.metrics.get("grounded", False) != grounded:
+            logger.warning("the router's confidence was fitted on %s unified answers, and they are now %s "
+                           "(runtime.retrieval.unified): refit it with `pz2 train confidence`",
+                           *(("grounded", "bare") if not grounded else ("bare", "grounded")))
         logs = ws.assistant_logs
         assistant = cls(engine, classifier, cfg.runtime, specialists, confidence, logs / DECISIONS_FILE if log else None,
                         retriever, logs / FEEDBACK_FILE if log else None)
@@ -260,7 +277,8 @@ class Assistant:
             decision = self.router.before(asked.question, asked.prediction, cx, asked.request)
         answer = _Answer(decision, "", None)
         if decision is None or decision.route == UNIFIED:
-            use_kb = self.runtime.retrieval.unified and options.retrieval
+            # only a question a specialist could take is grounded: chit-chat has nothing to look up
+            use_kb = self.runtime.retrieval.unified and options.retrieval and asked.prediction.label in SPECIALISTS
             answer.grounding = (self._ground(asked.text, options.max_new_tokens or self.engine.max_new_tokens)
                                 if use_kb else Grounded(asked.text))
             held = decision is None and not options.provisional   # the router may still replace it
@@ -322,13 +340,7 @@ class Assistant:
             passages=answer.grounding.passages, generation=answer.gen)
 
     def _ground(self, question: str, budget: int, found: Search | None = None) -> Grounded:
-        """The question with the passages retrieved for it (`found`: the check's search of it), leaving room
-        for a `budget`-token answer; the bare question without a knowledge base."""
-        if self.retriever is None:
-            return Grounded(question)
-        room = passage_room(self.engine, question, self.runtime.retrieval.top_k, budget)
-        reply_in = None if self.runtime.english_only else reply_language(question)
-        return self.retriever.ground(question, self.engine.tokenizer, room, found, reply_in)
+        return ground(self.engine, self.retriever, self.runtime, question, budget, found)
 
     def _specialist(self, question: str, answer: _Answer, stream: AnswerStream, prompting: dict, retrieval: bool) -> None:
         """The specialist's grounded answer into `answer`; when the specialist cannot load, the unified

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from pz2.config import ConfidenceFitConfig, ModelConfig
+from pz2.config import ConfidenceFitConfig, ModelConfig, RuntimeConfig
 from pz2.data.jsonl import read_jsonl
 from pz2.data.loading import reference_pairs
 from pz2.data.real import chatterbot_rows, split_of
@@ -48,10 +48,11 @@ from pz2.runtime.confidence import (
     binary_metrics,
     features,
 )
-from pz2.runtime.engine import Engine
+from pz2.runtime.assistant import ground, grounded_sampling
+from pz2.runtime.engine import GREEDY, Engine
 from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE, Feedback, labelled_answers
 from pz2.runtime.router import SPECIALISTS
-from pz2.runtime.verification import Check, check
+from pz2.runtime.verification import check, search_without
 from pz2.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -110,39 +111,52 @@ def _mentions(q: Question) -> Callable[[str], bool]:
 
 
 def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retriever | None, encoder: SentenceEncoder,
-            questions: list[Question], good: dict, max_new_tokens: int,
+            questions: list[Question], good: dict, runtime: RuntimeConfig,
             show_progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(features in FEATURES order, good labels, rows for the log) of the unified answers to `questions`, each
-    checked against the knowledge base as the assistant would (only when the classifier says qna/technical).
+    checked against the knowledge base as the assistant would (only when the classifier says qna/technical),
+    and, with `runtime.retrieval.unified`, written from the passages the assistant would give the unified
+    model: the fit judges the answers the router will judge.
 
     Every question of the fit has its answer somewhere in the knowledge base (a bank topic, a corpus pair, a
     cheat sheet), while many a user's question has none. So a checked answer is also checked a second time
-    with the passages that state its question or answer hidden (`view` "uncovered"): the same answer and
-    label, the check a question the knowledge base does not cover would get. Both views of an answer share
-    `answer_id` (one fold)."""
+    with the passages that state its question or answer hidden (`view` "uncovered"): the check a question the
+    knowledge base does not cover would get; a grounded answer is written again from what is left. Both
+    views of a question share `answer_id` (one fold)."""
+    max_new_tokens = runtime.engine.max_new_tokens
+    grounded = runtime.retrieval.unified and retriever is not None
     predictions = classifier.predict([q.text for q in questions])
     xs, rows = [], []
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task("answering validation questions", total=len(questions))
         for i, (q, prediction) in enumerate(zip(questions, predictions, strict=True)):
-            gen = engine.generate(q.text, engine.unified, max_new_tokens)
-            views: dict[str, Check | None] = {"covered": None}
-            if retriever is not None and prediction.label in SPECIALISTS:
-                views = {"covered": check(retriever, q.text, gen.text, prediction.label),
-                         "uncovered": check(retriever, q.text, gen.text, prediction.label, hide=_mentions(q))}
-            for view, verified in views.items():
+            checked = retriever is not None and prediction.label in SPECIALISTS
+            views = {"covered": None, "uncovered": _mentions(q)} if checked else {"covered": None}
+            bare, passages = None, 0
+            for view, hide in views.items():
+                if grounded and checked:
+                    grounding = ground(engine, retriever, runtime, q.text, max_new_tokens,
+                                       search_without(retriever, q.text, hide))
+                    gen = engine.stream(grounding.message, engine.unified, max_new_tokens,
+                                        sampling=grounded_sampling(GREEDY, q.text, grounding))
+                    passages = len(grounding.passages)
+                else:
+                    bare = bare or engine.generate(q.text, engine.unified, max_new_tokens)
+                    gen = bare
+                verified = check(retriever, q.text, gen.text, prediction.label, hide=hide) if checked else None
                 xs.append(features(gen, prediction, max_new_tokens, verified))
                 rows.append({"answer_id": i, "view": view, "origin": q.origin, "source": q.source, "input_text": q.text,
-                             "answer": gen.text, "reference": q.reference, "category": prediction.label,
-                             "check": verified.record() if verified else None})
+                             "answer": gen.text, "passages": passages, "reference": q.reference,
+                             "category": prediction.label, "check": verified.record() if verified else None})
             bar.advance(task)
-    first = {r["answer_id"]: r for r in reversed(rows)}   # each answer scored once, whatever its views
+    # each answer scored once, whatever its views
+    first = {(r["answer_id"], r["answer"]): r for r in reversed(rows)}
     scored = dict(zip(first, score_answers(encoder, [r["answer"] for r in first.values()],
                                            [[r["reference"]] for r in first.values()], good["short_answer_words"]),
                       strict=True))
     ys = []
     for row in rows:
-        score = scored[row["answer_id"]]
+        score = scored[row["answer_id"], row["answer"]]
         ys.append(float(is_good(score, good["semscore"])))
         row |= {"semscore": round(score["semscore"], 4), "factual": score["factual"], "good": bool(ys[-1])}
     return np.array(xs), np.array(ys), rows
@@ -190,7 +204,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
     good = {"short_answer_words": short_answer_words, "semscore": cfg.good_semscore}
     max_new = model_cfg.runtime.engine.max_new_tokens
     start = time.perf_counter()
-    x, y, rows = collect(engine, classifier, retriever, encoder, questions, good, max_new, show_progress)
+    x, y, rows = collect(engine, classifier, retriever, encoder, questions, good, model_cfg.runtime, show_progress)
     weights = np.ones(len(y))
     if cfg.feedback:
         fx, fy, fw, frows = feedback_rows(ws, cfg, len(questions))
@@ -212,6 +226,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
                           for kind in (GENERATED, HUMAN, FEEDBACK) if (kinds == kind).any()}
         model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?",
                           "adapter": engine.unified, "checked": retriever is not None, "answers": int(one_view.sum()),
+                          "grounded": bool(model_cfg.runtime.retrieval.unified and retriever is not None),
                           "seconds": round(time.perf_counter() - start, 1)}
         model.save(out.with_name(name))
         fitted[name] = (model, oof)

@@ -63,6 +63,15 @@ def support(answer: str, question: str, passage: str, stemmer: object) -> float:
     return len(own & p) / len(own) if own else 0.0
 
 
+def search_without(retriever: Retriever, question: str, hide: Callable[[str], bool] | None,
+                   vector: np.ndarray | None = None) -> Search:
+    """The question's search (`top_k` hits) without the passages `hide` picks (by text): searched deeper
+    so that the closest passages left are found."""
+    k = retriever.cfg.top_k
+    found = retriever.search(question, k=k + HIDDEN_EXTRA if hide else k, vector=vector)
+    return replace(found, hits=[h for h in found.hits if not hide(h.chunk.text)][:k]) if hide else found
+
+
 def check(retriever: Retriever, question: str, answer: str, category: str,
           hide: Callable[[str], bool] | None = None) -> Check:
     """Search the question (its vector encoded with the answer's, one pass of the encoder) and compare the
@@ -71,10 +80,7 @@ def check(retriever: Retriever, question: str, answer: str, category: str,
     answer, as for a question the knowledge base does not cover."""
     start = time.perf_counter()
     q, a = retriever.encoder.embed([expand_query(question), answer])
-    k = retriever.cfg.top_k
-    found = retriever.search(question, k=k + HIDDEN_EXTRA if hide else k, vector=q)
-    if hide:
-        found = replace(found, hits=[h for h in found.hits if not hide(h.chunk.text)][:k])
+    found = search_without(retriever, question, hide, q)
     if not found.hits:
         return Check(0.0, 0.0, 0.0, False, False, (time.perf_counter() - start) * 1000, "", found)
     best = max(found.hits, key=lambda h: h.similarity)
