@@ -33,6 +33,7 @@ from pz2.data.schema import normalize
 from pz2.evaluation.answer_quality import is_good, score_answers
 from pz2.evaluation.plots import reliability_diagram
 from pz2.fileio import atomic_write_jsonl
+from pz2.knowledge.grounding import Grounded
 from pz2.knowledge.index import MANIFEST, KnowledgeIndex
 from pz2.knowledge.raft import sheet_examples
 from pz2.knowledge.retrieval import Retriever
@@ -49,7 +50,7 @@ from pz2.runtime.confidence import (
     features,
 )
 from pz2.runtime.assistant import ground, grounded_sampling
-from pz2.runtime.engine import GREEDY, Engine
+from pz2.runtime.engine import GREEDY, Engine, Generation
 from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE, Feedback, labelled_answers
 from pz2.runtime.router import SPECIALISTS
 from pz2.runtime.verification import check, search_without
@@ -121,8 +122,8 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
     Every question of the fit has its answer somewhere in the knowledge base (a bank topic, a corpus pair, a
     cheat sheet), while many a user's question has none. So a checked answer is also checked a second time
     with the passages that state its question or answer hidden (`view` "uncovered"): the check a question the
-    knowledge base does not cover would get; a grounded answer is written again from what is left. Both
-    views of a question share `answer_id` (one fold)."""
+    knowledge base does not cover would get; a grounded answer is written again from what is left, when that
+    differs. Both views of a question share `answer_id` (one fold)."""
     max_new_tokens = runtime.engine.max_new_tokens
     grounded = runtime.retrieval.unified and retriever is not None
     predictions = classifier.predict([q.text for q in questions])
@@ -132,21 +133,20 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
         for i, (q, prediction) in enumerate(zip(questions, predictions, strict=True)):
             checked = retriever is not None and prediction.label in SPECIALISTS
             views = {"covered": None, "uncovered": _mentions(q)} if checked else {"covered": None}
-            bare, passages = None, 0
+            answers: dict[str, Generation] = {}   # by prompt: a view given the same passages, or none, has the same answer
             for view, hide in views.items():
-                if grounded and checked:
-                    grounding = ground(engine, retriever, runtime, q.text, max_new_tokens,
-                                       search_without(retriever, q.text, hide))
-                    gen = engine.stream(grounding.message, engine.unified, max_new_tokens,
-                                        sampling=grounded_sampling(GREEDY, q.text, grounding))
-                    passages = len(grounding.passages)
-                else:
-                    bare = bare or engine.generate(q.text, engine.unified, max_new_tokens)
-                    gen = bare
+                grounding = (ground(engine, retriever, runtime, q.text, max_new_tokens, search_without(retriever, q.text, hide))
+                             if grounded and checked else Grounded(q.text))
+                if grounding.message not in answers:
+                    answers[grounding.message] = (
+                        engine.stream(grounding.message, engine.unified, max_new_tokens,
+                                      sampling=grounded_sampling(GREEDY, q.text, grounding))
+                        if grounding.passages else engine.generate(q.text, engine.unified, max_new_tokens))
+                gen = answers[grounding.message]
                 verified = check(retriever, q.text, gen.text, prediction.label, hide=hide) if checked else None
                 xs.append(features(gen, prediction, max_new_tokens, verified))
                 rows.append({"answer_id": i, "view": view, "origin": q.origin, "source": q.source, "input_text": q.text,
-                             "answer": gen.text, "passages": passages, "reference": q.reference,
+                             "answer": gen.text, "passages": len(grounding.passages), "reference": q.reference,
                              "category": prediction.label, "check": verified.record() if verified else None})
             bar.advance(task)
     # each answer scored once, whatever its views
