@@ -183,11 +183,11 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        grounded = cfg.runtime.retrieval.unified and retriever is not None
-        if confidence is not None and confidence.metrics.get("grounded", False) != grounded:
+        now = "grounded" if cfg.runtime.retrieval.unified and retriever is not None else "bare"
+        fitted = "grounded" if confidence is not None and confidence.metrics.get("grounded") else "bare"
+        if confidence is not None and fitted != now:
             logger.warning("the router's confidence was fitted on %s unified answers, and they are now %s "
-                           "(runtime.retrieval.unified): refit it with `pz2 train confidence`",
-                           *(("grounded", "bare") if not grounded else ("bare", "grounded")))
+                           "(runtime.retrieval.unified): refit it with `pz2 train confidence`", fitted, now)
         logs = ws.assistant_logs
         assistant = cls(engine, classifier, cfg.runtime, specialists, confidence, logs / DECISIONS_FILE if log else None,
                         retriever, logs / FEEDBACK_FILE if log else None)
