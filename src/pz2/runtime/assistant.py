@@ -86,6 +86,12 @@ def passage_room(engine: Engine, question: str, top_k: int, budget: int) -> int:
     return max(0, room)
 
 
+def grounds_unified(runtime: RuntimeConfig, retriever: Retriever | None) -> bool:
+    """Whether the unified model answers a qna or technical question from passages: what the confidence fit
+    must have seen for the router's probabilities to hold."""
+    return runtime.retrieval.unified and retriever is not None
+
+
 def ground(engine: Engine, retriever: Retriever | None, runtime: RuntimeConfig, question: str, budget: int,
            found: Search | None = None) -> Grounded:
     """The question with the passages retrieved for it (`found`: its search when it already ran), leaving room
@@ -183,7 +189,7 @@ class Assistant:
             retriever = Retriever.load(ws.knowledge, cfg)
         else:
             logger.warning("%s: no knowledge base; specialists answer without sources (`pz2 kb build`)", ws.knowledge)
-        now = "grounded" if cfg.runtime.retrieval.unified and retriever is not None else "bare"
+        now = "grounded" if grounds_unified(cfg.runtime, retriever) else "bare"
         fitted = "grounded" if confidence is not None and confidence.metrics.get("grounded") else "bare"
         if confidence is not None and fitted != now:
             logger.warning("the router's confidence was fitted on %s unified answers, and they are now %s "

@@ -49,7 +49,7 @@ from pz2.runtime.confidence import (
     binary_metrics,
     features,
 )
-from pz2.runtime.assistant import ground, grounded_sampling
+from pz2.runtime.assistant import ground, grounded_sampling, grounds_unified
 from pz2.runtime.engine import GREEDY, Engine, Generation
 from pz2.runtime.feedback import DECISIONS_FILE, FEEDBACK_FILE, Feedback, labelled_answers
 from pz2.runtime.router import SPECIALISTS
@@ -125,7 +125,7 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
     knowledge base does not cover would get; a grounded answer is written again from what is left, when that
     differs. Both views of a question share `answer_id` (one fold)."""
     max_new_tokens = runtime.engine.max_new_tokens
-    grounded = runtime.retrieval.unified and retriever is not None
+    grounded = grounds_unified(runtime, retriever)
     predictions = classifier.predict([q.text for q in questions])
     xs, rows = [], []
     with Progress(disable=not show_progress, transient=True) as bar:
@@ -137,11 +137,9 @@ def collect(engine: Engine, classifier: ConversationClassifier, retriever: Retri
             for view, hide in views.items():
                 grounding = (ground(engine, retriever, runtime, q.text, max_new_tokens, search_without(retriever, q.text, hide))
                              if grounded and checked else Grounded(q.text))
-                if grounding.message not in answers:
-                    answers[grounding.message] = (
-                        engine.stream(grounding.message, engine.unified, max_new_tokens,
-                                      sampling=grounded_sampling(GREEDY, q.text, grounding))
-                        if grounding.passages else engine.generate(q.text, engine.unified, max_new_tokens))
+                if grounding.message not in answers:   # prompted as the assistant prompts it, passages or none
+                    answers[grounding.message] = engine.stream(grounding.message, engine.unified, max_new_tokens,
+                                                               sampling=grounded_sampling(GREEDY, q.text, grounding))
                 gen = answers[grounding.message]
                 verified = check(retriever, q.text, gen.text, prediction.label, hide=hide) if checked else None
                 xs.append(features(gen, prediction, max_new_tokens, verified))
@@ -226,7 +224,7 @@ def fit_confidence(ws: Workspace, engine: Engine, classifier: ConversationClassi
                           for kind in (GENERATED, HUMAN, FEEDBACK) if (kinds == kind).any()}
         model.metrics |= {"engine": engine.name, "served": engine.served.id if engine.served else "?",
                           "adapter": engine.unified, "checked": retriever is not None, "answers": int(one_view.sum()),
-                          "grounded": bool(model_cfg.runtime.retrieval.unified and retriever is not None),
+                          "grounded": grounds_unified(model_cfg.runtime, retriever),
                           "seconds": round(time.perf_counter() - start, 1)}
         model.save(out.with_name(name))
         fitted[name] = (model, oof)
